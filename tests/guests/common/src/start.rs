@@ -1,0 +1,164 @@
+//! Image header, entry code and exception vectors (Linux Documentation/arm64/booting.rst §3-4;
+//! Arm ARM D1.10 for the vector table layout).
+//!
+//! Xen copies the flat image to 0x40080000 and enters `_start` at EL1 with the MMU and caches off
+//! and x0 = guest-physical address of the device tree Xen generated for this domain. With the MMU
+//! off GPA = VA, and all data accesses are Device memory, which is why the target is built with
+//! `+strict-align`. The guest never touches FP/SIMD (softfloat target).
+
+use core::arch::global_asm;
+
+use crate::devicetree::{DeviceTree, DtError};
+use crate::hypercall::{self, ShutdownReason};
+use crate::scenario;
+
+// The 64-byte arm64 Image header, then the entry code. Header fields (booting.rst §4):
+//   code0/code1   branch to the real entry, then a reserved word
+//   text_offset   0x80000: Xen loads the image at RAM base + text_offset
+//   image_size    memory the image needs from its load address, including .bss and the stack
+//   flags         bit 0 = 0 little endian, bits 1-2 = 1 4 KiB pages, bit 3 = 0: the image is
+//                 linked at a fixed address, so it wants to sit near the base of RAM
+//   magic at 0x38 "ARM\x64" = 0x644d5241 little endian
+global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       __guest_entry
+    .long   0
+    .quad   0x80000
+    .quad   __image_size
+    .quad   0x2
+    .quad   0
+    .quad   0
+    .quad   0
+    .long   0x644d5241
+    .long   0
+
+__guest_entry:
+    mov     x19, x0
+
+    adrp    x1, __guest_vectors
+    add     x1, x1, :lo12:__guest_vectors
+    msr     vbar_el1, x1
+    isb
+
+    adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
+
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+1:  cmp     x1, x2
+    b.hs    2f
+    stp     xzr, xzr, [x1], #16
+    b       1b
+2:
+    mov     x0, x19
+    bl      __guest_rust_start
+3:  wfi
+    b       3b
+
+    .section .text.vectors, "ax"
+    .balign 2048
+__guest_vectors:
+    .irp    kind, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .balign 0x80
+    mov     x0, #\kind
+    b       __guest_vector_common
+    .endr
+__guest_vector_common:
+    mrs     x1, esr_el1
+    mrs     x2, elr_el1
+    mrs     x3, far_el1
+    bl      __guest_exception
+"#
+);
+
+/// What Xen handed this guest at boot. Only the entry code creates it, so the device tree address
+/// it holds is the one Xen passed in x0.
+#[derive(Debug)]
+pub struct Boot {
+    fdt_addr: usize,
+}
+
+impl Boot {
+    /// Returns the guest-physical address of the device tree blob (x0 at entry).
+    pub fn fdt_addr(&self) -> usize {
+        self.fdt_addr
+    }
+
+    /// Parses the device tree Xen generated for this guest.
+    pub fn device_tree(&self) -> Result<DeviceTree, DtError> {
+        // SAFETY: `fdt_addr` is x0 from the boot protocol: the address of a blob Xen wrote into
+        // this guest's RAM, which nothing in the guest writes to (`from_addr` also rejects a
+        // blob that overlaps the guest's own image, .bss and stack).
+        unsafe { DeviceTree::from_addr(self.fdt_addr) }
+    }
+}
+
+extern "Rust" {
+    /// The guest binary's main function, defined by [`entry!`](crate::entry).
+    fn __guest_main(boot: &Boot);
+}
+
+/// Runs the guest: learns the scenario name from the bootargs, calls the guest's main function,
+/// and powers the domain off when it returns.
+#[no_mangle]
+extern "C" fn __guest_rust_start(fdt_addr: usize) -> ! {
+    let boot = Boot { fdt_addr };
+    if let Some(name) = boot
+        .device_tree()
+        .ok()
+        .and_then(|dt| dt.bootargs())
+        .and_then(scenario::parse_name)
+    {
+        scenario::set_name(name);
+    }
+    // SAFETY: `__guest_main` is defined by `entry!` in the guest binary with exactly this
+    // signature (the macro type-checks the user function against `fn(&Boot)`).
+    unsafe { __guest_main(&boot) };
+    hypercall::shutdown(ShutdownReason::Poweroff)
+}
+
+/// Reports an exception taken at EL1 (there should be none) as a panic.
+#[no_mangle]
+extern "C" fn __guest_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    const KINDS: [&str; 4] = ["sync", "irq", "fiq", "serror"];
+    const ORIGINS: [&str; 4] = ["EL1t", "EL1h", "EL0 AArch64", "EL0 AArch32"];
+    let kind = usize::try_from(kind).unwrap_or(0) % 16;
+    panic!(
+        "unexpected {} exception from {}: ESR_EL1={esr:#x} ELR_EL1={elr:#x} FAR_EL1={far:#x}",
+        KINDS[kind % 4],
+        ORIGINS[kind / 4]
+    );
+}
+
+/// Defines the guest's entry point: `entry!(main)` with `fn main(boot: &Boot)`.
+///
+/// When `main` returns the domain powers off; a panic reports a FAIL line and crashes it.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        /// Entry point called by guest-common after the runtime is set up.
+        #[no_mangle]
+        fn __guest_main(boot: &$crate::Boot) {
+            let main: fn(&$crate::Boot) = $main;
+            main(boot)
+        }
+    };
+}
+
+/// Returns the guest-physical range `[start, end)` this image occupies, .bss and stack included.
+pub(crate) fn image_bounds() -> (usize, usize) {
+    extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+    (
+        (&raw const __image_start) as usize,
+        (&raw const __image_end) as usize,
+    )
+}
