@@ -1,0 +1,78 @@
+# rust-ioreq: `make run` boots the demo, `make test` runs every check. Both do all set-up first
+# (as root: apt packages, deb-src entries, the pinned Xen source).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BUILD      := $(CURDIR)/build
+XEN        := $(BUILD)/xen/xen/xen
+IMAGES     := $(BUILD)/guests
+HARNESS    := $(CURDIR)/target/release/harness
+SCENARIOS  := $(sort $(wildcard tests/scenarios/*.toml))
+DEMO       ?= boot-smoke
+# Seconds; empty = interactive console (quit with Ctrl-A X).
+RUN_TIMEOUT ?=
+
+HARNESS_ARGS := --xen $(XEN) --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
+
+.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests host-tools \
+        fmt-check clippy host-test check scenarios test run clean distclean
+
+help:
+	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
+	@echo "            RUN_TIMEOUT=<s> makes it non-interactive; DEMO=<scenario> picks another"
+	@echo "make test   fmt + clippy + host tests + Xen build + every QEMU scenario"
+	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
+
+setup:
+	@tools/setup.sh packages
+
+xen-source: setup
+	@tools/setup.sh xen-source
+
+xen-tree: xen-source
+	@tools/xen.sh tree
+
+xen-export:
+	@tools/xen.sh export
+
+xen-lib: setup
+	@tools/xen.sh lib
+
+xen: xen-source xen-lib
+	@tools/xen.sh build
+
+guests: setup
+	@tests/guests/build.sh $(BUILD)
+
+host-tools:
+	@cargo build -q --release -p harness
+
+fmt-check:
+	cargo fmt --all --check
+	cd arch && cargo fmt --check
+	cd tests/guests && cargo fmt --all --check
+
+clippy:
+	cargo clippy -q --workspace --all-targets -- -D warnings
+
+host-test:
+	cargo test -q --workspace
+	python3 tools/check-fpsimd.py --self-test
+
+check: fmt-check clippy host-test
+
+scenarios: xen guests host-tools
+	$(HARNESS) run $(HARNESS_ARGS) $(SCENARIOS)
+
+test: setup check scenarios
+
+run: xen guests host-tools
+	$(HARNESS) boot $(HARNESS_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) tests/scenarios/$(DEMO).toml
+
+clean:
+	rm -rf $(BUILD)/scenarios $(BUILD)/logs $(BUILD)/guests $(BUILD)/rust-ioreq
+	cargo clean
+
+distclean:
+	rm -rf $(BUILD) target
