@@ -1,0 +1,412 @@
+//! Boot-file generation: dumps QEMU's own DTB with the scenario's machine options, merges the
+//! scenario's `/chosen` into it with dtc, writes the QEMU arguments, and builds the QEMU
+//! command line (DESIGN.md §5, "QEMU 7.2").
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::dts::host_dts;
+use crate::error::Error;
+use crate::layout::{place_modules, Module, RAM_BASE};
+use crate::model::Scenario;
+
+/// QEMU binary, looked up on `PATH` (Debian package `qemu-system-arm`).
+pub const QEMU: &str = "qemu-system-aarch64";
+/// Device tree compiler, looked up on `PATH` (Debian package `device-tree-compiler`).
+pub const DTC: &str = "dtc";
+
+/// Machine options shared by the DTB dump and the boot: they must match exactly, or the
+/// dumped tree would describe another machine than the one Xen runs on.
+const MACHINE: &str = "virt,virtualization=on,gic-version=3";
+const CPU: &str = "cortex-a57";
+
+/// Warnings dtc prints for every host DTS that say nothing about the scenario:
+/// - `clocks_property`, `gpios_property`: QEMU's tree decompiles with raw phandle numbers, no
+///   labels, so dtc cannot tell they are phandles;
+/// - `avoid_unnecessary_addr_size`: `/chosen` carries 2/2 cells like ImageBuilder's trees,
+///   although its children (the domains) have no `reg`;
+/// - `interrupts_property`: the binding's `interrupts = <spi>` is the frontend SPI number,
+///   one cell by design (DESIGN.md §3), not a specifier for the host GIC's 3 cells.
+const DTC_QUIET: &[&str] = &[
+    "-W",
+    "no-clocks_property",
+    "-W",
+    "no-gpios_property",
+    "-W",
+    "no-avoid_unnecessary_addr_size",
+    "-W",
+    "no-interrupts_property",
+];
+
+/// Says where `generate` finds its inputs and puts its outputs.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// Xen hypervisor image (`xen/xen` of a Xen build), booted as QEMU's `-kernel`.
+    pub xen: PathBuf,
+    /// Directory holding the guest images `<kernel>.img`.
+    pub images: PathBuf,
+    /// Output root: files go to `<out>/<scenario name>/`.
+    pub out: PathBuf,
+}
+
+/// Selects how QEMU's console is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// For the harness: serial on stdout, no monitor, no display; stdin should be /dev/null.
+    Harness,
+    /// For a person: `-nographic` with the terminal attached (Ctrl-A X quits).
+    Interactive,
+}
+
+/// Describes the files `generate` wrote and everything needed to boot them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Generated {
+    /// `<out>/<name>/`, absolute.
+    pub dir: PathBuf,
+    pub virt_dtb: PathBuf,
+    pub virt_dts: PathBuf,
+    pub host_dts: PathBuf,
+    pub host_dtb: PathBuf,
+    pub qemu_args_file: PathBuf,
+    /// Xen image, absolute.
+    pub xen: PathBuf,
+    /// One module per domain, in domain order.
+    pub modules: Vec<Module>,
+    pub smp: u32,
+    pub mem_mib: u64,
+}
+
+/// Generates the boot files for `scenario` under `<opts.out>/<name>/`: `virt.dtb` (QEMU's own
+/// tree), `virt.dts` (its source), `host.dts` (the merge), `host.dtb` (what Xen boots with)
+/// and `qemu.args` (the machine part of the QEMU command, one argument per line, without the
+/// binary name and without console options).
+pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Error> {
+    let xen = fs::canonicalize(&opts.xen).map_err(|source| Error::Io {
+        path: opts.xen.clone(),
+        what: "find the Xen image",
+        source,
+    })?;
+    if !xen.is_file() {
+        return Err(Error::Io {
+            path: xen,
+            what: "use the Xen image",
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        });
+    }
+
+    // Images first: a missing image is a scenario problem, reported against its field.
+    let mut images = Vec::with_capacity(scenario.domains.len());
+    let mut sizes = Vec::with_capacity(scenario.domains.len());
+    for (i, d) in scenario.domains.iter().enumerate() {
+        let wanted = opts.images.join(format!("{}.img", d.kernel));
+        let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
+        let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
+            return Err(Error::invalid(
+                &scenario.path,
+                format!("domain[{i}].kernel"),
+                format!("image {} not found (domain {:?})", wanted.display(), d.name),
+            ));
+        };
+        images.push(abs);
+        sizes.push(meta.len());
+    }
+    // QEMU's RAM is `qemu_mem_mib` from RAM_BASE; validation bounded the size, so no overflow
+    // for any real value, and saturation would only make the check stricter.
+    let ram_end = RAM_BASE.saturating_add(scenario.qemu_mem_mib.saturating_mul(1 << 20));
+    let addrs = place_modules(&sizes, ram_end).map_err(|e| {
+        Error::invalid(
+            &scenario.path,
+            "domain",
+            format!("cannot place the kernel images: {e}"),
+        )
+    })?;
+    let modules: Vec<Module> = images
+        .into_iter()
+        .zip(addrs)
+        .zip(sizes)
+        .map(|((image, addr), size)| Module { image, addr, size })
+        .collect();
+
+    let dir = opts.out.join(&scenario.name);
+    fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        what: "create the output directory",
+        source,
+    })?;
+    let dir = fs::canonicalize(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        what: "resolve the output directory",
+        source,
+    })?;
+    let gen = Generated {
+        virt_dtb: dir.join("virt.dtb"),
+        virt_dts: dir.join("virt.dts"),
+        host_dts: dir.join("host.dts"),
+        host_dtb: dir.join("host.dtb"),
+        qemu_args_file: dir.join("qemu.args"),
+        dir,
+        xen,
+        modules,
+        smp: scenario.qemu_smp,
+        mem_mib: scenario.qemu_mem_mib,
+    };
+
+    // Stale outputs must not survive a failed step and be mistaken for fresh ones.
+    for p in [
+        &gen.virt_dtb,
+        &gen.virt_dts,
+        &gen.host_dts,
+        &gen.host_dtb,
+        &gen.qemu_args_file,
+    ] {
+        match fs::remove_file(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    path: p.clone(),
+                    what: "remove the old file",
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    let mut dump = OsString::from(format!("{MACHINE},dumpdtb="));
+    dump.push(qemu_opt_escape(gen.virt_dtb.as_os_str()));
+    run_tool(
+        QEMU,
+        "qemu-system-arm",
+        Command::new(QEMU)
+            .arg("-machine")
+            .arg(dump)
+            .args([
+                "-cpu",
+                CPU,
+                "-smp",
+                &gen.smp.to_string(),
+                "-m",
+                &format!("{}M", gen.mem_mib),
+            ])
+            .arg("-nographic"),
+    )?;
+    run_tool(
+        DTC,
+        "device-tree-compiler",
+        Command::new(DTC)
+            .args(["-q", "-I", "dtb", "-O", "dts", "-o"])
+            .arg(&gen.virt_dts)
+            .arg(&gen.virt_dtb),
+    )?;
+    fs::write(&gen.host_dts, host_dts(scenario, &gen.modules)).map_err(|source| Error::Io {
+        path: gen.host_dts.clone(),
+        what: "write",
+        source,
+    })?;
+    run_tool(
+        DTC,
+        "device-tree-compiler",
+        Command::new(DTC)
+            .args(DTC_QUIET)
+            .args(["-I", "dts", "-O", "dtb", "-o"])
+            .arg(&gen.host_dtb)
+            .arg(&gen.host_dts),
+    )?;
+
+    let mut lines = String::new();
+    for a in gen.machine_args() {
+        lines.push_str(&a.to_string_lossy());
+        lines.push('\n');
+    }
+    fs::write(&gen.qemu_args_file, lines).map_err(|source| Error::Io {
+        path: gen.qemu_args_file.clone(),
+        what: "write",
+        source,
+    })?;
+    Ok(gen)
+}
+
+impl Generated {
+    /// Returns the machine part of the QEMU arguments: machine, CPU, memory, host DTB, Xen and
+    /// one generic loader per module (`force-raw` so QEMU copies the image byte for byte).
+    pub fn machine_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = ["-machine", MACHINE, "-cpu", CPU, "-smp"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        a.push(self.smp.to_string().into());
+        a.push("-m".into());
+        a.push(format!("{}M", self.mem_mib).into());
+        a.push("-dtb".into());
+        a.push(self.host_dtb.clone().into());
+        a.push("-kernel".into());
+        a.push(self.xen.clone().into());
+        for m in &self.modules {
+            let mut dev = OsString::from("loader,file=");
+            dev.push(qemu_opt_escape(m.image.as_os_str()));
+            dev.push(format!(",addr={:#x},force-raw=on", m.addr));
+            a.push("-device".into());
+            a.push(dev);
+        }
+        a
+    }
+
+    /// Returns all QEMU arguments (without the binary) for the given console mode.
+    ///
+    /// Both modes pass `-no-reboot`: after a Xen panic QEMU exits instead of booting the same
+    /// modules again.
+    pub fn qemu_args(&self, console: Console) -> Vec<OsString> {
+        let mut a = self.machine_args();
+        let tail: &[&str] = match console {
+            Console::Harness => &["-display", "none", "-serial", "stdio", "-monitor", "none"],
+            Console::Interactive => &["-nographic"],
+        };
+        a.extend(tail.iter().map(OsString::from));
+        a.push("-no-reboot".into());
+        a
+    }
+
+    /// Builds the QEMU command for the given console mode; the caller sets up stdio
+    /// (`Console::Harness` expects stdin from /dev/null and stdout piped).
+    pub fn qemu_command(&self, console: Console) -> Command {
+        let mut c = Command::new(QEMU);
+        c.args(self.qemu_args(console));
+        c
+    }
+
+    /// Renders the QEMU command as one line a shell can run.
+    pub fn shell_command(&self, console: Console) -> String {
+        let mut s = String::from(QEMU);
+        for a in self.qemu_args(console) {
+            s.push(' ');
+            s.push_str(&shell_quote(&a.to_string_lossy()));
+        }
+        s
+    }
+}
+
+/// Escapes a value for a QEMU `-device key=value,...` option string, where a literal comma
+/// is written as two.
+pub fn qemu_opt_escape(v: &std::ffi::OsStr) -> OsString {
+    v.to_string_lossy().replace(',', ",,").into()
+}
+
+/// Quotes `s` for a POSIX shell when it contains anything beyond a safe set.
+pub fn shell_quote(s: &str) -> String {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b"-_./=,:@+%".contains(&b);
+    if !s.is_empty() && s.bytes().all(safe) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs an external tool to completion with stdin from /dev/null; a missing tool or a
+/// non-zero exit is an error carrying the tool's stderr and the package that provides it.
+fn run_tool(tool: &'static str, package: &str, cmd: &mut Command) -> Result<(), Error> {
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| Error::Tool {
+        tool,
+        message: if e.kind() == io::ErrorKind::NotFound {
+            format!("not found on PATH (install the Debian package {package})")
+        } else {
+            format!("cannot run: {e}")
+        },
+    })?;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            tool,
+            message: format!(
+                "{} ({:?}):\n{}",
+                out.status,
+                cmd_line(cmd),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    // Whatever dtc still warns about (the known-noise classes are off) is worth seeing.
+    if tool == DTC && !out.stderr.is_empty() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn cmd_line(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&shell_quote(&a.to_string_lossy()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_option_commas_are_doubled() {
+        assert_eq!(
+            qemu_opt_escape("/a,b/c.img".as_ref()),
+            OsString::from("/a,,b/c.img")
+        );
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(
+            shell_quote("loader,file=/x.img,addr=0x1"),
+            "loader,file=/x.img,addr=0x1"
+        );
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn command_lines_for_both_consoles() {
+        let gen = Generated {
+            dir: "/o/s".into(),
+            virt_dtb: "/o/s/virt.dtb".into(),
+            virt_dts: "/o/s/virt.dts".into(),
+            host_dts: "/o/s/host.dts".into(),
+            host_dtb: "/o/s/host.dtb".into(),
+            qemu_args_file: "/o/s/qemu.args".into(),
+            xen: "/x/xen".into(),
+            modules: vec![
+                Module {
+                    image: "/i/a.img".into(),
+                    addr: 0x5000_0000,
+                    size: 1,
+                },
+                Module {
+                    image: "/i/b.img".into(),
+                    addr: 0x5020_0000,
+                    size: 1,
+                },
+            ],
+            smp: 2,
+            mem_mib: 2048,
+        };
+        let machine = "qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3 \
+            -cpu cortex-a57 -smp 2 -m 2048M -dtb /o/s/host.dtb -kernel /x/xen \
+            -device loader,file=/i/a.img,addr=0x50000000,force-raw=on \
+            -device loader,file=/i/b.img,addr=0x50200000,force-raw=on";
+        assert_eq!(
+            gen.shell_command(Console::Harness),
+            format!("{machine} -display none -serial stdio -monitor none -no-reboot")
+        );
+        assert_eq!(
+            gen.shell_command(Console::Interactive),
+            format!("{machine} -nographic -no-reboot")
+        );
+        let cmd = gen.qemu_command(Console::Harness);
+        assert_eq!(cmd.get_program(), QEMU);
+        assert_eq!(
+            cmd.get_args().count(),
+            gen.qemu_args(Console::Harness).len()
+        );
+    }
+}

@@ -1,0 +1,582 @@
+//! Scenario schema (`tests/scenarios/<name>.toml`): parsed once with serde + toml, validated,
+//! and frozen into the public types below (DESIGN.md §7, STYLE.md habit 7).
+//!
+//! The raw serde structs are private so that a `Scenario` can only come out of `parse`, i.e.
+//! every value a caller sees has passed validation and has its defaults filled in.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Xen's command line when the scenario does not set `xen_bootargs` (DESIGN.md §5: the PL011
+/// console, no scrubbing so boots stay fast, and every guest's console output shown).
+pub const DEFAULT_XEN_BOOTARGS: &str =
+    "console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all guest_loglvl=all";
+/// Number of QEMU CPUs when the scenario does not set `qemu_smp`.
+pub const DEFAULT_SMP: u32 = 2;
+/// QEMU RAM in MiB when the scenario does not set `qemu_mem_mib`.
+pub const DEFAULT_MEM_MIB: u64 = 2048;
+
+/// Longest node name the devicetree specification allows (DT spec v0.4 §2.2.1).
+const MAX_NODE_NAME: usize = 31;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(default)]
+    description: String,
+    timeout_s: u64,
+    qemu_smp: Option<u32>,
+    qemu_mem_mib: Option<u64>,
+    xen_bootargs: Option<String>,
+    #[serde(default, rename = "domain")]
+    domains: Vec<RawDomain>,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomain {
+    name: String,
+    memory_mib: u64,
+    cpus: u32,
+    #[serde(default)]
+    vpl011: bool,
+    kernel: String,
+    bootargs: Option<String>,
+    expect_end: Option<bool>,
+    #[serde(default, rename = "device")]
+    devices: Vec<RawDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    kind: String,
+    reg: [u64; 2],
+    interrupt: u32,
+    backend: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    #[serde(default)]
+    contains: Vec<String>,
+}
+
+/// Describes one boot: QEMU's machine, Xen's command line, the dom0less domains and what the
+/// harness must see on the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Scenario {
+    /// File the scenario was read from (used in error messages and by the harness).
+    pub path: PathBuf,
+    /// Scenario name, equal to the file stem; guests print `SCENARIO <name> ...` markers.
+    pub name: String,
+    pub description: String,
+    /// Wall-clock limit for one boot, in seconds.
+    pub timeout_s: u64,
+    pub qemu_smp: u32,
+    pub qemu_mem_mib: u64,
+    pub xen_bootargs: String,
+    /// Domains in file order; module placement follows this order.
+    pub domains: Vec<Domain>,
+    /// Extra substrings that must appear somewhere in the console log.
+    pub expect_contains: Vec<String>,
+}
+
+/// Describes one dom0less domain (a `xen,domain` node under `/chosen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Domain {
+    /// Node name under `/chosen`.
+    pub name: String,
+    /// DTS label of the node, so that `xen,backend = <&label>` can point at it.
+    pub label: String,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub vpl011: bool,
+    /// Image name: the file is `<images dir>/<kernel>.img`.
+    pub kernel: String,
+    /// Guest command line (the module node's `bootargs`).
+    pub bootargs: String,
+    /// Whether the harness waits for a `SCENARIO <name> END` line from this domain.
+    pub expect_end: bool,
+    pub devices: Vec<Device>,
+}
+
+/// Describes one virtio-mmio device a domain sees as a frontend (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Device {
+    /// Free text ("blk", "rng"), kept as a comment in the generated DTS.
+    pub kind: String,
+    /// Frontend guest-physical base address of the register window.
+    pub gpa: u64,
+    /// Size of the register window in bytes.
+    pub size: u64,
+    /// Frontend SPI number.
+    pub interrupt: u32,
+    /// Name of the domain serving this device, if any; validated to exist.
+    pub backend: Option<String>,
+}
+
+impl Scenario {
+    /// Reads and validates the scenario file at `path`.
+    pub fn load(path: &Path) -> Result<Scenario, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as the scenario file `path` (the path is used for the
+    /// name-equals-file-stem rule and in error messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, Error> {
+        let raw: RawScenario = toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        validate(raw, path)
+    }
+
+    /// Counts the `[[domain.device]]` entries of all domains: the number the Rust banner must
+    /// report.
+    pub fn device_count(&self) -> usize {
+        self.domains.iter().map(|d| d.devices.len()).sum()
+    }
+
+    /// Counts the domains the harness waits for an END marker from.
+    pub fn expected_ends(&self) -> usize {
+        self.domains.iter().filter(|d| d.expect_end).count()
+    }
+}
+
+fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
+    let bad = |field: &str, msg: String| Error::invalid(path, field, msg);
+
+    // Markers and log file names are built from the name, so it must be one plain token.
+    if !is_token(&raw.name) {
+        return Err(bad(
+            "name",
+            format!(
+                "{:?} must be non-empty and use only A-Z a-z 0-9 . _ -",
+                raw.name
+            ),
+        ));
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if raw.name != stem {
+        return Err(bad(
+            "name",
+            format!(
+                "{:?} must equal the file name without .toml ({stem:?})",
+                raw.name
+            ),
+        ));
+    }
+    if raw.timeout_s == 0 {
+        return Err(bad("timeout_s", "must be at least 1".into()));
+    }
+    let qemu_smp = raw.qemu_smp.unwrap_or(DEFAULT_SMP);
+    if qemu_smp == 0 {
+        return Err(bad("qemu_smp", "must be at least 1".into()));
+    }
+    let qemu_mem_mib = raw.qemu_mem_mib.unwrap_or(DEFAULT_MEM_MIB);
+    if qemu_mem_mib == 0 {
+        return Err(bad("qemu_mem_mib", "must be at least 1".into()));
+    }
+    let xen_bootargs = raw
+        .xen_bootargs
+        .unwrap_or_else(|| DEFAULT_XEN_BOOTARGS.to_owned());
+    check_dts_string(&xen_bootargs).map_err(|m| bad("xen_bootargs", m))?;
+    if raw.domains.is_empty() {
+        return Err(bad(
+            "domain",
+            "at least one [[domain]] is needed (there is no dom0)".into(),
+        ));
+    }
+
+    // First pass: names and labels, so that backends can refer to domains declared later.
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut by_label: HashMap<String, usize> = HashMap::new();
+    for (i, d) in raw.domains.iter().enumerate() {
+        let field = format!("domain[{i}].name");
+        check_node_name(&d.name).map_err(|m| bad(&field, m))?;
+        if let Some(first) = by_name.insert(d.name.clone(), i) {
+            return Err(bad(
+                &field,
+                format!("duplicate domain name {:?} (also domain[{first}])", d.name),
+            ));
+        }
+        let label = dts_label(&d.name);
+        if let Some(first) = by_label.insert(label.clone(), i) {
+            return Err(bad(
+                &field,
+                format!(
+                    "{:?} and domain[{first}] map to the same DTS label {label:?}; rename one",
+                    d.name
+                ),
+            ));
+        }
+    }
+
+    let mut total_mib: u64 = 0;
+    let mut domains = Vec::with_capacity(raw.domains.len());
+    for (i, d) in raw.domains.into_iter().enumerate() {
+        let f = |name: &str| format!("domain[{i}].{name}");
+        if d.memory_mib == 0 || d.memory_mib.checked_mul(1024).is_none() {
+            return Err(bad(
+                &f("memory_mib"),
+                format!("{} is not a usable size", d.memory_mib),
+            ));
+        }
+        total_mib = total_mib.saturating_add(d.memory_mib);
+        if d.cpus == 0 {
+            return Err(bad(&f("cpus"), "must be at least 1".into()));
+        }
+        if !is_token(&d.kernel) || d.kernel.starts_with('.') {
+            return Err(bad(
+                &f("kernel"),
+                format!(
+                    "{:?} must be an image name (A-Z a-z 0-9 . _ -), not a path",
+                    d.kernel
+                ),
+            ));
+        }
+        let bootargs = d
+            .bootargs
+            .unwrap_or_else(|| format!("scenario={}", raw.name));
+        check_dts_string(&bootargs).map_err(|m| bad(&f("bootargs"), m))?;
+
+        let mut devices = Vec::with_capacity(d.devices.len());
+        let mut seen_gpa: HashMap<u64, usize> = HashMap::new();
+        for (j, dev) in d.devices.into_iter().enumerate() {
+            let g = |name: &str| format!("domain[{i}].device[{j}].{name}");
+            check_dts_string(&dev.kind).map_err(|m| bad(&g("kind"), m))?;
+            if dev.kind.is_empty() || dev.kind.contains("*/") {
+                return Err(bad(
+                    &g("kind"),
+                    format!("{:?} must be non-empty text", dev.kind),
+                ));
+            }
+            let [gpa, size] = dev.reg;
+            if size == 0 {
+                return Err(bad(&g("reg"), "size must not be 0".into()));
+            }
+            if gpa.checked_add(size).is_none() {
+                return Err(bad(&g("reg"), format!("{gpa:#x} + {size:#x} overflows")));
+            }
+            // Two devices at one address would get the same node name; overlapping but
+            // distinct windows are left for Xen to reject, so negative tests stay possible.
+            if let Some(first) = seen_gpa.insert(gpa, j) {
+                return Err(bad(
+                    &g("reg"),
+                    format!("address {gpa:#x} is also used by device[{first}] of this domain"),
+                ));
+            }
+            if let Some(be) = &dev.backend {
+                if !by_name.contains_key(be.as_str()) {
+                    return Err(bad(
+                        &g("backend"),
+                        format!("unknown backend {be:?}: no [[domain]] has that name"),
+                    ));
+                }
+            }
+            devices.push(Device {
+                kind: dev.kind,
+                gpa,
+                size,
+                interrupt: dev.interrupt,
+                backend: dev.backend,
+            });
+        }
+
+        domains.push(Domain {
+            label: dts_label(&d.name),
+            name: d.name,
+            memory_mib: d.memory_mib,
+            cpus: d.cpus,
+            vpl011: d.vpl011,
+            kernel: d.kernel,
+            bootargs,
+            expect_end: d.expect_end.unwrap_or(true),
+            devices,
+        });
+    }
+    if total_mib >= qemu_mem_mib {
+        return Err(bad(
+            "qemu_mem_mib",
+            format!("{qemu_mem_mib} MiB cannot hold domains that need {total_mib} MiB plus Xen"),
+        ));
+    }
+
+    for (k, c) in raw.expect.contains.iter().enumerate() {
+        if c.is_empty() {
+            return Err(bad(
+                &format!("expect.contains[{k}]"),
+                "must not be empty".into(),
+            ));
+        }
+    }
+
+    Ok(Scenario {
+        path: path.to_owned(),
+        name: raw.name,
+        description: raw.description,
+        timeout_s: raw.timeout_s,
+        qemu_smp,
+        qemu_mem_mib,
+        xen_bootargs,
+        domains,
+        expect_contains: raw.expect.contains,
+    })
+}
+
+/// Tells whether `s` is a non-empty run of `[A-Za-z0-9._-]`.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Checks a node name against the devicetree spec's character set (DT spec §2.2.1); the
+/// first character must be a letter so the name is also a sensible label base.
+fn check_node_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b",._+-".contains(&b));
+    let starts_alpha = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+    if name.is_empty() || name.len() > MAX_NODE_NAME || !ok_chars || !starts_alpha {
+        return Err(format!(
+            "{name:?} is not a device tree node name (1-{MAX_NODE_NAME} chars, a letter first, \
+             then A-Z a-z 0-9 , . _ + -)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `s` can go into a DTS string: dtc's escapes are handled by `dts::quote`, but
+/// raw control characters would be silently mangled, so they are refused.
+fn check_dts_string(s: &str) -> Result<(), String> {
+    if s.chars().any(char::is_control) {
+        return Err(format!("{s:?} contains a control character"));
+    }
+    Ok(())
+}
+
+/// Derives a DTS label from a domain name: labels are C identifiers, node names are not.
+fn dts_label(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMOKE: &str = r#"
+name = "boot-smoke"
+description = "two domUs"
+timeout_s = 60
+
+[[domain]]
+name = "domU1"
+memory_mib = 64
+cpus = 1
+kernel = "hello"
+
+  [[domain.device]]
+  kind = "blk"
+  reg = [0x02000000, 0x200]
+  interrupt = 33
+  backend = "domU2"
+
+[[domain]]
+name = "domU2"
+memory_mib = 64
+cpus = 1
+vpl011 = true
+kernel = "hello"
+bootargs = "custom args"
+expect_end = false
+
+[expect]
+contains = ["Freed"]
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, Error> {
+        Scenario::parse(text, Path::new("tests/scenarios/boot-smoke.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(s) => panic!("expected an error, parsed {s:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parses_fields_and_fills_defaults() {
+        let s = parse(SMOKE).expect("valid");
+        assert_eq!(s.name, "boot-smoke");
+        assert_eq!(s.timeout_s, 60);
+        assert_eq!(s.qemu_smp, DEFAULT_SMP);
+        assert_eq!(s.qemu_mem_mib, DEFAULT_MEM_MIB);
+        assert_eq!(s.xen_bootargs, DEFAULT_XEN_BOOTARGS);
+        assert_eq!(s.domains.len(), 2);
+        let d1 = &s.domains[0];
+        assert_eq!((d1.name.as_str(), d1.memory_mib, d1.cpus), ("domU1", 64, 1));
+        assert!(!d1.vpl011);
+        assert!(d1.expect_end);
+        assert_eq!(d1.bootargs, "scenario=boot-smoke");
+        assert_eq!(d1.label, "domU1");
+        assert_eq!(
+            d1.devices,
+            vec![Device {
+                kind: "blk".into(),
+                gpa: 0x0200_0000,
+                size: 0x200,
+                interrupt: 33,
+                backend: Some("domU2".into()),
+            }]
+        );
+        let d2 = &s.domains[1];
+        assert!(d2.vpl011);
+        assert!(!d2.expect_end);
+        assert_eq!(d2.bootargs, "custom args");
+        assert_eq!(s.expect_contains, vec!["Freed".to_owned()]);
+        assert_eq!(s.device_count(), 1);
+        assert_eq!(s.expected_ends(), 1);
+    }
+
+    #[test]
+    fn explicit_machine_settings_override_defaults() {
+        let text = SMOKE.replace(
+            "timeout_s = 60",
+            "timeout_s = 5\nqemu_smp = 4\nqemu_mem_mib = 1024\nxen_bootargs = \"console=dtuart\"",
+        );
+        let s = parse(&text).expect("valid");
+        assert_eq!((s.timeout_s, s.qemu_smp, s.qemu_mem_mib), (5, 4, 1024));
+        assert_eq!(s.xen_bootargs, "console=dtuart");
+    }
+
+    #[test]
+    fn name_must_equal_file_stem() {
+        let e = Scenario::parse(SMOKE, Path::new("x/other.toml")).expect_err("stem differs");
+        let msg = e.to_string();
+        assert!(msg.starts_with("x/other.toml: name: "), "{msg}");
+        assert!(msg.contains("\"other\""), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_domain_names_are_refused() {
+        let msg = err(&SMOKE.replace("name = \"domU2\"", "name = \"domU1\""));
+        assert!(
+            msg.contains("domain[1].name: duplicate domain name \"domU1\""),
+            "{msg}"
+        );
+        assert!(
+            msg.starts_with("tests/scenarios/boot-smoke.toml: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn label_collisions_are_refused() {
+        let text = SMOKE
+            .replace("name = \"domU1\"", "name = \"dom-a\"")
+            .replace("name = \"domU2\"", "name = \"dom.a\"")
+            .replace("backend = \"domU2\"", "backend = \"dom.a\"");
+        assert!(err(&text).contains("same DTS label \"dom_a\""));
+    }
+
+    #[test]
+    fn unknown_backend_is_refused() {
+        let msg = err(&SMOKE.replace("backend = \"domU2\"", "backend = \"domU9\""));
+        assert!(
+            msg.contains("domain[0].device[0].backend: unknown backend \"domU9\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_parse_errors() {
+        let msg = err(&SMOKE.replace("cpus = 1\nkernel", "cpus = 1\nkernal = \"x\"\nkernel"));
+        assert!(msg.contains("unknown field `kernal`"), "{msg}");
+        let msg = err(&SMOKE.replace("timeout_s = 60\n", ""));
+        assert!(msg.contains("missing field `timeout_s`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("timeout_s = 60", "timeout_s = 0", "timeout_s:"),
+            ("timeout_s = 60", "timeout_s = 1\nqemu_smp = 0", "qemu_smp:"),
+            (
+                "timeout_s = 60",
+                "timeout_s = 1\nqemu_mem_mib = 100",
+                "qemu_mem_mib:",
+            ),
+            ("name = \"domU1\"", "name = \"dom U1\"", "domain[0].name:"),
+            ("name = \"domU1\"", "name = \"1dom\"", "domain[0].name:"),
+            (
+                "memory_mib = 64\ncpus = 1\nkernel",
+                "memory_mib = 0\ncpus = 1\nkernel",
+                "domain[0].memory_mib:",
+            ),
+            (
+                "cpus = 1\nkernel = \"hello\"\n\n",
+                "cpus = 0\nkernel = \"hello\"\n\n",
+                "domain[0].cpus:",
+            ),
+            (
+                "kernel = \"hello\"\n\n",
+                "kernel = \"../hello\"\n\n",
+                "domain[0].kernel:",
+            ),
+            ("0x200]", "0]", "domain[0].device[0].reg:"),
+            (
+                "[0x02000000, 0x200]",
+                "[0xffffffffffffff00, 0x200]",
+                "domain[0].device[0].reg:",
+            ),
+            ("kind = \"blk\"", "kind = \"\"", "domain[0].device[0].kind:"),
+            (
+                "bootargs = \"custom args\"",
+                "bootargs = \"a\\nb\"",
+                "domain[1].bootargs:",
+            ),
+            ("[\"Freed\"]", "[\"\"]", "expect.contains[0]:"),
+        ];
+        for (from, to, field) in cases {
+            assert!(SMOKE.contains(from), "test case {from:?} does not apply");
+            let msg = err(&SMOKE.replacen(from, to, 1));
+            assert!(msg.contains(field), "{to:?}: expected {field:?} in {msg:?}");
+        }
+    }
+
+    #[test]
+    fn no_domains_is_refused() {
+        let msg = err("name = \"boot-smoke\"\ntimeout_s = 1\n");
+        assert!(msg.contains("domain: at least one"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_device_address_is_refused() {
+        let text = SMOKE.replace(
+            "  backend = \"domU2\"\n",
+            "  backend = \"domU2\"\n\n  [[domain.device]]\n  kind = \"rng\"\n  \
+             reg = [0x02000000, 0x200]\n  interrupt = 34\n",
+        );
+        assert!(err(&text).contains("domain[0].device[1].reg: address 0x2000000 is also used"));
+    }
+}
