@@ -15,7 +15,11 @@ pub struct Line {
 
 impl Line {
     pub const fn new() -> Self {
-        Line { buf: [0; LINE_MAX], len: 0, truncated: false }
+        Line {
+            buf: [0; LINE_MAX],
+            len: 0,
+            truncated: false,
+        }
     }
 
     /// Returns the text written so far, with `...` marking a cut.

@@ -58,7 +58,8 @@ fn redefinitions(names: &[String]) -> Vec<(String, String)> {
 }
 
 fn is_rust_mangled(name: &str) -> bool {
-    (name.starts_with("_R") || name.starts_with("_ZN")) && rustc_demangle::try_demangle(name).is_ok()
+    (name.starts_with("_R") || name.starts_with("_ZN"))
+        && rustc_demangle::try_demangle(name).is_ok()
 }
 
 /// Demangles `name` (without hash), shortens paths and makes it safe for objcopy and Xen.
@@ -79,7 +80,9 @@ fn short_name(name: &str) -> String {
     if safe.len() > MAX_LEN {
         // Keep the tail: it holds the function's own name, the most useful part in a backtrace.
         let cut = safe.len() - (MAX_LEN - 2);
-        let cut = (cut..safe.len()).find(|&i| safe.is_char_boundary(i)).unwrap_or(safe.len());
+        let cut = (cut..safe.len())
+            .find(|&i| safe.is_char_boundary(i))
+            .unwrap_or(safe.len());
         safe = format!("..{}", &safe[cut..]);
     }
     safe
@@ -129,7 +132,10 @@ mod tests {
     #[test]
     fn shortens_paths_to_two_segments() {
         assert_eq!(shorten_paths("core::fmt::write"), "fmt::write");
-        assert_eq!(shorten_paths("<a::b::C as d::e::F>::g"), "<b::C as e::F>::g");
+        assert_eq!(
+            shorten_paths("<a::b::C as d::e::F>::g"),
+            "<b::C as e::F>::g"
+        );
         assert_eq!(shorten_paths("f"), "f");
     }
 
@@ -147,16 +153,33 @@ mod tests {
         .collect();
         let pairs = redefinitions(&names);
         assert_eq!(pairs.len(), 4, "{pairs:?}");
-        assert!(pairs.iter().all(|(_, new)| new.len() <= MAX_LEN && !new.contains(' ')));
+        assert!(pairs
+            .iter()
+            .all(|(_, new)| new.len() <= MAX_LEN && !new.contains(' ')));
         let news: HashSet<_> = pairs.iter().map(|(_, n)| n.clone()).collect();
-        assert_eq!(news.len(), pairs.len(), "short names must be unique: {pairs:?}");
-        assert!(news.contains("config::count_virtio_mmio_devices"), "{news:?}");
-        assert!(news.contains("fmt::write") && news.contains("fmt::write~2"), "{news:?}");
+        assert_eq!(
+            news.len(),
+            pairs.len(),
+            "short names must be unique: {pairs:?}"
+        );
+        assert!(
+            news.contains("config::count_virtio_mmio_devices"),
+            "{news:?}"
+        );
+        assert!(
+            news.contains("fmt::write") && news.contains("fmt::write~2"),
+            "{news:?}"
+        );
     }
 
     #[test]
     fn caps_very_long_names_keeping_the_tail() {
-        let long = format!("_ZN{}E", (0..40).map(|i| format!("8segment{i:02}")).collect::<String>());
+        let long = format!(
+            "_ZN{}E",
+            (0..40)
+                .map(|i| format!("8segment{i:02}"))
+                .collect::<String>()
+        );
         let s = short_name(&long);
         assert!(s.len() <= MAX_LEN, "{s}");
     }
