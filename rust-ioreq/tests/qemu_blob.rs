@@ -16,6 +16,12 @@ fn counts_the_devices_in_the_blob_qemu_gives_xen() {
 
 #[test]
 fn refuses_a_blob_that_is_not_a_device_tree() {
-    assert_eq!(count_virtio_mmio_devices(&[0u8; 64]), Err(ConfigError::BadBlob));
-    assert_eq!(count_virtio_mmio_devices(&QEMU_BLOB[..16]), Err(ConfigError::BadBlob));
+    assert_eq!(
+        count_virtio_mmio_devices(&[0u8; 64]),
+        Err(ConfigError::BadBlob)
+    );
+    assert_eq!(
+        count_virtio_mmio_devices(&QEMU_BLOB[..16]),
+        Err(ConfigError::BadBlob)
+    );
 }
