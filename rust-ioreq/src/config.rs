@@ -1,32 +1,287 @@
-//! Boot configuration read from the host device tree (Xen `docs/misc/arm/device-tree/booting.txt`).
+//! Boot configuration: the virtio-mmio devices, frontends and backends described under
+//! `/chosen` in the host device tree (binding: `docs/binding.md`), parsed once and validated.
+//!
+//! Every error names the node and the property, because the person reading it is an
+//! integrator looking at their DT source, not at this code.
+
+use core::fmt;
 
 use fdt::node::FdtNode;
 use fdt::Fdt;
 
-/// Compatible string of a virtio-mmio device node under a frontend's `xen,domain` node.
-pub const VIRTIO_MMIO_DEVICE_COMPATIBLE: &str = "xen,virtio-mmio-device";
+use crate::abi::SLOTS_PER_PAGE;
+use crate::fixed::{FixedStr, Table};
+use crate::types::{Gpa, GpaRange, Spi};
 
-/// Errors reading the host device tree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The blob is not a valid flattened device tree.
-    BadBlob,
-    /// The tree has no `/chosen` node.
-    NoChosen,
+/// Compatible string of a device node under a frontend's `xen,domain` node.
+pub const DEVICE_COMPATIBLE: &str = "xen,virtio-mmio-device";
+/// Compatible string of a dom0less domain node.
+pub const DOMAIN_COMPATIBLE: &str = "xen,domain";
+/// Most domains the component tracks.
+pub const MAX_DOMAINS: usize = 16;
+/// Most virtio-mmio devices in the whole system.
+pub const MAX_DEVICES: usize = 32;
+/// Most frontends one backend serves (one ioreq page and RAM window each).
+pub const MAX_FRONTENDS_PER_BACKEND: usize = 8;
+/// Longest `xen,backend-args` string, in bytes.
+pub const ARGS_MAX: usize = 96;
+/// Default notify SPI of a backend: the first one after Xen's virtio-mmio range.
+pub const DEFAULT_NOTIFY_SPI: u32 = 44;
+/// Xen's `GUEST_VIRTIO_MMIO_BASE`: where default device regions start.
+pub const GUEST_VIRTIO_MMIO_BASE: u64 = 0x0200_0000;
+/// Xen's `GUEST_VIRTIO_MMIO_SPI_FIRST`/`_LAST`: the default device SPIs.
+pub const GUEST_VIRTIO_MMIO_SPIS: (u32, u32) = (33, 43);
+/// Xen's `GUEST_VPL011_SPI`.
+pub const GUEST_VPL011_SPI: u32 = 32;
+/// Size and alignment unit of a device region (the virtio-mmio register file).
+pub const DEVICE_REGION_UNIT: u64 = 0x200;
+
+/// Guest-physical regions of Xen 4.17's Arm guest memory map (`public/arch-arm.h`) that a
+/// device must not overlap. The vpl011 region only counts for domains with `vpl011`.
+const RESERVED: [(&str, u64, u64); 6] = [
+    ("guest RAM bank 0 (GUEST_RAM0)", 0x4000_0000, 0xc000_0000),
+    (
+        "guest RAM bank 1 (GUEST_RAM1)",
+        0x2_0000_0000,
+        0xfe_0000_0000,
+    ),
+    ("the GICv3 distributor", 0x0300_1000, 0x1_0000),
+    ("the GICv3 redistributors", 0x0302_0000, 0x100_0000),
+    ("the grant table (GUEST_GNTTAB)", 0x3800_0000, 0x100_0000),
+    ("the magic pages (GUEST_MAGIC)", 0x3900_0000, 0x100_0000),
+];
+const VPL011: (&str, u64, u64) = ("the vpl011 UART", 0x2200_0000, 0x1000);
+
+/// A node name as the DT has it (cut at 31 bytes for messages).
+pub type Name = FixedStr<31>;
+
+/// One dom0less domain node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Domain {
+    /// Node name under `/chosen`.
+    pub name: Name,
+    /// `phandle`, if the node has one.
+    pub phandle: Option<u32>,
+    /// `cpus`.
+    pub vcpus: u32,
+    /// `vpl011` is present.
+    pub vpl011: bool,
+    /// SPIs the domain's vGIC has (`nr_spis`, or Xen's default).
+    pub nr_spis: u32,
+    /// Present when the node has `xen,ioreq-server`.
+    pub backend: Option<Backend>,
 }
 
-impl core::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ConfigError::BadBlob => f.write_str("host device tree: not a valid FDT blob"),
-            ConfigError::NoChosen => f.write_str("host device tree: no /chosen node"),
+/// What a backend domain serves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Backend {
+    /// SPI Xen raises in the backend when a request is posted.
+    pub notify_spi: Spi,
+    /// Frontends served, as domain indices; position = frontend index `k`.
+    pub frontends: Table<u8, MAX_FRONTENDS_PER_BACKEND>,
+}
+
+/// One virtio-mmio device.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Device {
+    /// Node name.
+    pub name: Name,
+    /// Index of the frontend domain.
+    pub frontend: u8,
+    /// Index of the backend domain.
+    pub backend: u8,
+    /// Register region in the frontend's guest-physical space.
+    pub mmio: GpaRange,
+    /// Frontend SPI.
+    pub spi: Spi,
+    /// `xen,backend-args`, handed to the backend unchanged.
+    pub args: FixedStr<ARGS_MAX>,
+    /// Index of this device among its backend's devices (the doorbell's `RAISE_IRQ` value).
+    pub index_in_backend: u16,
+    /// Index `k` of the frontend among the backend's frontends.
+    pub frontend_index: u8,
+}
+
+/// The validated configuration; frozen once built.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    domains: Table<Domain, MAX_DOMAINS>,
+    devices: Table<Device, MAX_DEVICES>,
+}
+
+/// What is wrong, for [`ConfigError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The blob is not a flattened device tree.
+    BadBlob,
+    /// No `/chosen` node.
+    NoChosen,
+    /// A required property is absent.
+    Missing,
+    /// A property has the wrong length or shape.
+    Malformed,
+    /// The region is empty, not a multiple of 0x200, or wraps.
+    BadSize(u64),
+    /// The region base is not 0x200-aligned.
+    BadAlignment(u64),
+    /// The region overlaps a region of the guest memory map.
+    Overlaps(&'static str),
+    /// The region overlaps another device of the same frontend.
+    OverlapsDevice(Name),
+    /// The SPI is outside `32..32 + nr_spis`.
+    SpiOutOfRange {
+        /// The SPI asked for.
+        spi: u32,
+        /// First SPI past the domain's vGIC.
+        limit: u32,
+    },
+    /// The SPI is already used in that domain.
+    SpiReused {
+        /// The SPI.
+        spi: u32,
+        /// Its other user.
+        by: Name,
+    },
+    /// No property left for a default: more than 11 devices without `reg`/`interrupts`.
+    NoDefaultLeft,
+    /// `xen,backend` names no `xen,domain` node.
+    DanglingPhandle(u32),
+    /// `xen,backend` names a domain without `xen,ioreq-server`.
+    NotABackend(Name),
+    /// `xen,backend` names the frontend itself.
+    ServesItself,
+    /// More devices than [`MAX_DEVICES`].
+    TooManyDevices,
+    /// More frontends on one backend than [`MAX_FRONTENDS_PER_BACKEND`].
+    TooManyFrontends,
+    /// More domains than [`MAX_DOMAINS`].
+    TooManyDomains,
+    /// A frontend with more vCPUs than an ioreq page has slots.
+    TooManyVcpus(u32),
+    /// `xen,backend-args` longer than [`ARGS_MAX`].
+    ArgsTooLong,
+}
+
+/// A node: `/chosen/<domain>` or `/chosen/<domain>/<device>` (or `/` when both are empty).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Path {
+    /// Domain node name.
+    pub domain: Name,
+    /// Device node name, empty for the domain node itself.
+    pub device: Name,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.domain.as_str(), self.device.as_str()) {
+            ("", _) => f.write_str("/"),
+            (d, "") => write!(f, "/chosen/{d}"),
+            (d, n) => write!(f, "/chosen/{d}/{n}"),
         }
+    }
+}
+
+/// A configuration error: node, property and what is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending node.
+    pub node: Path,
+    /// The offending property (or `""` for the node itself).
+    pub property: &'static str,
+    /// What is wrong.
+    pub kind: ErrorKind,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.node)?;
+        if !self.property.is_empty() {
+            write!(f, ": property '{}'", self.property)?;
+        }
+        f.write_str(": ")?;
+        match self.kind {
+            ErrorKind::BadBlob => f.write_str("not a valid flattened device tree"),
+            ErrorKind::NoChosen => f.write_str("no /chosen node"),
+            ErrorKind::Missing => f.write_str("missing"),
+            ErrorKind::Malformed => f.write_str("malformed (wrong number of cells?)"),
+            ErrorKind::BadSize(s) => write!(f, "size {s:#x} is not a non-zero multiple of 0x200"),
+            ErrorKind::BadAlignment(a) => write!(f, "address {a:#x} is not 0x200-aligned"),
+            ErrorKind::Overlaps(what) => write!(f, "region overlaps {what}"),
+            ErrorKind::OverlapsDevice(other) => write!(f, "region overlaps device {other}"),
+            ErrorKind::SpiOutOfRange { spi, limit } => {
+                write!(f, "SPI {spi} is outside the domain's SPIs 32..{limit}")
+            }
+            ErrorKind::SpiReused { spi, by } => write!(f, "SPI {spi} is already used by {by}"),
+            ErrorKind::NoDefaultLeft => {
+                f.write_str("no default left (SPIs 33..43 taken): give 'reg' and 'interrupts'")
+            }
+            ErrorKind::DanglingPhandle(p) => write!(f, "phandle {p:#x} is no xen,domain node"),
+            ErrorKind::NotABackend(n) => write!(f, "domain {n} has no 'xen,ioreq-server'"),
+            ErrorKind::ServesItself => f.write_str("a domain cannot be its own backend"),
+            ErrorKind::TooManyDevices => write!(f, "more than {MAX_DEVICES} devices"),
+            ErrorKind::TooManyFrontends => {
+                write!(
+                    f,
+                    "backend serves more than {MAX_FRONTENDS_PER_BACKEND} frontends"
+                )
+            }
+            ErrorKind::TooManyDomains => write!(f, "more than {MAX_DOMAINS} domains"),
+            ErrorKind::TooManyVcpus(n) => {
+                write!(f, "{n} vCPUs: a frontend has at most {SLOTS_PER_PAGE}")
+            }
+            ErrorKind::ArgsTooLong => write!(f, "longer than {ARGS_MAX} bytes"),
+        }
+    }
+}
+
+fn err(node: &Path, property: &'static str, kind: ErrorKind) -> ConfigError {
+    ConfigError {
+        node: *node,
+        property,
+        kind,
     }
 }
 
 fn is_compatible(node: &FdtNode<'_, '_>, wanted: &str) -> bool {
     node.compatible()
         .is_some_and(|c| c.all().any(|s| s == wanted))
+}
+
+/// Reads a property as big-endian cells.
+fn cells<'a>(node: &FdtNode<'_, 'a>, name: &str) -> Option<impl Iterator<Item = u32> + 'a> {
+    let p = node.property(name)?;
+    Some(
+        p.value
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
+    )
+}
+
+fn cell_count(node: &FdtNode<'_, '_>, name: &str) -> Option<usize> {
+    node.property(name).map(|p| p.value.len() / 4)
+}
+
+fn read_u32(
+    node: &FdtNode<'_, '_>,
+    path: &Path,
+    name: &'static str,
+) -> Result<Option<u32>, ConfigError> {
+    match node.property(name) {
+        None => Ok(None),
+        Some(p) if p.value.len() == 4 => Ok(Some(u32::from_be_bytes([
+            p.value[0], p.value[1], p.value[2], p.value[3],
+        ]))),
+        Some(_) => Err(err(path, name, ErrorKind::Malformed)),
+    }
+}
+
+/// Joins `cells` big-endian 32-bit cells into one number.
+fn join(it: &mut impl Iterator<Item = u32>, cells: usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for _ in 0..cells {
+        v = (v << 32) | u64::from(it.next()?);
+    }
+    Some(v)
 }
 
 /// Finds `/chosen` by walking the root's children.
@@ -37,15 +292,297 @@ fn chosen<'b, 'a>(fdt: &'b Fdt<'a>) -> Option<FdtNode<'b, 'a>> {
     fdt.find_node("/")?.children().find(|n| n.name == "chosen")
 }
 
-/// Counts the `xen,virtio-mmio-device` nodes that are children of `xen,domain` nodes in
-/// `/chosen`.
-pub fn count_virtio_mmio_devices(blob: &[u8]) -> Result<usize, ConfigError> {
-    let fdt = Fdt::new(blob).map_err(|_| ConfigError::BadBlob)?;
-    let chosen = chosen(&fdt).ok_or(ConfigError::NoChosen)?;
-    Ok(chosen
-        .children()
-        .filter(|d| is_compatible(d, "xen,domain"))
-        .flat_map(|d| d.children())
-        .filter(|n| is_compatible(n, VIRTIO_MMIO_DEVICE_COMPATIBLE))
-        .count())
+fn path2(domain: &str, device: &str) -> Path {
+    Path {
+        domain: Name::from_str(domain),
+        device: Name::from_str(device),
+    }
+}
+
+impl Config {
+    /// Parses and validates the configuration in the host device tree.
+    ///
+    /// `gic_spis` is the number of SPIs of a domain whose node has no `nr_spis` (Xen's
+    /// default: the host GIC's lines minus 32).
+    pub fn from_fdt(blob: &[u8], gic_spis: u32) -> Result<Config, ConfigError> {
+        let root = Path::default();
+        let fdt = Fdt::new(blob).map_err(|_| err(&root, "", ErrorKind::BadBlob))?;
+        let chosen = chosen(&fdt).ok_or(err(&root, "", ErrorKind::NoChosen))?;
+        let mut config = Config::default();
+
+        for node in chosen
+            .children()
+            .filter(|n| is_compatible(n, DOMAIN_COMPATIBLE))
+        {
+            let path = path2(node.name, "");
+            let domain = parse_domain(&node, &path, gic_spis)?;
+            config
+                .domains
+                .push(domain)
+                .map_err(|_| err(&path, "", ErrorKind::TooManyDomains))?;
+        }
+        for (index, node) in chosen
+            .children()
+            .filter(|n| is_compatible(n, DOMAIN_COMPATIBLE))
+            .enumerate()
+        {
+            let devices = node
+                .children()
+                .filter(|n| is_compatible(n, DEVICE_COMPATIBLE));
+            for (nth, dev) in devices.enumerate() {
+                let path = path2(node.name, dev.name);
+                let device = config.parse_device(&node, &dev, &path, index as u8, nth)?;
+                config.add_device(device, &path)?;
+            }
+        }
+        Ok(config)
+    }
+
+    /// Returns the domains in `/chosen` order (index = domain index).
+    pub fn domains(&self) -> &[Domain] {
+        self.domains.as_slice()
+    }
+
+    /// Returns the devices in DT order.
+    pub fn devices(&self) -> &[Device] {
+        self.devices.as_slice()
+    }
+
+    /// Returns the index of the domain whose node is named `name`.
+    pub fn domain_index(&self, name: &str) -> Option<usize> {
+        self.domains().iter().position(|d| d.name.as_str() == name)
+    }
+
+    fn parse_device(
+        &self,
+        domain: &FdtNode<'_, '_>,
+        dev: &FdtNode<'_, '_>,
+        path: &Path,
+        frontend: u8,
+        nth: usize,
+    ) -> Result<Device, ConfigError> {
+        let fe = &self.domains()[usize::from(frontend)];
+        let addr_cells = read_u32(domain, path, "#address-cells")?.unwrap_or(2) as usize;
+        let size_cells = read_u32(domain, path, "#size-cells")?.unwrap_or(1) as usize;
+        let (first_spi, last_spi) = GUEST_VIRTIO_MMIO_SPIS;
+
+        let (base, size) = match cells(dev, "reg") {
+            None => {
+                if nth > (last_spi - first_spi) as usize {
+                    return Err(err(path, "reg", ErrorKind::NoDefaultLeft));
+                }
+                (
+                    GUEST_VIRTIO_MMIO_BASE + DEVICE_REGION_UNIT * nth as u64,
+                    DEVICE_REGION_UNIT,
+                )
+            }
+            Some(mut it) => {
+                if cell_count(dev, "reg") != Some(addr_cells + size_cells) {
+                    return Err(err(path, "reg", ErrorKind::Malformed));
+                }
+                let base =
+                    join(&mut it, addr_cells).ok_or(err(path, "reg", ErrorKind::Malformed))?;
+                let size =
+                    join(&mut it, size_cells).ok_or(err(path, "reg", ErrorKind::Malformed))?;
+                (base, size)
+            }
+        };
+        if size == 0 || size % DEVICE_REGION_UNIT != 0 {
+            return Err(err(path, "reg", ErrorKind::BadSize(size)));
+        }
+        if base % DEVICE_REGION_UNIT != 0 {
+            return Err(err(path, "reg", ErrorKind::BadAlignment(base)));
+        }
+        let mmio =
+            GpaRange::new(Gpa(base), size).ok_or(err(path, "reg", ErrorKind::BadSize(size)))?;
+        for (what, start, len) in RESERVED.iter().chain(fe.vpl011.then_some(&VPL011)) {
+            let reserved = GpaRange::new(Gpa(*start), *len).unwrap_or_default();
+            if mmio.overlaps(&reserved) {
+                return Err(err(path, "reg", ErrorKind::Overlaps(what)));
+            }
+        }
+
+        let spi = match read_u32(dev, path, "interrupts")? {
+            Some(n) => n,
+            None if nth <= (last_spi - first_spi) as usize => first_spi + nth as u32,
+            None => return Err(err(path, "interrupts", ErrorKind::NoDefaultLeft)),
+        };
+        let limit = Spi::FIRST + fe.nr_spis;
+        let spi = match Spi::new(spi) {
+            Some(s) if s.0 < limit => s,
+            _ => {
+                return Err(err(
+                    path,
+                    "interrupts",
+                    ErrorKind::SpiOutOfRange { spi, limit },
+                ))
+            }
+        };
+        if fe.vpl011 && spi.0 == GUEST_VPL011_SPI {
+            let by = Name::from_str("vpl011");
+            return Err(err(
+                path,
+                "interrupts",
+                ErrorKind::SpiReused { spi: spi.0, by },
+            ));
+        }
+        if let Some(be) = fe.backend {
+            if be.notify_spi == spi {
+                let by = Name::from_str("its own xen,ioreq-notify-spi");
+                return Err(err(
+                    path,
+                    "interrupts",
+                    ErrorKind::SpiReused { spi: spi.0, by },
+                ));
+            }
+        }
+
+        let phandle = read_u32(dev, path, "xen,backend")?.ok_or(err(
+            path,
+            "xen,backend",
+            ErrorKind::Missing,
+        ))?;
+        let backend = self
+            .domains()
+            .iter()
+            .position(|d| d.phandle == Some(phandle))
+            .ok_or(err(
+                path,
+                "xen,backend",
+                ErrorKind::DanglingPhandle(phandle),
+            ))?;
+        if backend == usize::from(frontend) {
+            return Err(err(path, "xen,backend", ErrorKind::ServesItself));
+        }
+        if self.domains()[backend].backend.is_none() {
+            let name = self.domains()[backend].name;
+            return Err(err(path, "xen,backend", ErrorKind::NotABackend(name)));
+        }
+
+        let args = dev.property("xen,backend-args").ok_or(err(
+            path,
+            "xen,backend-args",
+            ErrorKind::Missing,
+        ))?;
+        let args = args
+            .as_str()
+            .ok_or(err(path, "xen,backend-args", ErrorKind::Malformed))?;
+        let args = FixedStr::try_from_str(args).ok_or(err(
+            path,
+            "xen,backend-args",
+            ErrorKind::ArgsTooLong,
+        ))?;
+
+        Ok(Device {
+            name: Name::from_str(dev.name),
+            frontend,
+            backend: backend as u8,
+            mmio,
+            spi,
+            args,
+            index_in_backend: 0,
+            frontend_index: 0,
+        })
+    }
+
+    /// Checks `device` against the devices already accepted, numbers it within its backend and
+    /// adds it.
+    fn add_device(&mut self, mut device: Device, path: &Path) -> Result<(), ConfigError> {
+        for other in self
+            .devices()
+            .iter()
+            .filter(|o| o.frontend == device.frontend)
+        {
+            if other.mmio.overlaps(&device.mmio) {
+                return Err(err(path, "reg", ErrorKind::OverlapsDevice(other.name)));
+            }
+            if other.spi == device.spi {
+                let kind = ErrorKind::SpiReused {
+                    spi: device.spi.0,
+                    by: other.name,
+                };
+                return Err(err(path, "interrupts", kind));
+            }
+        }
+        device.index_in_backend = self
+            .devices()
+            .iter()
+            .filter(|o| o.backend == device.backend)
+            .count() as u16;
+        let frontend_vcpus = self.domains()[usize::from(device.frontend)].vcpus;
+        if frontend_vcpus > SLOTS_PER_PAGE {
+            let fe_path = path2(
+                self.domains()[usize::from(device.frontend)].name.as_str(),
+                "",
+            );
+            return Err(err(
+                &fe_path,
+                "cpus",
+                ErrorKind::TooManyVcpus(frontend_vcpus),
+            ));
+        }
+        let backend = self.domains.as_mut_slice()[usize::from(device.backend)]
+            .backend
+            .as_mut()
+            .ok_or(err(path, "xen,backend", ErrorKind::Missing))?;
+        device.frontend_index = match backend.frontends.iter().position(|&f| f == device.frontend) {
+            Some(k) => k as u8,
+            None => {
+                backend
+                    .frontends
+                    .push(device.frontend)
+                    .map_err(|_| err(path, "xen,backend", ErrorKind::TooManyFrontends))?;
+                (backend.frontends.len() - 1) as u8
+            }
+        };
+        self.devices
+            .push(device)
+            .map_err(|_| err(path, "", ErrorKind::TooManyDevices))
+    }
+}
+
+fn parse_domain(node: &FdtNode<'_, '_>, path: &Path, gic_spis: u32) -> Result<Domain, ConfigError> {
+    let vcpus = read_u32(node, path, "cpus")?.unwrap_or(1);
+    let vpl011 = node.property("vpl011").is_some();
+    let nr_spis = read_u32(node, path, "nr_spis")?.unwrap_or(gic_spis);
+    let phandle = match read_u32(node, path, "phandle")? {
+        Some(p) => Some(p),
+        None => read_u32(node, path, "linux,phandle")?,
+    };
+    let backend = if node.property("xen,ioreq-server").is_some() {
+        let spi = read_u32(node, path, "xen,ioreq-notify-spi")?.unwrap_or(DEFAULT_NOTIFY_SPI);
+        let limit = Spi::FIRST + nr_spis;
+        let notify_spi = match Spi::new(spi) {
+            Some(s) if s.0 < limit => s,
+            _ => {
+                return Err(err(
+                    path,
+                    "xen,ioreq-notify-spi",
+                    ErrorKind::SpiOutOfRange { spi, limit },
+                ))
+            }
+        };
+        if vpl011 && spi == GUEST_VPL011_SPI {
+            let by = Name::from_str("vpl011");
+            return Err(err(
+                path,
+                "xen,ioreq-notify-spi",
+                ErrorKind::SpiReused { spi, by },
+            ));
+        }
+        Some(Backend {
+            notify_spi,
+            frontends: Table::new(),
+        })
+    } else {
+        None
+    };
+    Ok(Domain {
+        name: Name::from_str(node.name),
+        phandle,
+        vcpus,
+        vpl011,
+        nr_spis,
+        backend,
+    })
 }
