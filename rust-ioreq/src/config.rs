@@ -4,6 +4,7 @@
 //! Every error names the node and the property, because the person reading it is an
 //! integrator looking at their DT source, not at this code.
 
+use alloc::boxed::Box;
 use core::fmt;
 
 use fdt::node::FdtNode;
@@ -303,12 +304,13 @@ impl Config {
     /// Parses and validates the configuration in the host device tree.
     ///
     /// `gic_spis` is the number of SPIs of a domain whose node has no `nr_spis` (Xen's
-    /// default: the host GIC's lines minus 32).
-    pub fn from_fdt(blob: &[u8], gic_spis: u32) -> Result<Config, ConfigError> {
+    /// default: the host GIC's lines minus 32). The result is boxed: it is several KiB, and
+    /// Xen's stacks are 32 KiB.
+    pub fn from_fdt(blob: &[u8], gic_spis: u32) -> Result<Box<Config>, ConfigError> {
         let root = Path::default();
         let fdt = Fdt::new(blob).map_err(|_| err(&root, "", ErrorKind::BadBlob))?;
         let chosen = chosen(&fdt).ok_or(err(&root, "", ErrorKind::NoChosen))?;
-        let mut config = Config::default();
+        let mut config = Box::<Config>::default();
 
         for node in chosen
             .children()

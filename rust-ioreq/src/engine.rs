@@ -4,6 +4,7 @@
 //! Built once at boot by [`Builder`] while Xen creates the domains, then frozen into an
 //! [`Engine`] whose only mutable state is one atomic record per frontend vCPU.
 
+use alloc::boxed::Box;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -155,13 +156,13 @@ pub enum BuildError {
 /// Collects what Xen tells at domain creation, then freezes into an [`Engine`].
 #[derive(Debug)]
 pub struct Builder {
-    config: Config,
+    config: Box<Config>,
     domids: [Option<DomId>; MAX_DOMAINS],
 }
 
 impl Builder {
     /// Starts from a validated configuration.
-    pub fn new(config: Config) -> Builder {
+    pub fn new(config: Box<Config>) -> Builder {
         Builder {
             config,
             domids: [None; MAX_DOMAINS],
@@ -300,7 +301,7 @@ fn unpack(v: u64) -> Access {
 /// The frozen engine.
 #[derive(Debug)]
 pub struct Engine {
-    config: Config,
+    config: Box<Config>,
     domids: [Option<DomId>; MAX_DOMAINS],
     regions: Table<Region, MAX_DEVICES>,
     vcpu_base: [u16; MAX_DOMAINS],

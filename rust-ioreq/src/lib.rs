@@ -10,6 +10,8 @@
 // enforced where the tables are built; address halves are split on purpose.
 #![allow(clippy::cast_possible_truncation)]
 
+// Boot-time tables only: nothing on the trap, completion or doorbell paths allocates.
+extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 

@@ -1,5 +1,7 @@
 //! guest-common: the runtime of the bare-metal aarch64 test guests that Xen boots as dom0less
-//! domUs (arm64 Image header, entry, console, shutdown, device tree, scenario reporter).
+//! domUs (arm64 Image header, entry, console, shutdown, device tree, scenario reporter), plus
+//! what device tests need: exception vectors with expected faults, GICv3 interrupts, the virtual
+//! timer, secondary vCPUs and a lock that works with the MMU off.
 //!
 //! A guest binary is `#![no_std] #![no_main]`, names its main function with [`entry!`] and
 //! reports through [`scenario`]:
@@ -16,10 +18,16 @@
 
 pub mod console;
 pub mod devicetree;
+pub mod exception;
+pub mod gic;
 pub mod hypercall;
+pub mod mmio;
 mod panic;
 pub mod scenario;
+pub mod smp;
 mod start;
+pub mod sync;
+pub mod timer;
 
 pub use devicetree::{DeviceTree, DtError};
 pub use start::Boot;

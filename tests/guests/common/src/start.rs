@@ -1,5 +1,5 @@
-//! Image header, entry code and exception vectors (Linux Documentation/arm64/booting.rst §3-4;
-//! Arm ARM D1.10 for the vector table layout).
+//! Image header and entry code of the boot vCPU (Linux Documentation/arm64/booting.rst §3-4);
+//! the exception vectors it installs are in `exception.rs`.
 //!
 //! Xen copies the flat image to 0x40080000 and enters `_start` at EL1 with the MMU and caches off
 //! and x0 = guest-physical address of the device tree Xen generated for this domain. With the MMU
@@ -60,20 +60,6 @@ __guest_entry:
     bl      __guest_rust_start
 3:  wfi
     b       3b
-
-    .section .text.vectors, "ax"
-    .balign 2048
-__guest_vectors:
-    .irp    kind, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
-    .balign 0x80
-    mov     x0, #\kind
-    b       __guest_vector_common
-    .endr
-__guest_vector_common:
-    mrs     x1, esr_el1
-    mrs     x2, elr_el1
-    mrs     x3, far_el1
-    bl      __guest_exception
 "#
 );
 
@@ -121,19 +107,6 @@ extern "C" fn __guest_rust_start(fdt_addr: usize) -> ! {
     // signature (the macro type-checks the user function against `fn(&Boot)`).
     unsafe { __guest_main(&boot) };
     hypercall::shutdown(ShutdownReason::Poweroff)
-}
-
-/// Reports an exception taken at EL1 (there should be none) as a panic.
-#[no_mangle]
-extern "C" fn __guest_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
-    const KINDS: [&str; 4] = ["sync", "irq", "fiq", "serror"];
-    const ORIGINS: [&str; 4] = ["EL1t", "EL1h", "EL0 AArch64", "EL0 AArch32"];
-    let kind = usize::try_from(kind).unwrap_or(0) % 16;
-    panic!(
-        "unexpected {} exception from {}: ESR_EL1={esr:#x} ELR_EL1={elr:#x} FAR_EL1={far:#x}",
-        KINDS[kind % 4],
-        ORIGINS[kind / 4]
-    );
 }
 
 /// Defines the guest's entry point: `entry!(main)` with `fn main(boot: &Boot)`.
