@@ -1,8 +1,10 @@
 /*
  * rust_ioreq.h - C interface of the rust-ioreq component (the staticlib built from arch/).
  *
- * Every function here is implemented in Rust (arch/src/entry.rs) and called from the Xen glue
- * in xen-patches/. Layout assertions for shared structures mirror the Rust ones.
+ * rust_ioreq_* functions are implemented in Rust (arch/src/entry.rs) and called by the Xen
+ * glue in xen-patches/. rust_xen_* functions are implemented by that glue
+ * (xen/arch/arm/rust_ioreq.c) and called from Rust. Every structure's layout is asserted
+ * here and, identically, in arch/src/abi_c.rs and rust-ioreq/src/abi.rs.
  */
 #ifndef RUST_IOREQ_H
 #define RUST_IOREQ_H
@@ -10,14 +12,121 @@
 #ifdef __XEN__
 #include <xen/types.h>
 #else
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #endif
 
-/*
- * Initialises the component from the host device tree (Xen's device_tree_flattened).
- * Called once at boot, before create_domUs(). Returns 0, or -EINVAL after printing what is
- * wrong with the device tree (node and property).
- */
-int rust_ioreq_init(const void *host_fdt);
+struct domain;
+struct cpu_user_regs;
+
+/* --- Backend ABI (docs/backend-abi.md) --------------------------------------------------- */
+
+#define RUST_IOREQ_DOORBELL_GPA     0x3e000000ULL
+#define RUST_IOREQ_DOORBELL_SIZE    0x1000ULL
+#define RUST_IOREQ_IOREQ_PAGES_GPA  0x3e001000ULL
+
+/* One slot of an ioreq page: Xen's ioreq_t (public/hvm/ioreq.h), bit-fields as one byte. */
+struct rust_ioreq_slot {
+    uint64_t addr;
+    uint64_t data;
+    uint32_t count;
+    uint32_t size;
+    uint32_t vp_eport;
+    uint16_t pad0;
+    uint8_t  flags;     /* state:4, data_is_ptr:1, dir:1, df:1, pad:1 */
+    uint8_t  type;
+};
+_Static_assert(sizeof(struct rust_ioreq_slot) == 32, "ioreq_t is 32 bytes");
+_Static_assert(offsetof(struct rust_ioreq_slot, data) == 8, "ioreq_t.data");
+_Static_assert(offsetof(struct rust_ioreq_slot, count) == 16, "ioreq_t.count");
+_Static_assert(offsetof(struct rust_ioreq_slot, size) == 20, "ioreq_t.size");
+_Static_assert(offsetof(struct rust_ioreq_slot, vp_eport) == 24, "ioreq_t.vp_eport");
+_Static_assert(offsetof(struct rust_ioreq_slot, flags) == 30, "ioreq_t state byte");
+_Static_assert(offsetof(struct rust_ioreq_slot, type) == 31, "ioreq_t.type");
+
+/* --- Trap path --------------------------------------------------------------------------- */
+
+#define RUST_IOREQ_DECODE_SYNDROME     0  /* ISV set: the syndrome says everything */
+#define RUST_IOREQ_DECODE_POST_INDEXED 1  /* Xen decoded a post-indexed LDR/STR */
+#define RUST_IOREQ_DECODE_CACHE        2  /* cache maintenance on the address */
+
+struct rust_ioreq_trap {
+    uint64_t gpa;
+    uint32_t hsr;        /* ESR_EL2 as taken */
+    uint32_t dabt;       /* mmio_info_t.dabt after Xen's decoder */
+    uint32_t vcpu;
+    uint16_t domid;
+    uint8_t  decode;     /* RUST_IOREQ_DECODE_* */
+    uint8_t  post_rn;
+    int16_t  post_imm9;
+    uint16_t pad0;
+    uint32_t pad1;
+};
+_Static_assert(sizeof(struct rust_ioreq_trap) == 32, "rust_ioreq_trap size");
+_Static_assert(offsetof(struct rust_ioreq_trap, hsr) == 8, "rust_ioreq_trap.hsr");
+_Static_assert(offsetof(struct rust_ioreq_trap, dabt) == 12, "rust_ioreq_trap.dabt");
+_Static_assert(offsetof(struct rust_ioreq_trap, vcpu) == 16, "rust_ioreq_trap.vcpu");
+_Static_assert(offsetof(struct rust_ioreq_trap, domid) == 20, "rust_ioreq_trap.domid");
+_Static_assert(offsetof(struct rust_ioreq_trap, decode) == 22, "rust_ioreq_trap.decode");
+_Static_assert(offsetof(struct rust_ioreq_trap, post_rn) == 23, "rust_ioreq_trap.post_rn");
+_Static_assert(offsetof(struct rust_ioreq_trap, post_imm9) == 24, "rust_ioreq_trap.post_imm9");
+
+#define RUST_IOREQ_MMIO_NOT_MINE 0  /* not a configured region: stock handling */
+#define RUST_IOREQ_MMIO_RETRY    1  /* posted to the backend: the vCPU waits */
+#define RUST_IOREQ_MMIO_HANDLED  2  /* nothing to emulate: advance the PC */
+#define RUST_IOREQ_MMIO_ABORT    3  /* refused: inject a data abort */
+
+struct rust_ioreq_completion {
+    uint64_t value;      /* value for `reg` when write_reg */
+    uint32_t hsr;        /* ESR_EL2 of the trap, for advance_pc() */
+    uint8_t  write_reg;
+    uint8_t  reg;
+    uint8_t  post_index; /* base write-back of a post-indexed access */
+    uint8_t  post_rn;
+    int16_t  post_imm9;
+    uint16_t pad0;
+    uint32_t pad1;
+};
+_Static_assert(sizeof(struct rust_ioreq_completion) == 24, "rust_ioreq_completion size");
+_Static_assert(offsetof(struct rust_ioreq_completion, hsr) == 8, "completion.hsr");
+_Static_assert(offsetof(struct rust_ioreq_completion, write_reg) == 12, "completion.write_reg");
+_Static_assert(offsetof(struct rust_ioreq_completion, reg) == 13, "completion.reg");
+_Static_assert(offsetof(struct rust_ioreq_completion, post_index) == 14, "completion.post_index");
+_Static_assert(offsetof(struct rust_ioreq_completion, post_rn) == 15, "completion.post_rn");
+_Static_assert(offsetof(struct rust_ioreq_completion, post_imm9) == 16, "completion.post_imm9");
+
+#define RUST_IOREQ_WORK_IDLE     0
+#define RUST_IOREQ_WORK_WAITING  1
+#define RUST_IOREQ_WORK_COMPLETE 2
+
+/* --- Implemented in Rust ----------------------------------------------------------------- */
+
+/* Boot: reads and validates the configuration (before create_domUs()). 0 or -EINVAL. */
+int rust_ioreq_init(const void *host_fdt, unsigned int gic_spis);
+/* Boot: a dom0less domain was created from /chosen/<name>. 0 or -errno. */
+int rust_ioreq_domain_created(struct domain *d, const char *name, uint16_t domid);
+/* Boot: adds the component's nodes under the open root of domain domid's generated DT. */
+int rust_ioreq_make_dt_nodes(uint16_t domid, void *fdt);
+/* Boot: every dom0less domain is built; freezes the tables and maps the RAM windows. */
+int rust_ioreq_domains_built(void);
+/* Trap: a frontend's stage-2 data abort. Returns RUST_IOREQ_MMIO_*. */
+int rust_ioreq_handle_mmio(const struct rust_ioreq_trap *trap, const struct cpu_user_regs *regs);
+/* Return to guest: returns RUST_IOREQ_WORK_*; fills *out for COMPLETE. */
+int rust_ioreq_vcpu_work(uint16_t domid, uint32_t vcpu, struct rust_ioreq_completion *out);
+/* A backend's doorbell access. 0, or -EINVAL to inject a data abort. */
+int rust_ioreq_doorbell(uint16_t domid, uint64_t gpa, unsigned int size_log2, bool is_write,
+                        uint64_t *value);
+
+/* --- Implemented by the Xen glue --------------------------------------------------------- */
+
+bool rust_xen_reserve_spi(struct domain *d, unsigned int spi);
+void *rust_xen_map_ioreq_page(struct domain *d, uint64_t gpa);
+int rust_xen_register_doorbell(struct domain *d, uint64_t gpa, uint64_t size);
+int rust_xen_map_window(struct domain *backend, struct domain *frontend, uint64_t base);
+void rust_xen_inject_spi(struct domain *d, unsigned int spi);
+void rust_xen_wake_vcpu(struct domain *d, unsigned int vcpu);
+void rust_xen_domain_crash(struct domain *d);
+uint64_t rust_xen_guest_reg(const struct cpu_user_regs *regs, unsigned int n);
 
 #endif /* RUST_IOREQ_H */

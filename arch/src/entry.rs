@@ -1,8 +1,21 @@
-//! Entry points called by the Xen glue (declared in `include/rust_ioreq.h`).
+//! Entry points called by the Xen glue (declared in `include/rust_ioreq.h`): boot-time set-up
+//! while Xen builds the dom0less domains, then the trap, completion and doorbell paths.
 
-use core::ffi::c_int;
+use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use core::sync::atomic::Ordering;
 
-use rust_ioreq::config;
+use rust_ioreq::abi::backend_layout;
+use rust_ioreq::abi::doorbell;
+use rust_ioreq::config::Config;
+use rust_ioreq::dt::{self, DtWriter};
+use rust_ioreq::engine::{Builder, DoorbellEvent, MmioOutcome, Trap, Work};
+use rust_ioreq::syndrome::XenDecode;
+use rust_ioreq::types::{DomId, Gpa, VcpuId, Width};
+
+use crate::abi_c::*;
+use crate::platform::XenPlatform;
+use crate::state::{domain, BUILDER, DOMAINS, ENGINE, PAGES};
+use crate::xen::{self, CpuUserRegs, XenDomain, EINVAL, ENOMEM};
 
 /// Largest host device tree accepted, as Xen's own `MAX_DTB_SIZE` on Arm (2 MiB).
 const MAX_FDT_SIZE: usize = 2 << 20;
@@ -21,38 +34,404 @@ unsafe fn fdt_total_size(fdt: *const u8) -> Option<usize> {
     (magic == FDT_MAGIC && (8..=MAX_FDT_SIZE).contains(&size)).then_some(size)
 }
 
-/// Initialises the component from the host device tree; called once at boot, before
-/// `create_domUs()`. Returns 0, or `-EINVAL` after logging what is wrong with the DT.
+/// Reads and validates the configuration; called once at boot, before `create_domUs()`.
+/// Returns 0, or `-EINVAL` after logging what is wrong (node and property).
 ///
 /// # Safety
 /// `fdt` is Xen's `device_tree_flattened`: a mapped, complete host FDT that stays mapped and
 /// unchanged while this runs.
 #[no_mangle]
-pub unsafe extern "C" fn rust_ioreq_init(fdt: *const u8) -> c_int {
+pub unsafe extern "C" fn rust_ioreq_init(fdt: *const u8, gic_spis: c_uint) -> c_int {
     if fdt.is_null() {
         log!("no host device tree");
-        return -crate::xen::EINVAL;
+        return -EINVAL;
     }
     // SAFETY: `fdt` is non-null and points to a mapped FDT, whose header is 40 bytes.
     let Some(size) = (unsafe { fdt_total_size(fdt) }) else {
         log!("host device tree has a bad header");
-        return -crate::xen::EINVAL;
+        return -EINVAL;
     };
     // SAFETY: the header says the blob is `size` bytes long, it is mapped and nothing writes
     // it during boot (see the function's contract).
     let blob = unsafe { core::slice::from_raw_parts(fdt, size) };
-    match config::count_virtio_mmio_devices(blob) {
-        Ok(count) => {
-            crate::log::print_line(format_args!(
-                "rust-ioreq v{} ready: {} xen,virtio-mmio-device node(s) in /chosen",
-                rust_ioreq::VERSION,
-                count
-            ));
-            0
-        }
+    let config = match Config::from_fdt(blob, gic_spis) {
+        Ok(c) => c,
         Err(e) => {
-            log!("{}", e);
-            -crate::xen::EINVAL
+            log!("invalid configuration: {}", e);
+            return -EINVAL;
+        }
+    };
+    crate::log::print_line(format_args!(
+        "rust-ioreq v{} ready: {} xen,virtio-mmio-device node(s) in /chosen",
+        rust_ioreq::VERSION,
+        config.devices().len()
+    ));
+    for d in config.devices() {
+        let fe = &config.domains()[usize::from(d.frontend)];
+        let be = &config.domains()[usize::from(d.backend)];
+        log!(
+            "{}/{}: {} SPI {} -> backend {} device {} \"{}\"",
+            fe.name,
+            d.name,
+            d.mmio,
+            d.spi.0,
+            be.name,
+            d.index_in_backend,
+            d.args
+        );
+    }
+    *BUILDER.lock() = Some(Builder::new(config));
+    0
+}
+
+/// Records a dom0less domain Xen just created from the `/chosen` node `name`, and prepares
+/// what it needs before it is constructed: reserved SPIs, and for a backend its ioreq pages
+/// and doorbell. Returns 0 or a negative errno after logging the node concerned.
+///
+/// # Safety
+/// `d` is the newly created domain; `name` is a NUL-terminated node name.
+#[no_mangle]
+pub unsafe extern "C" fn rust_ioreq_domain_created(
+    d: *mut XenDomain,
+    name: *const c_char,
+    domid: u16,
+) -> c_int {
+    // SAFETY: the caller passes a NUL-terminated string that outlives this call.
+    let Ok(name) = (unsafe { CStr::from_ptr(name) }).to_str() else {
+        return 0;
+    };
+    let mut guard = BUILDER.lock();
+    let Some(builder) = guard.as_mut() else {
+        return 0;
+    };
+    let Some(index) = builder.domain_created(name, DomId(domid)) else {
+        return 0;
+    };
+    DOMAINS[index].store(d, Ordering::Release);
+    let config = builder.config();
+    for dev in config
+        .devices()
+        .iter()
+        .filter(|dev| usize::from(dev.frontend) == index)
+    {
+        // SAFETY: `d` is a live domain whose vGIC was initialised by domain_create().
+        if !unsafe { xen::rust_xen_reserve_spi(d, dev.spi.0) } {
+            log!(
+                "/chosen/{}/{}: property 'interrupts': SPI {} cannot be reserved",
+                name,
+                dev.name,
+                dev.spi.0
+            );
+            return -EINVAL;
+        }
+    }
+    let Some(backend) = config.domains()[index].backend else {
+        return 0;
+    };
+    // SAFETY: as above.
+    if !unsafe { xen::rust_xen_reserve_spi(d, backend.notify_spi.0) } {
+        log!(
+            "/chosen/{}: property 'xen,ioreq-notify-spi': SPI {} cannot be reserved",
+            name,
+            backend.notify_spi.0
+        );
+        return -EINVAL;
+    }
+    for k in 0..backend.frontends.len() {
+        // SAFETY: `d` is live; the glue allocates and maps a fresh page.
+        let page = unsafe { xen::rust_xen_map_ioreq_page(d, backend_layout::ioreq_page(k)) };
+        if page.is_null() {
+            log!(
+                "/chosen/{}: cannot map the ioreq page of frontend {}",
+                name,
+                k
+            );
+            return -ENOMEM;
+        }
+        PAGES[index][k].store(page, Ordering::Release);
+    }
+    // SAFETY: `d` is live; the doorbell region does not overlap the domain's other handlers.
+    let rc =
+        unsafe { xen::rust_xen_register_doorbell(d, backend_layout::DOORBELL_GPA, doorbell::SIZE) };
+    if rc != 0 {
+        log!("/chosen/{}: cannot register the doorbell ({})", name, rc);
+        return rc;
+    }
+    log!(
+        "{} (d{}) serves {} frontend(s), notify SPI {}",
+        name,
+        domid,
+        backend.frontends.len(),
+        backend.notify_spi.0
+    );
+    0
+}
+
+/// libfdt's sequential writer as a `DtWriter`.
+struct LibFdt(*mut c_void);
+
+/// Copies `s` into a NUL-terminated buffer for libfdt.
+fn c_name(s: &str) -> [u8; 64] {
+    let mut buf = [0u8; 64];
+    let n = s.len().min(63);
+    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+    buf
+}
+
+impl DtWriter for LibFdt {
+    type Error = c_int;
+
+    fn begin_node(&mut self, name: &str) -> Result<(), c_int> {
+        let name = c_name(name);
+        // SAFETY: `self.0` is the tree prepare_dtb_domU() is writing; `name` is NUL-terminated.
+        match unsafe { xen::fdt_begin_node(self.0, name.as_ptr().cast()) } {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    fn property(&mut self, name: &str, value: &[u8]) -> Result<(), c_int> {
+        let name = c_name(name);
+        // Property values are at most a few dozen bytes.
+        let len = value.len() as c_int;
+        // SAFETY: as above; libfdt copies `len` bytes from `value`.
+        match unsafe { xen::fdt_property(self.0, name.as_ptr().cast(), value.as_ptr().cast(), len) }
+        {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    fn end_node(&mut self) -> Result<(), c_int> {
+        // SAFETY: as above.
+        match unsafe { xen::fdt_end_node(self.0) } {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+}
+
+/// Adds the component's nodes to the root of the DT Xen is generating for domain `domid`:
+/// `virtio,mmio` nodes for a frontend, the backend node for a backend. Returns 0 or libfdt's
+/// negative error.
+///
+/// # Safety
+/// `fdt` is the tree being written by `prepare_dtb_domU()`, with the root node open.
+#[no_mangle]
+pub unsafe extern "C" fn rust_ioreq_make_dt_nodes(domid: u16, fdt: *mut c_void) -> c_int {
+    let guard = BUILDER.lock();
+    let Some(builder) = guard.as_ref() else {
+        return 0;
+    };
+    let config = builder.config();
+    let Some(index) = (0..config.domains().len()).find(|&i| builder.domid(i) == Some(DomId(domid)))
+    else {
+        return 0;
+    };
+    let mut w = LibFdt(fdt);
+    let result = dt::write_frontend_nodes(config, index, &mut w)
+        .and_then(|()| dt::write_backend_node(config, index, |i| builder.domid(i), &mut w));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            log!(
+                "/chosen/{}: cannot add nodes to its device tree ({})",
+                config.domains()[index].name,
+                e
+            );
+            e
+        }
+    }
+}
+
+/// Freezes the configuration once every dom0less domain exists and maps each frontend's RAM
+/// into its backends. Returns 0 or a negative errno after logging why.
+#[no_mangle]
+pub extern "C" fn rust_ioreq_domains_built() -> c_int {
+    let Some(builder) = BUILDER.lock().take() else {
+        return 0;
+    };
+    let engine = match builder.freeze() {
+        Ok(e) => e,
+        Err(e) => {
+            log!("cannot start: {:?}", e);
+            return -EINVAL;
+        }
+    };
+    let engine = ENGINE.call_once(|| engine);
+    let config = engine.config();
+    for (b, dom) in config.domains().iter().enumerate() {
+        let Some(backend) = dom.backend else { continue };
+        for (k, &f) in backend.frontends.iter().enumerate() {
+            let window = backend_layout::window(k);
+            // SAFETY: both domains were created and recorded (freeze checked it) and are
+            // fully constructed: create_domUs() calls this after the last construct_domU().
+            let rc = unsafe { xen::rust_xen_map_window(domain(b), domain(usize::from(f)), window) };
+            if rc != 0 {
+                log!(
+                    "/chosen/{}: cannot map the RAM of {} at {:#x} ({})",
+                    dom.name,
+                    config.domains()[usize::from(f)].name,
+                    window,
+                    rc
+                );
+                return rc;
+            }
+            log!(
+                "{}: RAM of {} mapped at {:#x}",
+                dom.name,
+                config.domains()[usize::from(f)].name,
+                window
+            );
+        }
+    }
+    0
+}
+
+/// Handles a frontend's stage-2 data abort, before Xen's own IOREQ forwarding. Returns a
+/// `RUST_IOREQ_MMIO_*` code.
+///
+/// # Safety
+/// `trap` points to a filled `struct rust_ioreq_trap`; `regs` are the trapping vCPU's
+/// registers.
+#[no_mangle]
+pub unsafe extern "C" fn rust_ioreq_handle_mmio(
+    trap: *const RustIoreqTrap,
+    regs: *const CpuUserRegs,
+) -> c_int {
+    let Some(engine) = ENGINE.get() else {
+        return MMIO_NOT_MINE;
+    };
+    // SAFETY: the caller passes a valid, initialised structure; it is copied out at once.
+    let t = unsafe { *trap };
+    let xen_decode = match t.decode {
+        DECODE_POST_INDEXED => XenDecode::PostIndexed {
+            rn: t.post_rn,
+            imm9: t.post_imm9,
+        },
+        DECODE_CACHE => XenDecode::CacheMaintenance,
+        _ => XenDecode::Syndrome,
+    };
+    let trap = Trap {
+        domid: DomId(t.domid),
+        vcpu: VcpuId(t.vcpu),
+        gpa: Gpa(t.gpa),
+        hsr: t.hsr,
+        xen_dabt: t.dabt,
+        xen_decode,
+    };
+    // SAFETY: `regs` are the current vCPU's saved registers; the engine asks only for 0..=30.
+    let read_reg = |n: u8| unsafe { xen::rust_xen_guest_reg(regs, c_uint::from(n)) };
+    match engine.handle_mmio(&XenPlatform, &trap, read_reg) {
+        MmioOutcome::NotMine => MMIO_NOT_MINE,
+        MmioOutcome::Retry => MMIO_RETRY,
+        MmioOutcome::Handled => MMIO_HANDLED,
+        MmioOutcome::Abort(e) => {
+            glog!(
+                "d{}v{}: access at {:#x} refused: {:?}",
+                t.domid,
+                t.vcpu,
+                t.gpa,
+                e
+            );
+            MMIO_ABORT
+        }
+    }
+}
+
+/// Runs on a vCPU's way back to the guest. Returns a `RUST_IOREQ_WORK_*` code and, for
+/// `COMPLETE`, fills `out`.
+///
+/// # Safety
+/// `out` points to writable storage for a `struct rust_ioreq_completion`.
+#[no_mangle]
+pub unsafe extern "C" fn rust_ioreq_vcpu_work(
+    domid: u16,
+    vcpu: u32,
+    out: *mut RustIoreqCompletion,
+) -> c_int {
+    let Some(engine) = ENGINE.get() else {
+        return WORK_IDLE;
+    };
+    match engine.vcpu_work(&XenPlatform, DomId(domid), VcpuId(vcpu)) {
+        Work::Idle => WORK_IDLE,
+        Work::Waiting => WORK_WAITING,
+        Work::Complete(c) => {
+            let (write_reg, reg, value) = match c.write_reg {
+                Some((r, v)) => (1, r, v),
+                None => (0, 0, 0),
+            };
+            let (post_index, post_rn, post_imm9) = match c.post_index {
+                Some((rn, imm)) => (1, rn, imm),
+                None => (0, 0, 0),
+            };
+            let completion = RustIoreqCompletion {
+                value,
+                hsr: c.hsr,
+                write_reg,
+                reg,
+                post_index,
+                post_rn,
+                post_imm9,
+                pad0: 0,
+                pad1: 0,
+            };
+            // SAFETY: the caller passes writable storage of the right type.
+            unsafe { out.write(completion) };
+            WORK_COMPLETE
+        }
+    }
+}
+
+/// Handles a backend's access to its doorbell page at `gpa`. Returns 0 (with `*value` set for
+/// reads) or `-EINVAL` when the access is refused (the glue then injects a data abort).
+///
+/// # Safety
+/// `value` points to a readable and writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn rust_ioreq_doorbell(
+    domid: u16,
+    gpa: u64,
+    size_log2: c_uint,
+    is_write: bool,
+    value: *mut u64,
+) -> c_int {
+    let Some(engine) = ENGINE.get() else {
+        return -EINVAL;
+    };
+    let width = Width::from_log2(size_log2).unwrap_or(Width::Byte);
+    let offset = gpa.wrapping_sub(backend_layout::DOORBELL_GPA);
+    if is_write {
+        // SAFETY: the caller passes a valid pointer; only the low 32 bits are a register value.
+        let v = unsafe { value.read() } as u32;
+        match engine.doorbell_write(&XenPlatform, DomId(domid), offset, width, v) {
+            Ok(DoorbellEvent::Online) => {
+                log!("d{}: backend online", domid);
+                0
+            }
+            Ok(_) => 0,
+            Err(e) => {
+                glog!(
+                    "d{}: doorbell write {:#x} at +{:#x} refused: {}",
+                    domid,
+                    v,
+                    offset,
+                    e
+                );
+                -EINVAL
+            }
+        }
+    } else {
+        match engine.doorbell_read(DomId(domid), offset, width) {
+            Ok(v) => {
+                // SAFETY: as above.
+                unsafe { value.write(u64::from(v)) };
+                0
+            }
+            Err(e) => {
+                glog!("d{}: doorbell read at +{:#x} refused: {}", domid, offset, e);
+                -EINVAL
+            }
         }
     }
 }

@@ -11,7 +11,10 @@ extern crate alloc;
 #[macro_use]
 mod log;
 
+mod abi_c;
 mod allocator;
 mod entry;
 mod panic;
+mod platform;
+mod state;
 mod xen;

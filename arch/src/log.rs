@@ -64,3 +64,11 @@ macro_rules! log {
         $crate::log::print_line(format_args!("rust-ioreq: {}", format_args!($($arg)*)))
     };
 }
+
+/// Logs a line a guest or backend caused, at Xen's rate-limited guest warning level
+/// (`XENLOG_G_WARNING`), so a misbehaving domain cannot flood the console.
+macro_rules! glog {
+    ($($arg:tt)*) => {
+        $crate::log::print_line(format_args!("<G><1>rust-ioreq: {}", format_args!($($arg)*)))
+    };
+}

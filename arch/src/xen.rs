@@ -1,18 +1,67 @@
-//! Declarations of the Xen 4.17 functions the component calls (xen/include/xen/*.h).
+//! Declarations of the Xen 4.17 functions the component calls: core services
+//! (xen/include/xen/*.h), libfdt's sequential writer, and the C glue in
+//! `xen/arch/arm/rust_ioreq.c` (declared in `include/rust_ioreq.h`).
 
-use core::ffi::{c_char, c_int, c_ulong, c_void};
+use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+
+/// Xen's `struct domain`, only ever handled by pointer.
+#[repr(C)]
+pub struct XenDomain {
+    _opaque: [u8; 0],
+}
+
+/// Xen's `struct cpu_user_regs`, only ever handled by pointer.
+#[repr(C)]
+pub struct CpuUserRegs {
+    _opaque: [u8; 0],
+}
 
 extern "C" {
-    /// `void printk(const char *fmt, ...)` (xen/include/xen/lib.h).
+    /// `void printk(const char *fmt, ...)`.
     pub fn printk(fmt: *const c_char, ...);
-    /// `void noreturn panic(const char *fmt, ...)` (xen/include/xen/lib.h).
+    /// `void noreturn panic(const char *fmt, ...)`.
     #[link_name = "panic"]
     pub fn xen_panic(fmt: *const c_char, ...) -> !;
-    /// `void *_xmalloc(unsigned long size, unsigned long align)` (xen/include/xen/xmalloc.h).
+    /// `void *_xmalloc(unsigned long size, unsigned long align)`.
     pub fn _xmalloc(size: c_ulong, align: c_ulong) -> *mut c_void;
-    /// `void xfree(void *p)` (xen/include/xen/xmalloc.h).
+    /// `void xfree(void *p)`.
     pub fn xfree(p: *mut c_void);
+
+    /// libfdt: opens a node in a tree being written.
+    pub fn fdt_begin_node(fdt: *mut c_void, name: *const c_char) -> c_int;
+    /// libfdt: adds a property to the open node.
+    pub fn fdt_property(
+        fdt: *mut c_void,
+        name: *const c_char,
+        val: *const c_void,
+        len: c_int,
+    ) -> c_int;
+    /// libfdt: closes the open node.
+    pub fn fdt_end_node(fdt: *mut c_void) -> c_int;
+
+    /// Reserves `spi` in the domain's vGIC (`vgic_reserve_virq`).
+    pub fn rust_xen_reserve_spi(d: *mut XenDomain, spi: c_uint) -> bool;
+    /// Allocates a zeroed Xen page, shares it read-write with `d` and maps it at `gpa`.
+    pub fn rust_xen_map_ioreq_page(d: *mut XenDomain, gpa: u64) -> *mut u8;
+    /// Registers the doorbell MMIO handler of backend `d` at `[gpa, gpa + size)`.
+    pub fn rust_xen_register_doorbell(d: *mut XenDomain, gpa: u64, size: u64) -> c_int;
+    /// Maps every RAM page of `frontend` into `backend` at `base + its GPA`.
+    pub fn rust_xen_map_window(
+        backend: *mut XenDomain,
+        frontend: *mut XenDomain,
+        base: u64,
+    ) -> c_int;
+    /// Raises `spi` in `d` (`vgic_inject_irq(d, NULL, spi, true)`).
+    pub fn rust_xen_inject_spi(d: *mut XenDomain, spi: c_uint);
+    /// Wakes vCPU `vcpu` of `d` if it is blocked in Xen.
+    pub fn rust_xen_wake_vcpu(d: *mut XenDomain, vcpu: c_uint);
+    /// `domain_crash(d)`.
+    pub fn rust_xen_domain_crash(d: *mut XenDomain);
+    /// Reads general-purpose register `n` (0..=30) of the trapping vCPU.
+    pub fn rust_xen_guest_reg(regs: *const CpuUserRegs, n: c_uint) -> u64;
 }
 
 /// Xen's `EINVAL`, returned negated across the C boundary.
 pub const EINVAL: c_int = 22;
+/// Xen's `ENOMEM`.
+pub const ENOMEM: c_int = 12;

@@ -1,0 +1,110 @@
+//! `Platform` over Xen: ioreq slots read and written with volatile accesses and barriers,
+//! SPI injection, vCPU wake-up and domain crash through the C glue.
+
+use core::ptr;
+use core::sync::atomic::{fence, Ordering};
+
+use rust_ioreq::abi::{IoReq, IOREQ_FLAGS_OFFSET, IOREQ_SIZE, SLOTS_PER_PAGE};
+use rust_ioreq::platform::{DomainIndex, PageId, Platform};
+use rust_ioreq::types::{Spi, VcpuId};
+
+use crate::state::{domain, PAGES};
+use crate::xen;
+
+/// The Xen implementation of the core's `Platform`.
+pub struct XenPlatform;
+
+/// Returns a pointer to `slot` of `page`, or `None` if the page was never mapped.
+fn slot_ptr(page: PageId, slot: VcpuId) -> Option<*mut u8> {
+    let base = PAGES
+        .get(page.backend)?
+        .get(page.frontend_index)?
+        .load(Ordering::Acquire);
+    if base.is_null() || slot.0 >= SLOTS_PER_PAGE {
+        return None;
+    }
+    // In bounds: slot < SLOTS_PER_PAGE, so the slot lies inside the 4 KiB page.
+    Some(base.wrapping_add(slot.0 as usize * IOREQ_SIZE))
+}
+
+impl Platform for XenPlatform {
+    fn post_request(&self, page: PageId, slot: VcpuId, req: &IoReq) {
+        let Some(p) = slot_ptr(page, slot) else {
+            return;
+        };
+        // SAFETY: `p` points to a 32-byte slot inside a page Xen allocated for this backend and
+        // never frees; it is 8-byte aligned (page-aligned base, 32-byte slots). The backend may
+        // write it concurrently, so every access is volatile and no reference is formed.
+        unsafe {
+            ptr::write_volatile(p.cast::<u64>(), req.addr);
+            ptr::write_volatile(p.add(8).cast::<u64>(), req.data);
+            ptr::write_volatile(p.add(16).cast::<u32>(), req.count);
+            ptr::write_volatile(p.add(20).cast::<u32>(), req.size);
+            ptr::write_volatile(p.add(24).cast::<u32>(), req.vp_eport);
+            ptr::write_volatile(p.add(28).cast::<u16>(), req.pad0);
+            ptr::write_volatile(p.add(31), req.kind);
+        }
+        // The backend must see every field before the state says READY.
+        fence(Ordering::SeqCst);
+        // SAFETY: as above; the flags byte is at offset 30 of the slot.
+        unsafe { ptr::write_volatile(p.add(IOREQ_FLAGS_OFFSET), req.flags) };
+        fence(Ordering::SeqCst);
+    }
+
+    fn read_slot(&self, page: PageId, slot: VcpuId) -> IoReq {
+        let Some(p) = slot_ptr(page, slot) else {
+            return IoReq::default();
+        };
+        // Read the state first, then the data it vouches for.
+        // SAFETY: as in `post_request`: an aligned slot of a live page, read volatile, copied out.
+        let flags = unsafe { ptr::read_volatile(p.add(IOREQ_FLAGS_OFFSET)) };
+        fence(Ordering::SeqCst);
+        // SAFETY: as above.
+        unsafe {
+            IoReq {
+                addr: ptr::read_volatile(p.cast::<u64>()),
+                data: ptr::read_volatile(p.add(8).cast::<u64>()),
+                count: ptr::read_volatile(p.add(16).cast::<u32>()),
+                size: ptr::read_volatile(p.add(20).cast::<u32>()),
+                vp_eport: ptr::read_volatile(p.add(24).cast::<u32>()),
+                pad0: ptr::read_volatile(p.add(28).cast::<u16>()),
+                flags,
+                kind: ptr::read_volatile(p.add(31)),
+            }
+        }
+    }
+
+    fn set_slot_flags(&self, page: PageId, slot: VcpuId, flags: u8) {
+        let Some(p) = slot_ptr(page, slot) else {
+            return;
+        };
+        fence(Ordering::SeqCst);
+        // SAFETY: as in `post_request`.
+        unsafe { ptr::write_volatile(p.add(IOREQ_FLAGS_OFFSET), flags) };
+    }
+
+    fn inject_spi(&self, d: DomainIndex, spi: Spi) {
+        let dom = domain(d);
+        if !dom.is_null() {
+            // SAFETY: `dom` is a domain Xen created and recorded at boot; dom0less domains are
+            // never destroyed while Xen runs the trap path on their behalf.
+            unsafe { xen::rust_xen_inject_spi(dom, spi.0) };
+        }
+    }
+
+    fn wake_vcpu(&self, d: DomainIndex, vcpu: VcpuId) {
+        let dom = domain(d);
+        if !dom.is_null() {
+            // SAFETY: as in `inject_spi`; the glue checks `vcpu` against the domain's vCPUs.
+            unsafe { xen::rust_xen_wake_vcpu(dom, vcpu.0) };
+        }
+    }
+
+    fn crash_domain(&self, d: DomainIndex) {
+        let dom = domain(d);
+        if !dom.is_null() {
+            // SAFETY: as in `inject_spi`.
+            unsafe { xen::rust_xen_domain_crash(dom) };
+        }
+    }
+}
