@@ -114,6 +114,8 @@ int rust_ioreq_domains_built(void);
 int rust_ioreq_handle_mmio(const struct rust_ioreq_trap *trap, const struct cpu_user_regs *regs);
 /* Return to guest: returns RUST_IOREQ_WORK_*; fills *out for COMPLETE. */
 int rust_ioreq_vcpu_work(uint16_t domid, uint32_t vcpu, struct rust_ioreq_completion *out);
+/* Domain domid shuts down or crashed; a backend's frontends stop waiting for it. */
+void rust_ioreq_domain_shutdown(uint16_t domid);
 /* A backend's doorbell access. 0, or -EINVAL to inject a data abort. */
 int rust_ioreq_doorbell(uint16_t domid, uint64_t gpa, unsigned int size_log2, bool is_write,
                         uint64_t *value);

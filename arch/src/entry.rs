@@ -435,3 +435,20 @@ pub unsafe extern "C" fn rust_ioreq_doorbell(
         }
     }
 }
+
+/// Called when domain `domid` shuts down or crashes: if it is a backend, its frontends stop
+/// waiting for it (their accesses complete as to a vanished device).
+#[no_mangle]
+pub extern "C" fn rust_ioreq_domain_shutdown(domid: u16) {
+    let Some(engine) = ENGINE.get() else { return };
+    engine.domain_shutdown(&XenPlatform, DomId(domid));
+    if let Some(index) = engine.domain_index(DomId(domid)) {
+        if engine.is_dead(index) {
+            log!(
+                "backend {} (d{}) is gone: its devices now read as all ones",
+                engine.config().domains()[index].name,
+                domid
+            );
+        }
+    }
+}

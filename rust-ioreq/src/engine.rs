@@ -6,7 +6,7 @@
 
 use alloc::boxed::Box;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::abi::{doorbell, IoReq, STATE_IOREQ_NONE, STATE_IORESP_READY};
 use crate::config::{Config, Device, MAX_DEVICES, MAX_DOMAINS};
@@ -227,6 +227,7 @@ impl Builder {
         Ok(Engine {
             config: self.config,
             domids: self.domids,
+            dead: [const { AtomicBool::new(false) }; MAX_DOMAINS],
             regions,
             vcpu_base,
             vcpus: [const { VcpuRecord::new() }; MAX_FRONTEND_VCPUS],
@@ -243,10 +244,12 @@ struct Region {
 }
 
 /// Request record states. Transitions: trap IDLE→PENDING, doorbell PENDING→ANSWERED,
-/// completion ANSWERED→IDLE. Nothing else moves a record.
+/// backend death PENDING→VANISHED, completion ANSWERED|VANISHED→IDLE. Nothing else moves a
+/// record.
 const IDLE: u8 = 0;
 const PENDING: u8 = 1;
 const ANSWERED: u8 = 2;
+const VANISHED: u8 = 3;
 
 /// One frontend vCPU's request in flight. Written by that vCPU at trap time, read back by it at
 /// completion; the backend's pCPU only moves `state` forward.
@@ -303,6 +306,8 @@ fn unpack(v: u64) -> Access {
 pub struct Engine {
     config: Box<Config>,
     domids: [Option<DomId>; MAX_DOMAINS],
+    /// Backends that shut down or crashed: their devices have vanished.
+    dead: [AtomicBool; MAX_DOMAINS],
     regions: Table<Region, MAX_DEVICES>,
     vcpu_base: [u16; MAX_DOMAINS],
     vcpus: [VcpuRecord; MAX_FRONTEND_VCPUS],
@@ -362,7 +367,7 @@ impl Engine {
         };
         if record
             .state
-            .compare_exchange(IDLE, PENDING, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(IDLE, PENDING, Ordering::SeqCst, Ordering::Acquire)
             .is_err()
         {
             return MmioOutcome::Abort(MmioError::Busy(trap.vcpu));
@@ -381,6 +386,12 @@ impl Engine {
         record.device.store(device_index as u8, Ordering::Relaxed);
         record.access.store(pack(&access), Ordering::Relaxed);
         record.hsr.store(trap.hsr, Ordering::Relaxed);
+        // PENDING is published (SeqCst) before `dead` is read, and `domain_shutdown` sets
+        // `dead` before scanning for PENDING records: one of the two always sees the other.
+        if self.dead[usize::from(device.backend)].load(Ordering::SeqCst) {
+            self.vanish(p, frontend, trap.vcpu, record);
+            return MmioOutcome::Retry;
+        }
         let page = PageId {
             backend: usize::from(device.backend),
             frontend_index: usize::from(device.frontend_index),
@@ -405,17 +416,29 @@ impl Engine {
         let Some(record) = self.record(frontend, vcpu) else {
             return Work::Idle;
         };
-        match record.state.load(Ordering::Acquire) {
+        let vanished = match record.state.load(Ordering::Acquire) {
             PENDING => return Work::Waiting,
-            ANSWERED => {}
+            ANSWERED => false,
+            VANISHED => true,
             _ => return Work::Idle,
-        }
+        };
         let access = unpack(record.access.load(Ordering::Relaxed));
         let device = &self.config.devices()[usize::from(record.device.load(Ordering::Relaxed))];
         let page = PageId {
             backend: usize::from(device.backend),
             frontend_index: usize::from(device.frontend_index),
         };
+        if vanished {
+            // The backend is gone: reads see a vanished device (all ones), writes are dropped.
+            record.state.store(IDLE, Ordering::Release);
+            let write_reg = (!access.write && access.reg != syndrome::XZR)
+                .then(|| (access.reg, access.load_value(u64::MAX)));
+            return Work::Complete(Completion {
+                write_reg,
+                hsr: record.hsr.load(Ordering::Relaxed),
+                post_index: access.post_index,
+            });
+        }
         let slot = p.read_slot(page, vcpu);
         let data = if slot.state() == STATE_IORESP_READY {
             slot.data
@@ -435,6 +458,53 @@ impl Engine {
             hsr: record.hsr.load(Ordering::Relaxed),
             post_index: access.post_index,
         })
+    }
+
+    /// Marks a pending request as answered by nobody and wakes its vCPU.
+    fn vanish<P: Platform>(&self, p: &P, frontend: DomainIndex, vcpu: VcpuId, record: &VcpuRecord) {
+        if record
+            .state
+            .compare_exchange(PENDING, VANISHED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            p.wake_vcpu(frontend, vcpu);
+        }
+    }
+
+    /// Called when a domain shuts down or crashes. If it is a backend, its devices vanish:
+    /// every frontend vCPU waiting for it completes (reads return all ones, writes are
+    /// dropped) and later accesses complete the same way, so no frontend hangs on a dead
+    /// backend.
+    pub fn domain_shutdown<P: Platform>(&self, p: &P, domid: DomId) {
+        let Some(index) = self.domain_index(domid) else {
+            return;
+        };
+        if self.config.domains()[index].backend.is_none() {
+            return;
+        }
+        self.dead[index].store(true, Ordering::SeqCst);
+        for (frontend, dom) in self.config.domains().iter().enumerate() {
+            for v in 0..dom.vcpus {
+                let Some(record) = self.record(frontend, VcpuId(v)) else {
+                    break;
+                };
+                if record.state.load(Ordering::SeqCst) != PENDING {
+                    continue;
+                }
+                let device =
+                    &self.config.devices()[usize::from(record.device.load(Ordering::Relaxed))];
+                if usize::from(device.backend) == index {
+                    self.vanish(p, frontend, VcpuId(v), record);
+                }
+            }
+        }
+    }
+
+    /// Tells whether backend `index` has shut down.
+    pub fn is_dead(&self, index: DomainIndex) -> bool {
+        self.dead
+            .get(index)
+            .is_some_and(|d| d.load(Ordering::Acquire))
     }
 
     /// Handles a backend's read of its doorbell page.
@@ -541,6 +611,91 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Spi;
+    use core::cell::RefCell;
+    use std::vec::Vec;
+
+    /// Minimal recording platform; the strict one lives in `tests/engine.rs`.
+    #[derive(Default)]
+    struct Rec {
+        slots: RefCell<[IoReq; 2]>,
+        events: RefCell<Vec<&'static str>>,
+    }
+
+    impl Platform for Rec {
+        fn post_request(&self, _: PageId, slot: VcpuId, req: &IoReq) {
+            self.slots.borrow_mut()[slot.0 as usize] = *req;
+            self.events.borrow_mut().push("post");
+        }
+        fn read_slot(&self, _: PageId, slot: VcpuId) -> IoReq {
+            self.slots.borrow()[slot.0 as usize]
+        }
+        fn set_slot_flags(&self, _: PageId, slot: VcpuId, flags: u8) {
+            self.slots.borrow_mut()[slot.0 as usize].flags = flags;
+        }
+        fn inject_spi(&self, _: DomainIndex, _: Spi) {
+            self.events.borrow_mut().push("inject");
+        }
+        fn wake_vcpu(&self, _: DomainIndex, _: VcpuId) {
+            self.events.borrow_mut().push("wake");
+        }
+        fn crash_domain(&self, _: DomainIndex) {
+            self.events.borrow_mut().push("crash");
+        }
+    }
+
+    fn engine() -> Engine {
+        let blob = include_bytes!("../tests/fixtures/qemu-boot-smoke.dtb");
+        let mut b = Builder::new(Config::from_fdt(blob, 256).unwrap());
+        b.domain_created("domU1", DomId(1));
+        b.domain_created("domU2", DomId(2));
+        b.freeze().unwrap()
+    }
+
+    fn read_trap() -> Trap {
+        // LDR w3, [..] with a valid syndrome.
+        let hsr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (3 << 16) | 0x07;
+        Trap {
+            domid: DomId(1),
+            vcpu: VcpuId(0),
+            gpa: Gpa(0x0200_0000),
+            hsr,
+            xen_dabt: hsr,
+            xen_decode: XenDecode::Syndrome,
+        }
+    }
+
+    #[test]
+    fn a_dead_backend_releases_waiting_and_later_accesses() {
+        let e = engine();
+        let p = Rec::default();
+        assert_eq!(e.handle_mmio(&p, &read_trap(), |_| 0), MmioOutcome::Retry);
+        assert_eq!(e.vcpu_work(&p, DomId(1), VcpuId(0)), Work::Waiting);
+        // Shutting down a frontend releases nothing.
+        e.domain_shutdown(&p, DomId(1));
+        assert_eq!(e.vcpu_work(&p, DomId(1), VcpuId(0)), Work::Waiting);
+        e.domain_shutdown(&p, DomId(2));
+        assert!(e.is_dead(1));
+        let Work::Complete(c) = e.vcpu_work(&p, DomId(1), VcpuId(0)) else {
+            panic!()
+        };
+        assert_eq!(c.write_reg, Some((3, 0xffff_ffff)));
+        // A late COMPLETE from the dead backend is refused.
+        let complete = e.doorbell_write(&p, DomId(2), doorbell::COMPLETE, Width::Word, 0);
+        assert_eq!(complete, Err(DoorbellError::NotAwaited(0)));
+        // New accesses complete at once without posting anything.
+        let posts = p.events.borrow().iter().filter(|e| **e == "post").count();
+        assert_eq!(e.handle_mmio(&p, &read_trap(), |_| 0), MmioOutcome::Retry);
+        assert!(matches!(
+            e.vcpu_work(&p, DomId(1), VcpuId(0)),
+            Work::Complete(_)
+        ));
+        assert_eq!(
+            p.events.borrow().iter().filter(|e| **e == "post").count(),
+            posts
+        );
+        assert_eq!(e.vcpu_work(&p, DomId(1), VcpuId(0)), Work::Idle);
+    }
 
     #[test]
     fn access_records_round_trip() {
