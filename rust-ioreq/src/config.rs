@@ -409,7 +409,7 @@ impl Config {
             None if nth <= (last_spi - first_spi) as usize => first_spi + nth as u32,
             None => return Err(err(path, "interrupts", ErrorKind::NoDefaultLeft)),
         };
-        let limit = Spi::FIRST + fe.nr_spis;
+        let limit = Spi::FIRST.saturating_add(fe.nr_spis);
         let spi = match Spi::new(spi) {
             Some(s) if s.0 < limit => s,
             _ => {
@@ -553,7 +553,8 @@ fn parse_domain(node: &FdtNode<'_, '_>, path: &Path, gic_spis: u32) -> Result<Do
     };
     let backend = if node.property("xen,ioreq-server").is_some() {
         let spi = read_u32(node, path, "xen,ioreq-notify-spi")?.unwrap_or(DEFAULT_NOTIFY_SPI);
-        let limit = Spi::FIRST + nr_spis;
+        // `nr_spis` comes from the DT unchecked: 32 + nr_spis may overflow.
+        let limit = Spi::FIRST.saturating_add(nr_spis);
         let notify_spi = match Spi::new(spi) {
             Some(s) if s.0 < limit => s,
             _ => {
