@@ -258,8 +258,11 @@ fn cells<'a>(node: &FdtNode<'_, 'a>, name: &str) -> Option<impl Iterator<Item = 
     )
 }
 
+/// Returns the number of cells of a property, or `None` if it is absent or not a whole number
+/// of cells.
 fn cell_count(node: &FdtNode<'_, '_>, name: &str) -> Option<usize> {
-    node.property(name).map(|p| p.value.len() / 4)
+    let p = node.property(name)?;
+    (p.value.len() % 4 == 0).then_some(p.value.len() / 4)
 }
 
 fn read_u32(
@@ -276,10 +279,14 @@ fn read_u32(
     }
 }
 
-/// Joins `cells` big-endian 32-bit cells into one number.
+/// Joins `cells` big-endian 32-bit cells into one number, or `None` if it does not fit 64 bits
+/// (more than two cells are fine while the extra leading ones are zero).
 fn join(it: &mut impl Iterator<Item = u32>, cells: usize) -> Option<u64> {
     let mut v: u64 = 0;
     for _ in 0..cells {
+        if v >> 32 != 0 {
+            return None;
+        }
         v = (v << 32) | u64::from(it.next()?);
     }
     Some(v)
