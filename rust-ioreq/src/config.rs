@@ -204,7 +204,17 @@ impl fmt::Display for ConfigError {
             ErrorKind::BadBlob => f.write_str("not a valid flattened device tree"),
             ErrorKind::NoChosen => f.write_str("no /chosen node"),
             ErrorKind::Missing => f.write_str("missing"),
+            ErrorKind::Malformed if self.property == "xen,backend-args" => {
+                f.write_str("malformed (not UTF-8 text)")
+            }
             ErrorKind::Malformed => f.write_str("malformed (wrong number of cells?)"),
+            // A non-zero multiple of the unit can only be refused because the region wraps.
+            ErrorKind::BadSize(s) if s != 0 && s % DEVICE_REGION_UNIT == 0 => {
+                write!(
+                    f,
+                    "region of size {s:#x} wraps past the end of the address space"
+                )
+            }
             ErrorKind::BadSize(s) => write!(f, "size {s:#x} is not a non-zero multiple of 0x200"),
             ErrorKind::BadAlignment(a) => write!(f, "address {a:#x} is not 0x200-aligned"),
             ErrorKind::Overlaps(what) => write!(f, "region overlaps {what}"),
@@ -371,8 +381,13 @@ impl Config {
         nth: usize,
     ) -> Result<Device, ConfigError> {
         let fe = &self.domains()[usize::from(frontend)];
-        let addr_cells = read_u32(domain, path, "#address-cells")?.unwrap_or(2) as usize;
-        let size_cells = read_u32(domain, path, "#size-cells")?.unwrap_or(1) as usize;
+        // The cell counts are the domain node's properties: name it, not the device, in errors.
+        let domain_path = Path {
+            domain: path.domain,
+            device: Name::new(),
+        };
+        let addr_cells = read_u32(domain, &domain_path, "#address-cells")?.unwrap_or(2) as usize;
+        let size_cells = read_u32(domain, &domain_path, "#size-cells")?.unwrap_or(1) as usize;
         let (first_spi, last_spi) = GUEST_VIRTIO_MMIO_SPIS;
 
         let (base, size) = match cells(dev, "reg") {
