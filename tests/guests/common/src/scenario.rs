@@ -13,9 +13,11 @@ use crate::println;
 /// Name used in SCENARIO lines when the bootargs name none.
 const UNNAMED: &str = "unnamed";
 
-// The guest runs on one vCPU with interrupts masked, so plain loads and stores suffice (no
-// read-modify-write atomics: exclusives are not guaranteed to work on Device memory, and with the
-// MMU off all data memory is Device memory).
+// Plain loads and stores only (no read-modify-write atomics: exclusives are not guaranteed to work
+// on Device memory, and with the MMU off all data memory is Device memory). The name is set once
+// before anything else runs. A guest whose second vCPU reports checks too (smp.rs) can lose a
+// FAILURES count when two FAILs race; `failures()` is informative only, the harness counts the
+// FAIL lines themselves.
 static NAME_PTR: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static NAME_LEN: AtomicUsize = AtomicUsize::new(0);
 static FAILURES: AtomicUsize = AtomicUsize::new(0);

@@ -1,0 +1,76 @@
+//! The frontend's bootargs (`/chosen/bootargs`, words separated by spaces):
+//!
+//! - `scenario=<name>`: the scenario name for the SCENARIO lines (read by guest-common);
+//! - `frontend.seed=<n>`: seed of the block data pattern (decimal or 0x-hex; default 1), so that two
+//!   frontends writing the same sectors of different disks write different data;
+//! - `frontend.expect=<kind>[,<kind>...]`: the device kinds (`blk`, `rng`, ...) the device tree must
+//!   list, in address order; checked when given;
+//! - `frontend.probe-unclaimed=<hex address>`: unclaimed mode. Instead of the device tests, read
+//!   and write this address (inside Xen's virtio MMIO window but claimed by no device) and check
+//!   that both accesses take a data abort.
+
+/// Default pattern seed.
+const DEFAULT_SEED: u64 = 1;
+
+/// The parsed bootargs.
+#[derive(Clone, Copy, Debug)]
+pub struct Args {
+    /// Block data pattern seed.
+    pub seed: u64,
+    /// Expected device kinds, comma-separated, if given.
+    pub expect: Option<&'static str>,
+    /// Unclaimed mode: the address to probe (or the text that did not parse).
+    pub probe_unclaimed: Option<Result<usize, &'static str>>,
+    /// Words starting with `frontend.` that mean nothing here (reported, so a typo is noticed).
+    pub unknown: Option<&'static str>,
+    /// A `frontend.seed` value that did not parse.
+    pub bad_seed: Option<&'static str>,
+}
+
+/// Parses a number in decimal or with a `0x` prefix in hexadecimal.
+pub fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Parses a hexadecimal address, with or without `0x`.
+fn parse_hex(s: &str) -> Option<usize> {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    usize::from_str_radix(digits, 16).ok()
+}
+
+impl Args {
+    /// Parses `bootargs`.
+    pub fn parse(bootargs: &'static str) -> Self {
+        let mut args = Args {
+            seed: DEFAULT_SEED,
+            expect: None,
+            probe_unclaimed: None,
+            unknown: None,
+            bad_seed: None,
+        };
+        for word in bootargs.split_ascii_whitespace() {
+            let Some(rest) = word.strip_prefix("frontend.") else {
+                continue;
+            };
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            match key {
+                "seed" => match parse_number(value) {
+                    Some(seed) => args.seed = seed,
+                    None => args.bad_seed = Some(value),
+                },
+                "expect" => args.expect = Some(value),
+                "probe-unclaimed" => {
+                    args.probe_unclaimed = Some(parse_hex(value).ok_or(value));
+                }
+                _ => args.unknown = Some(word),
+            }
+        }
+        args
+    }
+}
