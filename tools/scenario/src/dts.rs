@@ -1,7 +1,7 @@
 //! Generated `host.dts`: QEMU's own tree (included as `virt.dts`) plus a second root block
 //! that dtc merges into it, carrying `/chosen/xen,xen-bootargs` and one `xen,domain` node per
 //! domain (Xen booting.txt, "Creating Multiple Domains directly from Xen") with its kernel
-//! module and its `xen,virtio-mmio-device` children (DESIGN.md §3).
+//! module and its `xen,virtio-mmio-device` children (docs/binding.md).
 
 use std::fmt::Write as _;
 
@@ -58,6 +58,12 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         if d.vpl011 {
             let _ = writeln!(s, "\t\t\tvpl011;");
         }
+        if d.ioreq_server {
+            let _ = writeln!(s, "\t\t\txen,ioreq-server;");
+        }
+        if let Some(spi) = d.ioreq_notify_spi {
+            let _ = writeln!(s, "\t\t\txen,ioreq-notify-spi = <{spi}>;");
+        }
         let _ = writeln!(s);
         let _ = writeln!(s, "\t\t\tmodule@{:x} {{", m.addr);
         let _ = writeln!(
@@ -72,22 +78,35 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         );
         let _ = writeln!(s, "\t\t\t\tbootargs = {};", quote(&d.bootargs));
         let _ = writeln!(s, "\t\t\t}};");
-        for dev in &d.devices {
+        for (j, dev) in d.devices.iter().enumerate() {
             let _ = writeln!(s);
             let served = dev
                 .backend
                 .as_deref()
                 .map_or(String::new(), |b| format!(", served by {b}"));
             let _ = writeln!(s, "\t\t\t/* {}{served} */", dev.kind);
-            let _ = writeln!(s, "\t\t\tvirtio@{:x} {{", dev.gpa);
+            // A node with `reg` is named by its address; without one (Xen picks the address)
+            // by its index, since a unit address needs a `reg` (DT spec v0.4 §2.2.1).
+            match dev.reg {
+                Some(reg) => {
+                    let _ = writeln!(s, "\t\t\tvirtio@{:x} {{", reg.gpa);
+                }
+                None => {
+                    let _ = writeln!(s, "\t\t\tvirtio-{j} {{");
+                }
+            }
             let _ = writeln!(s, "\t\t\t\tcompatible = \"xen,virtio-mmio-device\";");
-            let _ = writeln!(
-                s,
-                "\t\t\t\treg = <{} {}>;",
-                cells64(dev.gpa),
-                cells64(dev.size)
-            );
-            let _ = writeln!(s, "\t\t\t\tinterrupts = <{}>;", dev.interrupt);
+            if let Some(reg) = dev.reg {
+                let _ = writeln!(
+                    s,
+                    "\t\t\t\treg = <{} {}>;",
+                    cells64(reg.gpa),
+                    cells64(reg.size)
+                );
+            }
+            if let Some(spi) = dev.interrupt {
+                let _ = writeln!(s, "\t\t\t\tinterrupts = <{spi}>;");
+            }
             if let Some(be) = &dev.backend {
                 let label = scenario
                     .domains
@@ -96,6 +115,9 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
                     .map(|o| o.label.as_str())
                     .expect("backend validated to exist");
                 let _ = writeln!(s, "\t\t\t\txen,backend = <&{label}>;");
+            }
+            if let Some(args) = &dev.args {
+                let _ = writeln!(s, "\t\t\t\txen,backend-args = {};", quote(args));
             }
             let _ = writeln!(s, "\t\t\t}};");
         }
@@ -153,11 +175,18 @@ bootargs = 'say "hi" \o/'
   reg = [0x02000200, 0x200]
   interrupt = 34
 
+  [[domain.device]]
+  kind = "net, at Xen's default address"
+  backend = "be"
+  args = 'virtio-net mac="02:00:00:00:00:01"'
+
 [[domain]]
 name = "be"
 memory_mib = 5000
 cpus = 1
 kernel = "back"
+ioreq_server = true
+ioreq_notify_spi = 45
 "#;
 
     fn modules() -> Vec<Module> {
@@ -235,7 +264,37 @@ kernel = "back"
             \t\t\t\tinterrupts = <34>;\n\
             \t\t\t};\n";
         assert!(d.contains(rng), "{d}");
-        assert_eq!(d.matches("xen,virtio-mmio-device").count(), 2);
+        assert_eq!(d.matches("xen,virtio-mmio-device").count(), 3);
+    }
+
+    #[test]
+    fn omitted_reg_and_interrupt_leave_xen_defaults() {
+        let d = dts();
+        let net = "\t\t\t/* net, at Xen's default address, served by be */\n\
+            \t\t\tvirtio-2 {\n\
+            \t\t\t\tcompatible = \"xen,virtio-mmio-device\";\n\
+            \t\t\t\txen,backend = <&be>;\n\
+            \t\t\t\txen,backend-args = \"virtio-net mac=\\\"02:00:00:00:00:01\\\"\";\n\
+            \t\t\t};\n";
+        assert!(d.contains(net), "{d}");
+    }
+
+    #[test]
+    fn backend_domain_is_an_ioreq_server() {
+        let d = dts();
+        let be = "\t\tbe: be {\n\
+            \t\t\tcompatible = \"xen,domain\";\n\
+            \t\t\t#address-cells = <0x2>;\n\
+            \t\t\t#size-cells = <0x2>;\n\
+            \t\t\tmemory = <0x0 0x4e2000>; /* 5000 MiB */\n\
+            \t\t\tcpus = <0x1>;\n\
+            \t\t\txen,ioreq-server;\n\
+            \t\t\txen,ioreq-notify-spi = <45>;\n";
+        assert!(d.contains(be), "{d}");
+        assert_eq!(d.matches("xen,ioreq-server;").count(), 1);
+        assert_eq!(d.matches("xen,ioreq-notify-spi").count(), 1);
+        // The frontend's devices have no args unless given.
+        assert_eq!(d.matches("xen,backend-args").count(), 1);
     }
 
     #[test]

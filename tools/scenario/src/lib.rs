@@ -18,4 +18,6 @@ pub use generate::{
     generate, qemu_opt_escape, shell_quote, Console, GenOptions, Generated, DTC, QEMU,
 };
 pub use layout::{place_modules, Module, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE};
-pub use model::{Device, Domain, Scenario, DEFAULT_MEM_MIB, DEFAULT_SMP, DEFAULT_XEN_BOOTARGS};
+pub use model::{
+    Device, Domain, Reg, Scenario, DEFAULT_MEM_MIB, DEFAULT_SMP, DEFAULT_XEN_BOOTARGS,
+};

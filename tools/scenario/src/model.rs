@@ -50,6 +50,9 @@ struct RawDomain {
     kernel: String,
     bootargs: Option<String>,
     expect_end: Option<bool>,
+    #[serde(default)]
+    ioreq_server: bool,
+    ioreq_notify_spi: Option<u32>,
     #[serde(default, rename = "device")]
     devices: Vec<RawDevice>,
 }
@@ -58,9 +61,10 @@ struct RawDomain {
 #[serde(deny_unknown_fields)]
 struct RawDevice {
     kind: String,
-    reg: [u64; 2],
-    interrupt: u32,
+    reg: Option<[u64; 2]>,
+    interrupt: Option<u32>,
     backend: Option<String>,
+    args: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -108,6 +112,10 @@ pub struct Domain {
     pub bootargs: String,
     /// Whether the harness waits for a `SCENARIO <name> END` line from this domain.
     pub expect_end: bool,
+    /// Whether the domain serves virtio devices (`xen,ioreq-server;`).
+    pub ioreq_server: bool,
+    /// The backend's notify SPI (`xen,ioreq-notify-spi`); `None` leaves Xen's default.
+    pub ioreq_notify_spi: Option<u32>,
     pub devices: Vec<Device>,
 }
 
@@ -117,14 +125,24 @@ pub struct Domain {
 pub struct Device {
     /// Free text ("blk", "rng"), kept as a comment in the generated DTS.
     pub kind: String,
-    /// Frontend guest-physical base address of the register window.
-    pub gpa: u64,
-    /// Size of the register window in bytes.
-    pub size: u64,
-    /// Frontend SPI number.
-    pub interrupt: u32,
+    /// Frontend guest-physical base address and size of the register window; `None` omits
+    /// `reg` so that Xen's default applies (docs/binding.md).
+    pub reg: Option<Reg>,
+    /// Frontend SPI (INTID); `None` omits `interrupts` so that Xen's default applies.
+    pub interrupt: Option<u32>,
     /// Name of the domain serving this device, if any; validated to exist.
     pub backend: Option<String>,
+    /// `xen,backend-args`: opaque to Xen, handed to the backend; `None` omits the property.
+    pub args: Option<String>,
+}
+
+/// A device's register window in the frontend's guest-physical address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reg {
+    /// Base address.
+    pub gpa: u64,
+    /// Size in bytes (non-zero; `gpa + size` does not overflow).
+    pub size: u64,
 }
 
 impl Scenario {
@@ -267,20 +285,31 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
                     format!("{:?} must be non-empty text", dev.kind),
                 ));
             }
-            let [gpa, size] = dev.reg;
-            if size == 0 {
-                return Err(bad(&g("reg"), "size must not be 0".into()));
-            }
-            if gpa.checked_add(size).is_none() {
-                return Err(bad(&g("reg"), format!("{gpa:#x} + {size:#x} overflows")));
-            }
-            // Two devices at one address would get the same node name; overlapping but
-            // distinct windows are left for Xen to reject, so negative tests stay possible.
-            if let Some(first) = seen_gpa.insert(gpa, j) {
-                return Err(bad(
-                    &g("reg"),
-                    format!("address {gpa:#x} is also used by device[{first}] of this domain"),
-                ));
+            let reg = match dev.reg {
+                None => None,
+                Some([gpa, size]) => {
+                    if size == 0 {
+                        return Err(bad(&g("reg"), "size must not be 0".into()));
+                    }
+                    if gpa.checked_add(size).is_none() {
+                        return Err(bad(&g("reg"), format!("{gpa:#x} + {size:#x} overflows")));
+                    }
+                    // Two devices at one address would get the same node name; overlapping
+                    // but distinct windows (alignment, SPI ranges, ...) are left for Xen to
+                    // reject, so negative tests stay possible.
+                    if let Some(first) = seen_gpa.insert(gpa, j) {
+                        return Err(bad(
+                            &g("reg"),
+                            format!(
+                                "address {gpa:#x} is also used by device[{first}] of this domain"
+                            ),
+                        ));
+                    }
+                    Some(Reg { gpa, size })
+                }
+            };
+            if let Some(args) = &dev.args {
+                check_dts_string(args).map_err(|m| bad(&g("args"), m))?;
             }
             if let Some(be) = &dev.backend {
                 if !by_name.contains_key(be.as_str()) {
@@ -292,10 +321,10 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             }
             devices.push(Device {
                 kind: dev.kind,
-                gpa,
-                size,
+                reg,
                 interrupt: dev.interrupt,
                 backend: dev.backend,
+                args: dev.args,
             });
         }
 
@@ -308,6 +337,8 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             kernel: d.kernel,
             bootargs,
             expect_end: d.expect_end.unwrap_or(true),
+            ioreq_server: d.ioreq_server,
+            ioreq_notify_spi: d.ioreq_notify_spi,
             devices,
         });
     }
@@ -443,12 +474,17 @@ contains = ["Freed"]
             d1.devices,
             vec![Device {
                 kind: "blk".into(),
-                gpa: 0x0200_0000,
-                size: 0x200,
-                interrupt: 33,
+                reg: Some(Reg {
+                    gpa: 0x0200_0000,
+                    size: 0x200
+                }),
+                interrupt: Some(33),
                 backend: Some("domU2".into()),
+                args: None,
             }]
         );
+        assert!(!d1.ioreq_server);
+        assert_eq!(d1.ioreq_notify_spi, None);
         let d2 = &s.domains[1];
         assert!(d2.vpl011);
         assert!(!d2.expect_end);
@@ -456,6 +492,39 @@ contains = ["Freed"]
         assert_eq!(s.expect_contains, vec!["Freed".to_owned()]);
         assert_eq!(s.device_count(), 1);
         assert_eq!(s.expected_ends(), 1);
+    }
+
+    #[test]
+    fn backend_and_device_binding_fields() {
+        let text = SMOKE
+            .replace(
+                "expect_end = false\n",
+                "expect_end = false\nioreq_server = true\nioreq_notify_spi = 45\n",
+            )
+            .replace(
+                "  reg = [0x02000000, 0x200]\n  interrupt = 33\n  backend = \"domU2\"\n",
+                "  backend = \"domU2\"\n  args = \"virtio-blk size=4M\"\n",
+            );
+        let s = parse(&text).expect("valid");
+        let be = &s.domains[1];
+        assert!(be.ioreq_server);
+        assert_eq!(be.ioreq_notify_spi, Some(45));
+        let dev = &s.domains[0].devices[0];
+        assert_eq!(dev.reg, None);
+        assert_eq!(dev.interrupt, None);
+        assert_eq!(dev.args.as_deref(), Some("virtio-blk size=4M"));
+        assert_eq!(s.device_count(), 1);
+    }
+
+    #[test]
+    fn devices_without_reg_do_not_collide() {
+        let text = SMOKE.replace(
+            "  reg = [0x02000000, 0x200]\n  interrupt = 33\n  backend = \"domU2\"\n",
+            "  backend = \"domU2\"\n\n  [[domain.device]]\n  kind = \"rng\"\n  backend = \"domU2\"\n",
+        );
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.domains[0].devices.len(), 2);
+        assert!(s.domains[0].devices.iter().all(|d| d.reg.is_none()));
     }
 
     #[test]
@@ -550,6 +619,16 @@ contains = ["Freed"]
                 "domain[0].device[0].reg:",
             ),
             ("kind = \"blk\"", "kind = \"\"", "domain[0].device[0].kind:"),
+            (
+                "backend = \"domU2\"\n",
+                "backend = \"domU2\"\nargs = \"a\\tb\"\n",
+                "domain[0].device[0].args:",
+            ),
+            (
+                "expect_end = false",
+                "expect_end = false\nioreq_notify_spi = -1",
+                "ioreq_notify_spi",
+            ),
             (
                 "bootargs = \"custom args\"",
                 "bootargs = \"a\\nb\"",

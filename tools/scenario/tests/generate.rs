@@ -28,13 +28,21 @@ kernel = "front"
   reg = [0x02000000, 0x200]
   interrupt = 33
   backend = "domU2"
+  args = "virtio-blk size=4M"
+
+  [[domain.device]]
+  kind = "rng"
+  backend = "domU2"
+  args = "virtio-rng"
 
 [[domain]]
 name = "domU2"
 memory_mib = 32
-cpus = 1
+cpus = 2
 kernel = "back"
 bootargs = "role=backend"
+ioreq_server = true
+ioreq_notify_spi = 44
 "#;
 
 /// Makes a fresh scratch directory for one test (no tempfile crate: one dependency less).
@@ -58,6 +66,24 @@ fn fdtget(dtb: &Path, node: &str, prop: &str, ty: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Tells whether `node` has property `prop` (`fdtget -p` lists the property names).
+fn has_property(dtb: &Path, node: &str, prop: &str) -> bool {
+    let out = Command::new("fdtget")
+        .arg("-p")
+        .arg(dtb)
+        .arg(node)
+        .output()
+        .unwrap_or_else(|e| panic!("fdtget is required (Debian device-tree-compiler): {e}"));
+    assert!(
+        out.status.success(),
+        "fdtget -p {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == prop)
 }
 
 fn setup(tag: &str, front_size: usize) -> (Scenario, GenOptions, PathBuf) {
@@ -132,9 +158,28 @@ fn generates_mergeable_host_dtb() {
     assert_eq!(fdtget(dtb, v, "compatible", "s"), "xen,virtio-mmio-device");
     assert_eq!(fdtget(dtb, v, "reg", "x"), "0 2000000 0 200");
     assert_eq!(fdtget(dtb, v, "interrupts", "u"), "33");
+    assert_eq!(
+        fdtget(dtb, v, "xen,backend-args", "s"),
+        "virtio-blk size=4M"
+    );
     // The phandle reference resolves to the backend domain node.
     let be = fdtget(dtb, v, "xen,backend", "u");
     assert_eq!(fdtget(dtb, "/chosen/domU2", "phandle", "u"), be);
+    // A device without reg/interrupt has neither property (Xen's defaults apply).
+    let r = "/chosen/domU1/virtio-1";
+    assert_eq!(fdtget(dtb, r, "compatible", "s"), "xen,virtio-mmio-device");
+    assert_eq!(fdtget(dtb, r, "xen,backend", "u"), be);
+    assert_eq!(fdtget(dtb, r, "xen,backend-args", "s"), "virtio-rng");
+    assert!(!has_property(dtb, r, "reg"));
+    assert!(!has_property(dtb, r, "interrupts"));
+    // The backend is marked as an ioreq server with its notify SPI; the frontend is not.
+    assert_eq!(fdtget(dtb, "/chosen/domU2", "xen,ioreq-server", "x"), "");
+    assert_eq!(
+        fdtget(dtb, "/chosen/domU2", "xen,ioreq-notify-spi", "u"),
+        "44"
+    );
+    assert_eq!(fdtget(dtb, "/chosen/domU2", "cpus", "u"), "2");
+    assert!(!has_property(dtb, "/chosen/domU1", "xen,ioreq-server"));
 
     // qemu.args holds the machine arguments, one per line, matching the command builder.
     let args = fs::read_to_string(&g.qemu_args_file).expect("read qemu.args");
