@@ -122,6 +122,7 @@ int rust_ioreq_doorbell(uint16_t domid, uint64_t gpa, unsigned int size_log2, bo
 
 /* --- Implemented by the Xen glue --------------------------------------------------------- */
 
+void rust_xen_mark_frontend(struct domain *d);
 bool rust_xen_reserve_spi(struct domain *d, unsigned int spi);
 void *rust_xen_map_ioreq_page(struct domain *d, uint64_t gpa);
 int rust_xen_register_doorbell(struct domain *d, uint64_t gpa, uint64_t size);

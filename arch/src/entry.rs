@@ -109,6 +109,14 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
     };
     DOMAINS[index].store(d, Ordering::Release);
     let config = builder.config();
+    if config
+        .devices()
+        .iter()
+        .any(|dev| usize::from(dev.frontend) == index)
+    {
+        // SAFETY: `d` is the live domain just created.
+        unsafe { xen::rust_xen_mark_frontend(d) };
+    }
     for dev in config
         .devices()
         .iter()

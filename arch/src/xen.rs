@@ -39,6 +39,8 @@ extern "C" {
     /// libfdt: closes the open node.
     pub fn fdt_end_node(fdt: *mut c_void) -> c_int;
 
+    /// Marks `d` as a frontend: only frontends pay for the return-to-guest hook.
+    pub fn rust_xen_mark_frontend(d: *mut XenDomain);
     /// Reserves `spi` in the domain's vGIC (`vgic_reserve_virq`).
     pub fn rust_xen_reserve_spi(d: *mut XenDomain, spi: c_uint) -> bool;
     /// Allocates a zeroed Xen page, shares it read-write with `d` and maps it at `gpa`.
