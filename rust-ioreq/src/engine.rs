@@ -365,11 +365,9 @@ impl Engine {
         let Some(record) = self.record(frontend, trap.vcpu) else {
             return MmioOutcome::Abort(MmioError::UnknownVcpu(trap.vcpu));
         };
-        if record
-            .state
-            .compare_exchange(IDLE, PENDING, Ordering::SeqCst, Ordering::Acquire)
-            .is_err()
-        {
+        // Only this vCPU moves its record out of IDLE, so an IDLE seen here stays IDLE until
+        // PENDING is published below; any other state is a request in flight, left untouched.
+        if record.state.load(Ordering::Acquire) != IDLE {
             return MmioOutcome::Abort(MmioError::Busy(trap.vcpu));
         }
         let data = if access.write && access.reg != syndrome::XZR {
@@ -383,9 +381,18 @@ impl Engine {
             .iter()
             .position(|d| core::ptr::eq(d, device))
             .unwrap_or(0);
+        // Fill the record before publishing PENDING: the backend's COMPLETE and
+        // `domain_shutdown` run on other pCPUs and read these fields once they see PENDING.
         record.device.store(device_index as u8, Ordering::Relaxed);
         record.access.store(pack(&access), Ordering::Relaxed);
         record.hsr.store(trap.hsr, Ordering::Relaxed);
+        if record
+            .state
+            .compare_exchange(IDLE, PENDING, Ordering::SeqCst, Ordering::Acquire)
+            .is_err()
+        {
+            return MmioOutcome::Abort(MmioError::Busy(trap.vcpu));
+        }
         // PENDING is published (SeqCst) before `dead` is read, and `domain_shutdown` sets
         // `dead` before scanning for PENDING records: one of the two always sees the other.
         if self.dead[usize::from(device.backend)].load(Ordering::SeqCst) {

@@ -1,0 +1,653 @@
+//! The virtio-mmio register file, device side (virtio 1.2 §4.2.2 "MMIO Device Register Layout",
+//! Version 2 only; §4.2.3 "MMIO-specific Initialization And Device Operation").
+//!
+//! [`MmioTransport`] owns a device model ([`VirtioDevice`]) and its queues and turns raw register
+//! reads and writes — offset, width, value, as a trap handler or an `ioreq_t` delivers them —
+//! into the state changes the specification describes. Registers are 32-bit; the configuration
+//! space at 0x100 takes naturally aligned 8-, 16- and 32-bit accesses (64-bit fields are read as
+//! two 32-bit halves, §4.2.2.2). Any other access, and any write the current state does not
+//! allow, is reported to the [`Logger`] and ignored; reads of it return 0. Nothing panics.
+//!
+//! Queue processing is separate from the register write that asks for it: a `QueueNotify` write
+//! returns [`WriteEffect::Notify`], and the embedder calls [`MmioTransport::process_queue`] when
+//! it suits it (a backend typically completes the trapped write first so the driver's vCPU can
+//! resume, then processes).
+
+use crate::features::{self, INDIRECT_DESC, VERSION_1};
+use crate::log::{Event, Logger, NotifyFault, RegisterFault};
+use crate::memory::GuestMemory;
+use crate::queue::{Queue, QueueError, QueuePart, QueueSetupError};
+use crate::status::{self, DeviceStatus};
+use crate::width::Width;
+
+/// `MagicValue`: "virt" in little endian.
+pub const MAGIC: u32 = 0x7472_6976;
+/// `Version`: 2, the non-legacy interface.
+pub const VERSION: u32 = 2;
+/// Offset of the device configuration space.
+pub const CONFIG_OFFSET: u64 = 0x100;
+/// The vendor ID reported unless [`MmioTransport::with_vendor_id`] sets another ("RIOQ").
+pub const DEFAULT_VENDOR_ID: u32 = u32::from_le_bytes(*b"RIOQ");
+/// The most queues a device may have here.
+pub const MAX_QUEUES: usize = 4;
+
+/// `InterruptStatus` bit: a queue has used buffers (§4.2.2).
+pub const INT_USED_BUFFER: u32 = 1;
+/// `InterruptStatus` bit: the configuration (or DEVICE_NEEDS_RESET) changed.
+pub const INT_CONFIG_CHANGE: u32 = 2;
+
+/// Register offsets (§4.2.2, table "MMIO Device Register Layout").
+mod reg {
+    pub const MAGIC_VALUE: u64 = 0x000;
+    pub const VERSION: u64 = 0x004;
+    pub const DEVICE_ID: u64 = 0x008;
+    pub const VENDOR_ID: u64 = 0x00c;
+    pub const DEVICE_FEATURES: u64 = 0x010;
+    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
+    pub const DRIVER_FEATURES: u64 = 0x020;
+    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
+    pub const QUEUE_SEL: u64 = 0x030;
+    pub const QUEUE_NUM_MAX: u64 = 0x034;
+    pub const QUEUE_NUM: u64 = 0x038;
+    pub const QUEUE_READY: u64 = 0x044;
+    pub const QUEUE_NOTIFY: u64 = 0x050;
+    pub const INTERRUPT_STATUS: u64 = 0x060;
+    pub const INTERRUPT_ACK: u64 = 0x064;
+    pub const STATUS: u64 = 0x070;
+    pub const QUEUE_DESC_LOW: u64 = 0x080;
+    pub const QUEUE_DESC_HIGH: u64 = 0x084;
+    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
+    pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
+    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
+    pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
+    pub const SHM_SEL: u64 = 0x0ac;
+    pub const SHM_LEN_LOW: u64 = 0x0b0;
+    pub const SHM_LEN_HIGH: u64 = 0x0b4;
+    pub const SHM_BASE_LOW: u64 = 0x0b8;
+    pub const SHM_BASE_HIGH: u64 = 0x0bc;
+    pub const CONFIG_GENERATION: u64 = 0x0fc;
+}
+
+/// A virtio device type: what the transport needs from a device model.
+pub trait VirtioDevice {
+    /// Returns the virtio device ID (§5: 2 block, 4 entropy, ...).
+    fn device_id(&self) -> u32;
+
+    /// Returns the device-specific feature bits offered; the transport adds
+    /// `VIRTIO_F_VERSION_1` and, if enabled, `VIRTIO_F_INDIRECT_DESC`.
+    fn features(&self) -> u64;
+
+    /// Returns the number of virtqueues (at most [`MAX_QUEUES`]).
+    fn num_queues(&self) -> usize;
+
+    /// Returns `QueueNumMax` of queue `index`.
+    fn queue_max_size(&self, index: usize) -> u16;
+
+    /// Returns the size of the configuration space in bytes.
+    fn config_len(&self) -> usize;
+
+    /// Copies configuration bytes `[offset, offset + data.len())`, which the transport has
+    /// checked lie within [`config_len`](Self::config_len).
+    fn read_config(&self, offset: usize, data: &mut [u8]);
+
+    /// Writes configuration bytes (checked like reads); returns false if the field is read-only.
+    fn write_config(&mut self, offset: usize, data: &[u8]) -> bool {
+        let _ = (offset, data);
+        false
+    }
+
+    /// Takes note of the negotiated features, once the driver has set FEATURES_OK.
+    fn activate(&mut self, features: u64) {
+        let _ = features;
+    }
+
+    /// Returns the device to its initial state (the driver wrote 0 to `Status`).
+    fn reset(&mut self) {}
+
+    /// Consumes available chains of queue `index`: for each [`Queue::pop`], carry out the request
+    /// and [`Queue::add_used`]. Requests that fail are completed with an error status; only a
+    /// broken ring is an `Err`.
+    fn process_queue(
+        &mut self,
+        index: u16,
+        queue: &mut Queue,
+        mem: &dyn GuestMemory,
+        log: &mut dyn Logger,
+    ) -> Result<(), QueueError>;
+}
+
+/// Delivers the device's interrupt to the driver (an SPI, an ioreq doorbell, a test counter).
+/// The transport has already updated `InterruptStatus` when it calls this, so the interrupt may
+/// be an edge: the register carries the state.
+pub trait Interrupt {
+    /// Signals the driver.
+    fn raise(&mut self);
+}
+
+/// What the embedder must do after a register write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// Nothing.
+    None,
+    /// The driver notified queue `n`: call [`MmioTransport::process_queue`].
+    Notify(u16),
+}
+
+/// The outcome of one [`MmioTransport::process_queue`] call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Processed {
+    /// Chains returned to the used ring.
+    pub used: u32,
+    /// The round's budget (one queue size) ran out with chains still available: call again
+    /// (after serving other work, so one busy queue cannot starve the rest).
+    pub more: bool,
+    /// The driver was interrupted.
+    pub interrupted: bool,
+}
+
+/// The device side of one virtio-mmio register window.
+#[derive(Debug)]
+pub struct MmioTransport<D> {
+    device: D,
+    vendor_id: u32,
+    offer_indirect: bool,
+    status: DeviceStatus,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    driver_features_beyond_63: bool,
+    negotiated: u64,
+    queue_sel: u32,
+    queues: [Queue; MAX_QUEUES],
+    num_queues: usize,
+    interrupt_status: u32,
+    config_generation: u32,
+}
+
+impl<D: VirtioDevice> MmioTransport<D> {
+    /// Creates the register file of `device`, in the reset state, offering indirect descriptors.
+    pub fn new(device: D) -> Self {
+        let num_queues = device.num_queues().min(MAX_QUEUES);
+        let queues = core::array::from_fn(|i| {
+            Queue::new(if i < num_queues {
+                device.queue_max_size(i)
+            } else {
+                0
+            })
+        });
+        Self {
+            device,
+            vendor_id: DEFAULT_VENDOR_ID,
+            offer_indirect: true,
+            status: DeviceStatus(0),
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            driver_features_beyond_63: false,
+            negotiated: 0,
+            queue_sel: 0,
+            queues,
+            num_queues,
+            interrupt_status: 0,
+            config_generation: 0,
+        }
+    }
+
+    /// Sets whether `VIRTIO_F_INDIRECT_DESC` is offered (it is by default).
+    pub fn with_indirect(mut self, offer: bool) -> Self {
+        self.offer_indirect = offer;
+        self
+    }
+
+    /// Sets the `VendorID` register.
+    pub fn with_vendor_id(mut self, vendor_id: u32) -> Self {
+        self.vendor_id = vendor_id;
+        self
+    }
+
+    /// Returns the device model.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// Returns the device model for changes (for example configuration updates, followed by
+    /// [`config_changed`](Self::config_changed)).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// Returns the device status.
+    pub fn status(&self) -> DeviceStatus {
+        self.status
+    }
+
+    /// Returns all features offered to the driver.
+    pub fn offered_features(&self) -> u64 {
+        let transport = VERSION_1
+            | if self.offer_indirect {
+                INDIRECT_DESC
+            } else {
+                0
+            };
+        self.device.features() | transport
+    }
+
+    /// Returns the features negotiated at FEATURES_OK (0 before).
+    pub fn negotiated_features(&self) -> u64 {
+        self.negotiated
+    }
+
+    /// Returns `InterruptStatus`.
+    pub fn interrupt_status(&self) -> u32 {
+        self.interrupt_status
+    }
+
+    /// Returns queue `index`, if the device has it.
+    pub fn queue(&self, index: usize) -> Option<&Queue> {
+        self.queues[..self.num_queues].get(index)
+    }
+
+    /// Resets the device, as a write of 0 to `Status` does.
+    pub fn reset(&mut self) {
+        self.status = DeviceStatus(0);
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.driver_features = 0;
+        self.driver_features_beyond_63 = false;
+        self.negotiated = 0;
+        self.queue_sel = 0;
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.interrupt_status = 0;
+        self.device.reset();
+    }
+
+    /// Tells the driver that the configuration space changed (§2.5.1, §4.2.3.3).
+    pub fn config_changed(&mut self, irq: &mut dyn Interrupt) {
+        self.config_generation = self.config_generation.wrapping_add(1);
+        if self.status.driver_ok() {
+            self.interrupt_status |= INT_CONFIG_CHANGE;
+            irq.raise();
+        }
+    }
+
+    /// Returns the selected queue, if it exists.
+    fn selected(&mut self) -> Option<&mut Queue> {
+        let i = usize::try_from(self.queue_sel).ok()?;
+        self.queues[..self.num_queues].get_mut(i)
+    }
+
+    /// Reads the register at `offset` with `width`; returns the value (0 for a bad access).
+    pub fn read(&self, offset: u64, width: Width, log: &mut dyn Logger) -> u64 {
+        if offset >= CONFIG_OFFSET {
+            return self.read_config(offset, width, log);
+        }
+        let fault = |fault| Event::Register {
+            offset,
+            width,
+            write: false,
+            fault,
+        };
+        if width != Width::U32 || !width.is_aligned(offset) {
+            log.log(fault(RegisterFault::BadWidth));
+            return 0;
+        }
+        let selected = usize::try_from(self.queue_sel)
+            .ok()
+            .and_then(|i| self.queue(i));
+        let value: u32 = match offset {
+            reg::MAGIC_VALUE => MAGIC,
+            reg::VERSION => VERSION,
+            reg::DEVICE_ID => self.device.device_id(),
+            reg::VENDOR_ID => self.vendor_id,
+            reg::DEVICE_FEATURES => {
+                let f = self.offered_features();
+                match self.device_features_sel {
+                    0 => low(f),
+                    1 => high(f),
+                    _ => 0,
+                }
+            }
+            reg::QUEUE_NUM_MAX => selected.map_or(0, |q| u32::from(q.max_size())),
+            reg::QUEUE_READY => selected.map_or(0, |q| u32::from(q.is_ready())),
+            reg::INTERRUPT_STATUS => self.interrupt_status,
+            reg::STATUS => self.status.0,
+            // No shared memory regions: a length of -1 says so (§4.2.2).
+            reg::SHM_LEN_LOW | reg::SHM_LEN_HIGH | reg::SHM_BASE_LOW | reg::SHM_BASE_HIGH => {
+                u32::MAX
+            }
+            reg::CONFIG_GENERATION => self.config_generation,
+            reg::DEVICE_FEATURES_SEL
+            | reg::DRIVER_FEATURES
+            | reg::DRIVER_FEATURES_SEL
+            | reg::QUEUE_SEL
+            | reg::QUEUE_NUM
+            | reg::QUEUE_NOTIFY
+            | reg::INTERRUPT_ACK
+            | reg::QUEUE_DESC_LOW
+            | reg::QUEUE_DESC_HIGH
+            | reg::QUEUE_DRIVER_LOW
+            | reg::QUEUE_DRIVER_HIGH
+            | reg::QUEUE_DEVICE_LOW
+            | reg::QUEUE_DEVICE_HIGH
+            | reg::SHM_SEL => {
+                log.log(fault(RegisterFault::WriteOnly));
+                0
+            }
+            _ => {
+                log.log(fault(RegisterFault::Unknown));
+                0
+            }
+        };
+        u64::from(value)
+    }
+
+    /// Writes `value` (masked to `width`) to the register at `offset`.
+    pub fn write(
+        &mut self,
+        offset: u64,
+        width: Width,
+        value: u64,
+        log: &mut dyn Logger,
+    ) -> WriteEffect {
+        let value = value & width.mask();
+        if offset >= CONFIG_OFFSET {
+            self.write_config(offset, width, value, log);
+            return WriteEffect::None;
+        }
+        let fault = |fault| Event::Register {
+            offset,
+            width,
+            write: true,
+            fault,
+        };
+        if width != Width::U32 || !width.is_aligned(offset) {
+            log.log(fault(RegisterFault::BadWidth));
+            return WriteEffect::None;
+        }
+        // Checked above: a 32-bit access carries a 32-bit value.
+        let v = u32::try_from(value).unwrap_or(u32::MAX);
+        match offset {
+            reg::DEVICE_FEATURES_SEL => self.device_features_sel = v,
+            reg::DRIVER_FEATURES => self.write_driver_features(v, log),
+            reg::DRIVER_FEATURES_SEL => self.driver_features_sel = v,
+            reg::QUEUE_SEL => self.queue_sel = v,
+            reg::QUEUE_NUM => self.write_queue_setup(offset, log, |q| {
+                // Sizes beyond u16 fail the power-of-two/max check at enable time.
+                q.set_size(u16::try_from(v).unwrap_or(0));
+            }),
+            reg::QUEUE_DESC_LOW | reg::QUEUE_DESC_HIGH => {
+                self.write_queue_setup(offset, log, |q| {
+                    q.set_address_half(QueuePart::Descriptors, offset == reg::QUEUE_DESC_HIGH, v);
+                });
+            }
+            reg::QUEUE_DRIVER_LOW | reg::QUEUE_DRIVER_HIGH => {
+                self.write_queue_setup(offset, log, |q| {
+                    q.set_address_half(QueuePart::Driver, offset == reg::QUEUE_DRIVER_HIGH, v);
+                });
+            }
+            reg::QUEUE_DEVICE_LOW | reg::QUEUE_DEVICE_HIGH => {
+                self.write_queue_setup(offset, log, |q| {
+                    q.set_address_half(QueuePart::Device, offset == reg::QUEUE_DEVICE_HIGH, v);
+                });
+            }
+            reg::QUEUE_READY => self.write_queue_ready(v, log),
+            reg::QUEUE_NOTIFY => return self.write_notify(v, log),
+            reg::INTERRUPT_ACK => self.interrupt_status &= !v,
+            reg::STATUS => self.write_status(v, log),
+            // No shared memory regions, but selecting one is harmless.
+            reg::SHM_SEL => {}
+            reg::MAGIC_VALUE
+            | reg::VERSION
+            | reg::DEVICE_ID
+            | reg::VENDOR_ID
+            | reg::DEVICE_FEATURES
+            | reg::QUEUE_NUM_MAX
+            | reg::INTERRUPT_STATUS
+            | reg::SHM_LEN_LOW
+            | reg::SHM_LEN_HIGH
+            | reg::SHM_BASE_LOW
+            | reg::SHM_BASE_HIGH
+            | reg::CONFIG_GENERATION => log.log(fault(RegisterFault::ReadOnly)),
+            _ => log.log(fault(RegisterFault::Unknown)),
+        }
+        WriteEffect::None
+    }
+
+    /// Checks a configuration space access; returns its offset into the space.
+    fn config_range(
+        &self,
+        offset: u64,
+        width: Width,
+        write: bool,
+        log: &mut dyn Logger,
+    ) -> Option<usize> {
+        let fault = |fault| Event::Register {
+            offset,
+            width,
+            write,
+            fault,
+        };
+        // 64-bit fields are accessed as two 32-bit halves (§4.2.2.2).
+        if width == Width::U64 || !width.is_aligned(offset) {
+            log.log(fault(RegisterFault::BadWidth));
+            return None;
+        }
+        let start = offset - CONFIG_OFFSET;
+        let end = start.checked_add(width.bytes());
+        let len = u64::try_from(self.device.config_len()).unwrap_or(u64::MAX);
+        match end {
+            Some(end) if end <= len => usize::try_from(start).ok(),
+            _ => {
+                log.log(fault(RegisterFault::ConfigOutOfRange));
+                None
+            }
+        }
+    }
+
+    fn read_config(&self, offset: u64, width: Width, log: &mut dyn Logger) -> u64 {
+        let Some(start) = self.config_range(offset, width, false, log) else {
+            return 0;
+        };
+        let mut b = [0u8; 4];
+        self.device
+            .read_config(start, &mut b[..config_bytes(width)]);
+        u64::from(u32::from_le_bytes(b))
+    }
+
+    fn write_config(&mut self, offset: u64, width: Width, value: u64, log: &mut dyn Logger) {
+        let Some(start) = self.config_range(offset, width, true, log) else {
+            return;
+        };
+        let b = value.to_le_bytes();
+        if !self.device.write_config(start, &b[..config_bytes(width)]) {
+            log.log(Event::Register {
+                offset,
+                width,
+                write: true,
+                fault: RegisterFault::ConfigReadOnly,
+            });
+        }
+    }
+
+    fn write_driver_features(&mut self, v: u32, log: &mut dyn Logger) {
+        // Features are written after DRIVER and before FEATURES_OK (§3.1.1 steps 3-5).
+        if !self.status.has(DeviceStatus::DRIVER) || self.status.has(DeviceStatus::FEATURES_OK) {
+            log.log(Event::FeaturesLocked);
+            return;
+        }
+        let v64 = u64::from(v);
+        match self.driver_features_sel {
+            0 => self.driver_features = (self.driver_features & !0xffff_ffff) | v64,
+            1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (v64 << 32),
+            _ => self.driver_features_beyond_63 |= v != 0,
+        }
+    }
+
+    /// Applies `f` to the selected queue if its setup registers may be written (it exists and
+    /// is not enabled, §4.2.2.2).
+    fn write_queue_setup(&mut self, offset: u64, log: &mut dyn Logger, f: impl FnOnce(&mut Queue)) {
+        let queue = self.queue_sel;
+        match self.selected() {
+            Some(q) if !q.is_ready() => f(q),
+            _ => log.log(Event::QueueLocked { queue, offset }),
+        }
+    }
+
+    fn write_queue_ready(&mut self, v: u32, log: &mut dyn Logger) {
+        let queue = self.queue_sel;
+        let features_ok = self.status.has(DeviceStatus::FEATURES_OK);
+        let Some(q) = self.selected() else {
+            log.log(Event::QueueLocked {
+                queue,
+                offset: reg::QUEUE_READY,
+            });
+            return;
+        };
+        match v {
+            0 => q.disable(),
+            1 if q.is_ready() => {}
+            1 if !features_ok => log.log(Event::QueueSetup {
+                queue,
+                error: QueueSetupError::BeforeFeaturesOk,
+            }),
+            1 => {
+                if let Err(error) = q.enable() {
+                    log.log(Event::QueueSetup { queue, error });
+                }
+            }
+            _ => log.log(Event::Register {
+                offset: reg::QUEUE_READY,
+                width: Width::U32,
+                write: true,
+                fault: RegisterFault::BadValue,
+            }),
+        }
+    }
+
+    fn write_notify(&mut self, v: u32, log: &mut dyn Logger) -> WriteEffect {
+        let fault = match usize::try_from(v).ok().and_then(|i| self.queue(i)) {
+            None => NotifyFault::NoSuchQueue,
+            Some(_) if self.status.has(DeviceStatus::DEVICE_NEEDS_RESET) => NotifyFault::NeedsReset,
+            Some(_) if !self.status.driver_ok() => NotifyFault::NotDriverOk,
+            Some(q) if !q.is_ready() => NotifyFault::NotReady,
+            Some(_) => {
+                // `queue()` found it, so it is below MAX_QUEUES.
+                return WriteEffect::Notify(u16::try_from(v).unwrap_or(u16::MAX));
+            }
+        };
+        log.log(Event::Notify { queue: v, fault });
+        WriteEffect::None
+    }
+
+    fn write_status(&mut self, v: u32, log: &mut dyn Logger) {
+        if v == 0 {
+            self.reset();
+            return;
+        }
+        let old = self.status;
+        let mut new = match status::transition(old, v) {
+            Ok(s) => s,
+            Err(error) => {
+                log.log(Event::Status {
+                    from: old.0,
+                    to: v,
+                    error,
+                });
+                return;
+            }
+        };
+        if new.has(DeviceStatus::FEATURES_OK) && !old.has(DeviceStatus::FEATURES_OK) {
+            let offered = self.offered_features();
+            let accepted = self.driver_features;
+            match features::check(offered, accepted, self.driver_features_beyond_63) {
+                Ok(()) => {
+                    self.negotiated = accepted;
+                    for q in &mut self.queues {
+                        q.set_indirect(accepted & INDIRECT_DESC != 0);
+                    }
+                    self.device.activate(accepted);
+                }
+                Err(error) => {
+                    log.log(Event::Features {
+                        accepted,
+                        offered,
+                        error,
+                    });
+                    // The driver finds FEATURES_OK clear when it reads the status back.
+                    new.0 &= !(DeviceStatus::FEATURES_OK | DeviceStatus::DRIVER_OK);
+                }
+            }
+        }
+        self.status = new;
+    }
+
+    /// Processes queue `index` after a notify: runs the device over at most one queue's worth
+    /// of chains, then interrupts the driver if it used buffers (and the driver wants to know)
+    /// or if the queue turned out to be broken (then DEVICE_NEEDS_RESET is set, §2.1.2).
+    pub fn process_queue(
+        &mut self,
+        index: u16,
+        mem: &dyn GuestMemory,
+        irq: &mut dyn Interrupt,
+        log: &mut dyn Logger,
+    ) -> Processed {
+        let i = usize::from(index);
+        if i >= self.num_queues
+            || !self.status.driver_ok()
+            || self.status.has(DeviceStatus::DEVICE_NEEDS_RESET)
+            || !self.queues[i].is_ready()
+        {
+            return Processed::default();
+        }
+        let queue = &mut self.queues[i];
+        queue.start_round(queue.size());
+        let result = self.device.process_queue(index, queue, mem, log);
+        let used = queue.take_used_added();
+        let mut more = queue.stopped_early();
+        let mut raise = false;
+        // If the flag cannot be read the queue is broken anyway: interrupt rather than not.
+        if used > 0 && queue.needs_notification(mem).unwrap_or(true) {
+            self.interrupt_status |= INT_USED_BUFFER;
+            raise = true;
+        }
+        if let Err(error) = result {
+            log.log(Event::QueueBroken {
+                queue: index,
+                error,
+            });
+            self.status.0 |= DeviceStatus::DEVICE_NEEDS_RESET;
+            self.interrupt_status |= INT_CONFIG_CHANGE;
+            raise = true;
+            more = false;
+        }
+        if raise {
+            irq.raise();
+        }
+        Processed {
+            used,
+            more,
+            interrupted: raise,
+        }
+    }
+}
+
+/// Returns bits 0..32 of `v`.
+fn low(v: u64) -> u32 {
+    u32::try_from(v & 0xffff_ffff).unwrap_or(0)
+}
+
+/// Returns bits 32..64 of `v`.
+fn high(v: u64) -> u32 {
+    u32::try_from(v >> 32).unwrap_or(0)
+}
+
+/// Returns the number of bytes of a configuration access (64-bit ones are refused earlier).
+fn config_bytes(width: Width) -> usize {
+    match width {
+        Width::U8 => 1,
+        Width::U16 => 2,
+        Width::U32 | Width::U64 => 4,
+    }
+}
