@@ -403,6 +403,15 @@ impl Engine {
             backend: usize::from(device.backend),
             frontend_index: usize::from(device.frontend_index),
         };
+        // The slot is Xen's to fill only while the backend leaves it NONE. A backend that wrote
+        // the slot of a vCPU with nothing in flight is broken; posting over the slot would hide
+        // that (upstream's ioreq_send refuses too). Crash it, the policy for a backend that
+        // moves a slot backwards, and let the access see a vanished device.
+        if p.read_slot(page, trap.vcpu).state() != STATE_IOREQ_NONE {
+            p.crash_domain(usize::from(device.backend));
+            self.vanish(p, frontend, trap.vcpu, record);
+            return MmioOutcome::Retry;
+        }
         let req = IoReq::mmio(trap.gpa.0, access.width.bytes(), !access.write, data);
         p.post_request(page, trap.vcpu, &req);
         let notify = self.config.domains()[usize::from(device.backend)]
