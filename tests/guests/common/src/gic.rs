@@ -338,7 +338,7 @@ pub(crate) fn handle_irq() {
         // interrupt of this vCPU; it touches no memory.
         unsafe { asm!("mrs {}, S3_0_C12_C12_0", out(reg) iar, options(nomem, nostack)) };
         let intid = (iar & 0xff_ffff) as u32;
-        if intid >= SPECIAL_FIRST && intid < 1024 {
+        if (SPECIAL_FIRST..1024).contains(&intid) {
             break;
         }
         if IntId(intid) == timer::VIRTUAL_TIMER {

@@ -37,7 +37,7 @@ const MIN_SECTORS: u64 = 4096;
 /// Time a request may take before the device is declared dead (TCG is slow, not this slow).
 const REQUEST_MS: u64 = 5_000;
 /// Rounds of 8-sector write + read each vCPU does in the two-vCPU phase.
-const SMP_ROUNDS: u64 = 8;
+const SMP_ROUNDS: usize = 8;
 /// Identification register reads each vCPU makes without the lock in the two-vCPU phase.
 const SMP_MMIO_READS: usize = 100;
 /// Time the boot vCPU waits for vCPU 1 to finish the two-vCPU phase.
@@ -62,7 +62,10 @@ pub fn pattern_word(seed: u64, sector: u64, word: usize) -> u32 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
-    (z ^ (z >> 32)) as u32
+    // Folding 64 bits into 32: dropping the high half is the point.
+    #[allow(clippy::cast_possible_truncation)]
+    let word = (z ^ (z >> 32)) as u32;
+    word
 }
 
 /// Fills `buf` (whole sectors) with the pattern of the sectors from `first`.
@@ -189,7 +192,14 @@ fn transfer(
         Wait::Irq(id) => gic::irq_count(id),
         Wait::Poll => 0,
     };
-    let block = sector as usize;
+    let Ok(block) = usize::try_from(sector) else {
+        return Outcome {
+            status: Err(virtio_drivers::Error::InvalidParam),
+            irqs: 0,
+            int_status: 0,
+            micros: 0,
+        };
+    };
     // SAFETY: `req`, `buf` and `resp` are not touched again until the device has used the
     // request (`peek_used` returns its token) and `complete_*` has taken them back; if that never
     // happens this function gives up without returning, so they stay valid and unused.
@@ -644,7 +654,7 @@ fn two_vcpus(
     SMP_SEED.store(seed, Ordering::Relaxed);
     let posted = cpu1::post(cpu1_work);
     smp_io(0, prefix, node.base, seed);
-    written.push((smp_base(0), (SMP_ROUNDS as usize) * MULTI));
+    written.push((smp_base(0), SMP_ROUNDS * MULTI));
     let finished = posted.wait(Deadline::after_ms(SMP_WAIT_MS));
     scenario::check(
         "cpu1-done",
@@ -661,7 +671,7 @@ fn two_vcpus(
     if !finished {
         return None;
     }
-    written.push((smp_base(1), (SMP_ROUNDS as usize) * MULTI));
+    written.push((smp_base(1), SMP_ROUNDS * MULTI));
     SHARED.lock().take()
 }
 
@@ -718,7 +728,7 @@ fn smp_io(cpu: usize, prefix: &str, base: usize, seed: u64) {
     let buf = hal::buffer(1);
     let first = smp_base(cpu);
     for round in 0..SMP_ROUNDS {
-        let sector = first + round * MULTI as u64;
+        let sector = first + (round * MULTI) as u64;
         let ok = {
             let mut guard = SHARED.lock();
             let Some(blk) = guard.as_mut() else {
@@ -752,7 +762,7 @@ fn smp_io(cpu: usize, prefix: &str, base: usize, seed: u64) {
         true,
         format_args!(
             "vCPU {cpu}: {SMP_ROUNDS} rounds of {MULTI}-sector write + read, sectors {first}-{}",
-            first + SMP_ROUNDS * MULTI as u64 - 1
+            first + (SMP_ROUNDS * MULTI) as u64 - 1
         ),
     );
 }

@@ -97,7 +97,10 @@ unsafe impl Hal for GuestHal {
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
         // Only the PCI transport calls this; MMIO is identity-mapped like everything else.
-        NonNull::new(paddr as usize as *mut u8).expect("MMIO at address 0")
+        usize::try_from(paddr)
+            .ok()
+            .and_then(|a| NonNull::new(a as *mut u8))
+            .expect("MMIO address 0 or beyond the address space")
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {

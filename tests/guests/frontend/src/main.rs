@@ -291,7 +291,7 @@ fn unclaimed(nodes: &List<VirtioNode, MAX_DEVICES>, addr: Result<usize, &'static
             Err(fault) => {
                 scenario::check(
                     check,
-                    fault.ec() == EC_DATA_ABORT_SAME_EL && fault.far as usize == addr,
+                    fault.ec() == EC_DATA_ABORT_SAME_EL && fault.far == addr as u64,
                     format_args!(
                         "{fault}; want EC {EC_DATA_ABORT_SAME_EL:#x} (data abort, same EL) and FAR {addr:#x}"
                     ),

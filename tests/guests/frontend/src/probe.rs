@@ -34,7 +34,7 @@ pub fn kind(t: DeviceType) -> &'static str {
 pub fn probe(node: &VirtioNode) -> Option<MmioTransport<'static>> {
     let check = name!("probe@{:x}", node.base);
     let check = check.as_str();
-    if node.size < MIN_WINDOW || node.base % 0x200 != 0 {
+    if node.size < MIN_WINDOW || !node.base.is_multiple_of(0x200) {
         scenario::check(
             check,
             false,
