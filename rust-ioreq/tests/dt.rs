@@ -111,7 +111,7 @@ fn value(v: &[u8]) -> String {
         String::new()
     } else if v.last() == Some(&0) && printable(&v[..v.len() - 1]) {
         format!(" = \"{}\"", std::str::from_utf8(&v[..v.len() - 1]).unwrap())
-    } else if v.len() % 4 == 0 {
+    } else if v.len().is_multiple_of(4) {
         let cells: Vec<String> = v
             .chunks(4)
             .map(|c| format!("{:#x}", u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
