@@ -253,7 +253,6 @@ fn parse_dts(text: &str) -> Vec<Node> {
             }
         }
     }
-    let mut toks = toks;
     toks.push(Tok::Close);
     toks.push(Tok::Semi);
     let mut i = 0;
@@ -543,18 +542,20 @@ fn a_domain_that_serves_nothing_gets_no_backend_node() {
     assert!(nodes[0].children.is_empty());
 }
 
+/// One of the node writers, bound to its configuration and domain.
+type WriteFn<'a> = dyn Fn(&mut Recorder) -> Result<(), &'static str> + 'a;
+
 #[test]
 fn a_writer_error_stops_the_writing_and_is_returned() {
     let config = config(&standard());
-    let total = |f: &dyn Fn(&mut Recorder) -> Result<(), &'static str>| {
+    let total = |f: &WriteFn| {
         let mut w = Recorder::new();
         f(&mut w).unwrap();
         w.calls
     };
-    let writers: [&dyn Fn(&mut Recorder) -> Result<(), &'static str>; 2] =
-        [&|w| write_frontend_nodes(&config, FE2, w), &|w| {
-            write_backend_node(&config, BE2, all_domids, w)
-        }];
+    let writers: [&WriteFn; 2] = [&|w| write_frontend_nodes(&config, FE2, w), &|w| {
+        write_backend_node(&config, BE2, all_domids, w)
+    }];
     for f in writers {
         let n = total(f);
         assert!(n > 10);
