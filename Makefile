@@ -15,7 +15,7 @@ RUN_TIMEOUT ?=
 
 HARNESS_ARGS := --xen $(XEN) --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 
-.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests host-tools \
+.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
         fmt-check clippy host-test check scenarios test run clean distclean
 
 help:
@@ -45,6 +45,11 @@ xen: xen-source xen-lib
 guests: setup
 	@tests/guests/build.sh $(BUILD)
 
+# The Linux frontend: pinned Debian arm64 packages -> build/linux/{Image,initramfs.cpio.gz},
+# linked into $(IMAGES) as linux.img and linux-initramfs.cpio.gz.
+linux: setup
+	@tools/linux-image.sh $(BUILD)
+
 host-tools:
 	@cargo build -q --release -p harness
 
@@ -62,12 +67,12 @@ host-test:
 
 check: fmt-check clippy host-test
 
-scenarios: xen guests host-tools
+scenarios: xen guests linux host-tools
 	$(HARNESS) run $(HARNESS_ARGS) $(SCENARIOS)
 
 test: setup check scenarios
 
-run: xen guests host-tools
+run: xen guests linux host-tools
 	$(HARNESS) boot $(HARNESS_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) tests/scenarios/$(DEMO).toml
 
 clean:

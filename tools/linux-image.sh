@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+#! Builds the Linux frontend guest from pinned Debian 12 arm64 packages: build/linux/Image + initramfs.cpio.gz.
+#
+# Usage: tools/linux-image.sh [BUILD_DIR]      (BUILD_DIR defaults to <repo>/build)
+#
+# Steps, each skipped when its result is already there (idempotent; the .debs are cached):
+#  1. apt: `dpkg --add-architecture arm64` and `apt-get update` only when the arm64 package
+#     lists are missing (root needed for that once), then `apt-get download` of the exact
+#     pinned versions below into build/linux/debs/; apt checks them against the signed index,
+#     and this script checks their sha256 too (a cached .deb is re-checked on every run).
+#  2. `dpkg-deb -x` both packages into build/linux/root/.
+#  3. build/linux/Image = the package's /boot/vmlinuz-*, which on arm64 is already a raw
+#     arm64 Image (checked: "ARM\x64" at 0x38; DESIGN.md §5).
+#  4. build/linux/initramfs.cpio.gz (newc, gzip -9: gzip's 32 KiB window is harmless at
+#     128 MiB, unlike `xz -9`'s 64 MiB dictionary) holding busybox-static, the modules /init
+#     loads (the ones in MODULES plus everything their `depends=` names, transitively, read
+#     from each .ko's .modinfo section: the .deb ships no modules.dep), the load order in
+#     /lib/modules/load-order, and /init = tests/linux/init.
+#  5. build/guests/linux.img and build/guests/linux-initramfs.cpio.gz: symlinks to the two
+#     outputs, so that scenarios can say `kernel = "linux"` and
+#     `ramdisk = "linux-initramfs.cpio.gz"` (tools/scenario loads images from build/guests).
+#
+# Re-pinning (when the mirror no longer serves a pinned version, `apt-get download` fails and
+# this script lists what apt offers): set KERNEL_ABI/KERNEL_VERSION/BUSYBOX_VERSION to the
+# new versions and the two sha256 values to `sha256sum build/linux/debs/*.deb` of the new
+# download, after checking that the new kernel still has CONFIG_VIRTIO_MMIO=m and
+# CONFIG_VIRTIO_BLK=m (this script checks that and fails otherwise).
+set -euo pipefail
+
+KERNEL_ABI=6.1.0-50
+KERNEL_PKG=linux-image-$KERNEL_ABI-arm64
+KERNEL_VERSION=6.1.176-1
+KERNEL_SHA256=914f75b57a8e165d85fb910c3e2dcc7000a05a9fea3f42f90b26e8dd590d5f06
+BUSYBOX_PKG=busybox-static
+BUSYBOX_VERSION=1:1.35.0-4+deb12u1+b1
+BUSYBOX_SHA256=732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575afef2a52f5
+
+# Modules /init loads (paths under lib/modules/<kver>/kernel); their dependencies are added.
+# virtio_mmio: the transport probing the `virtio,mmio` node Xen generates; virtio_blk and
+# virtio-rng: the devices; ext4: mounts the ext2 filesystem busybox's mke2fs makes (Debian
+# builds no ext2 driver: CONFIG_EXT4_USE_FOR_EXT2=y).
+MODULES=(drivers/virtio/virtio_mmio.ko drivers/block/virtio_blk.ko
+         drivers/char/hw_random/virtio-rng.ko fs/ext4/ext4.ko)
+# Config options the initramfs relies on: =y (built in) or =m (a module above).
+NEED_CONFIG=(CONFIG_VIRTIO=y CONFIG_VIRTIO_MMIO=m CONFIG_VIRTIO_BLK=m CONFIG_HW_RANDOM_VIRTIO=m
+             CONFIG_EXT4_FS=m CONFIG_EXT4_USE_FOR_EXT2=y CONFIG_DEVTMPFS=y
+             CONFIG_BLK_DEV_INITRD=y CONFIG_RD_GZIP=y CONFIG_SERIAL_AMBA_PL011_CONSOLE=y)
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$top/build}
+mkdir -p "$build"
+build=$(cd "$build" && pwd)
+out=$build/linux
+debs=$out/debs
+root=$out/root
+init_src=$top/tests/linux/init
+kver=$KERNEL_ABI-arm64
+
+say() { printf 'linux-image: %s\n' "$*" >&2; }
+die() { printf 'linux-image: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# The .deb file name apt-get download writes: <pkg>_<version with ':' as %3a>_arm64.deb.
+deb_path() { printf '%s/%s_%s_arm64.deb' "$debs" "$1" "${2//:/%3a}"; }
+kernel_deb=$(deb_path "$KERNEL_PKG" "$KERNEL_VERSION")
+busybox_deb=$(deb_path "$BUSYBOX_PKG" "$BUSYBOX_VERSION")
+
+sha_ok() { echo "$2  $1" | sha256sum -c --quiet - >/dev/null 2>&1; }
+
+have_arm64_lists() {
+    compgen -G '/var/lib/apt/lists/*_binary-arm64_Packages*' >/dev/null
+}
+
+ensure_apt_arm64() {
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        [ "$(id -u)" = 0 ] || die "the arm64 architecture is not enabled; as root run once:
+    dpkg --add-architecture arm64 && apt-get update"
+        say "dpkg --add-architecture arm64"
+        dpkg --add-architecture arm64
+    fi
+    if ! have_arm64_lists; then
+        [ "$(id -u)" = 0 ] || die "no arm64 package lists; as root run once: apt-get update"
+        say "apt-get update (no arm64 package lists yet)"
+        apt-get update -q >&2
+    fi
+}
+
+# Downloads <pkg>:arm64=<version> into $debs unless a copy with the right sha256 is there.
+fetch_deb() {
+    local pkg=$1 version=$2 sha=$3 path=$4
+    if [ -f "$path" ] && sha_ok "$path" "$sha"; then
+        return 0
+    fi
+    rm -f "$path"
+    ensure_apt_arm64
+    say "apt-get download $pkg:arm64=$version"
+    # The sandbox user _apt cannot write into a root-owned build tree: download as the caller.
+    if ! (cd "$debs" && apt-get download -q -o APT::Sandbox::User="$(id -un)" \
+            "$pkg:arm64=$version") >&2; then
+        say "apt offers these versions of $pkg:arm64 now:"
+        apt-cache madison "$pkg:arm64" >&2 || true
+        apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-arm64$' >&2 || true
+        die "cannot download $pkg:arm64=$version; re-pin it (see the top of $0)"
+    fi
+    [ -f "$path" ] || die "apt-get download did not write $path"
+    if ! sha_ok "$path" "$sha"; then
+        local got
+        got=$(sha256sum "$path" | cut -d' ' -f1)
+        rm -f "$path"
+        die "sha256 of $(basename "$path") is $got, pinned $sha"
+    fi
+}
+
+# Extracts both packages into $root once per pinned pair (a stamp names the pins).
+extract() {
+    local stamp=$root/.extracted want="$KERNEL_SHA256 $BUSYBOX_SHA256"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    rm -rf "$root" "$root.tmp"
+    mkdir -p "$root.tmp"
+    say "extracting $(basename "$kernel_deb") and $(basename "$busybox_deb")"
+    dpkg-deb -x "$kernel_deb" "$root.tmp"
+    dpkg-deb -x "$busybox_deb" "$root.tmp"
+    echo "$want" > "$root.tmp/.extracted"
+    mv "$root.tmp" "$root"
+}
+
+check_config() {
+    local cfg=$root/boot/config-$kver opt
+    [ -f "$cfg" ] || die "no $cfg in $KERNEL_PKG"
+    for opt in "${NEED_CONFIG[@]}"; do
+        grep -qx "$opt" "$cfg" || die "$KERNEL_PKG: expected $opt in $(basename "$cfg"), got: \
+$(grep -E "^(# )?${opt%%=*}[= ]" "$cfg" || echo 'nothing')"
+    done
+}
+
+install_image() {
+    local src=$root/boot/vmlinuz-$kver magic
+    [ -f "$src" ] || die "no $src in $KERNEL_PKG"
+    magic=$(od -An -tx1 -j 0x38 -N 4 "$src" | tr -d ' \n')
+    [ "$magic" = 41524d64 ] || die "$src: no arm64 Image magic \"ARM\\x64\" at 0x38 (got $magic)"
+    if ! cmp -s "$src" "$out/Image"; then
+        cp "$src" "$out/Image.tmp"
+        mv "$out/Image.tmp" "$out/Image"
+        say "$out/Image ($(wc -c < "$out/Image") bytes, $kver)"
+    fi
+}
+
+# Prints the `depends=` list of a .ko (comma-separated module names, maybe empty).
+ko_depends() {
+    aarch64-linux-gnu-objcopy -O binary -j .modinfo "$1" /dev/stdout \
+        | tr '\0' '\n' | sed -n 's/^depends=//p'
+}
+
+# Prints the path (relative to the kernel module dir) of the module called $1: module names
+# use '_' where file names may use '-' (virtio_rng is virtio-rng.ko).
+ko_path() {
+    local name=$1 dir=$root/lib/modules/$kver/kernel hits
+    hits=$(cd "$dir" && find . \( -name "$name.ko" -o -name "${name//_/-}.ko" \) | sed 's|^\./||')
+    [ -n "$hits" ] || die "module $name (a dependency) not found in $KERNEL_PKG"
+    [ "$(wc -l <<<"$hits")" = 1 ] || die "module $name is ambiguous: $hits"
+    echo "$hits"
+}
+
+# Prints the module paths in load order: every module after the ones it depends on.
+load_order() {
+    local -A seen=()
+    local order=()
+    visit() {
+        local rel=$1 dep deps
+        [ -n "${seen[$rel]:-}" ] && return 0
+        seen[$rel]=1
+        [ -f "$root/lib/modules/$kver/kernel/$rel" ] || die "no $rel in $KERNEL_PKG"
+        deps=$(ko_depends "$root/lib/modules/$kver/kernel/$rel")
+        for dep in ${deps//,/ }; do
+            visit "$(ko_path "$dep")"
+        done
+        order+=("$rel")
+    }
+    local m
+    for m in "${MODULES[@]}"; do visit "$m"; done
+    printf '%s\n' "${order[@]}"
+}
+
+# Writes a newc archive holding only the character device dev/console (5,1) to stdout. The
+# kernel opens /dev/console for /init's stdin/stdout/stderr before /init runs, and making a
+# device node on the host would need root; the kernel unpacks concatenated archives.
+console_node_cpio() {
+    local name=dev/console
+    local namesize=$(( ${#name} + 1 ))
+    # magic ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize check
+    printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+        1 $((8#020600)) 0 0 1 0 0 0 0 5 1 "$namesize" 0
+    printf '%s\0' "$name"
+    # Header (110 bytes) + name padded to a multiple of 4.
+    local pad=$(( (4 - (110 + namesize) % 4) % 4 ))
+    head -c "$pad" /dev/zero
+    local trailer='TRAILER!!!'
+    printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+        0 0 0 0 1 0 0 0 0 0 0 $(( ${#trailer} + 1 )) 0
+    printf '%s\0' "$trailer"
+    head -c $(( (4 - (110 + ${#trailer} + 1) % 4) % 4 )) /dev/zero
+}
+
+build_initramfs() {
+    local dest=$out/initramfs.cpio.gz stage=$out/initramfs.tmp rel name
+    [ -f "$init_src" ] || die "no $init_src"
+    # Rebuilt when the init script, this script or the packages changed.
+    if [ -f "$dest" ] && [ "$dest" -nt "$init_src" ] && [ "$dest" -nt "$0" ] \
+            && [ "$dest" -nt "$root/.extracted" ]; then
+        return 0
+    fi
+    local order
+    order=$(load_order)
+    rm -rf "$stage"
+    mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,mnt,lib/modules}
+    cp "$root/bin/busybox" "$stage/bin/busybox"
+    ln -s busybox "$stage/bin/sh"
+    install -m 0755 "$init_src" "$stage/init"
+    : > "$stage/lib/modules/load-order"
+    while read -r rel; do
+        name=$(basename "$rel" .ko)
+        cp "$root/lib/modules/$kver/kernel/$rel" "$stage/lib/modules/$name.ko"
+        echo "$name" >> "$stage/lib/modules/load-order"
+    done <<<"$order"
+    echo "$kver" > "$stage/lib/modules/kernel-release"
+    # Fixed mtimes and owner, sorted names: the archive depends only on its inputs.
+    find "$stage" -exec touch -h -d @0 {} +
+    {
+        console_node_cpio
+        (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort \
+            | cpio --quiet -o -H newc -R 0:0 --reproducible)
+    } | gzip -9 -n > "$dest.tmp"
+    mv "$dest.tmp" "$dest"
+    rm -rf "$stage"
+    say "$dest ($(wc -c < "$dest") bytes; modules: $(tr '\n' ' ' <<<"$order"))"
+}
+
+link_images() {
+    mkdir -p "$build/guests"
+    ln -sfn ../linux/Image "$build/guests/linux.img"
+    ln -sfn ../linux/initramfs.cpio.gz "$build/guests/linux-initramfs.cpio.gz"
+}
+
+mkdir -p "$debs"
+fetch_deb "$KERNEL_PKG" "$KERNEL_VERSION" "$KERNEL_SHA256" "$kernel_deb"
+fetch_deb "$BUSYBOX_PKG" "$BUSYBOX_VERSION" "$BUSYBOX_SHA256" "$busybox_deb"
+extract
+check_config
+install_image
+build_initramfs
+link_images
