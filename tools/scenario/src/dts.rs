@@ -5,10 +5,11 @@
 
 use std::fmt::Write as _;
 
-use crate::layout::Module;
+use crate::layout::{Module, ModuleKind};
 use crate::model::Scenario;
 
-/// Renders the host DTS for `scenario`, whose domain `i` boots `modules[i]`.
+/// Renders the host DTS for `scenario`, whose domains boot `modules` (`Module::domain` says
+/// whose; each domain has exactly one `Kernel` and at most one `Ramdisk`).
 ///
 /// Cells: `/chosen` and every domain node use 2/2, as Xen's ImageBuilder does. Xen reads a
 /// module's `reg` with the cells of its *parent*, the domain node (xen/arch/arm/bootfdt.c,
@@ -16,12 +17,25 @@ use crate::model::Scenario;
 /// plain 64-bit value and `cpus` as a u32, independent of the cells.
 ///
 /// # Panics
-/// Panics if `modules` does not have one entry per domain (a bug in the caller).
+/// Panics if a domain does not have exactly one kernel module, or has more than one ramdisk
+/// (a bug in the caller).
 pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
-    assert_eq!(
-        modules.len(),
-        scenario.domains.len(),
-        "one module per domain"
+    for i in 0..scenario.domains.len() {
+        let count = |k: ModuleKind| {
+            modules
+                .iter()
+                .filter(|m| m.domain == i && m.kind == k)
+                .count()
+        };
+        assert_eq!(count(ModuleKind::Kernel), 1, "one kernel per domain");
+        assert!(
+            count(ModuleKind::Ramdisk) <= 1,
+            "at most one ramdisk per domain"
+        );
+    }
+    assert!(
+        modules.iter().all(|m| m.domain < scenario.domains.len()),
+        "modules belong to domains"
     );
     let mut s = String::new();
     // `fmt::Write` for `String` cannot fail; the results are ignored on purpose below.
@@ -41,7 +55,7 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         "\t\txen,xen-bootargs = {};",
         quote(&scenario.xen_bootargs)
     );
-    for (d, m) in scenario.domains.iter().zip(modules) {
+    for (i, d) in scenario.domains.iter().enumerate() {
         let kib = d.memory_mib * 1024; // validated not to overflow
         let _ = writeln!(s);
         let _ = writeln!(s, "\t\t{}: {} {{", d.label, d.name);
@@ -64,20 +78,27 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         if let Some(spi) = d.ioreq_notify_spi {
             let _ = writeln!(s, "\t\t\txen,ioreq-notify-spi = <{spi}>;");
         }
-        let _ = writeln!(s);
-        let _ = writeln!(s, "\t\t\tmodule@{:x} {{", m.addr);
-        let _ = writeln!(
-            s,
-            "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
-        );
-        let _ = writeln!(
-            s,
-            "\t\t\t\treg = <{} {}>;",
-            cells64(m.addr),
-            cells64(m.size)
-        );
-        let _ = writeln!(s, "\t\t\t\tbootargs = {};", quote(&d.bootargs));
-        let _ = writeln!(s, "\t\t\t}};");
+        // Kernel first, then the ramdisk: Xen also accepts the ramdisk as the second module
+        // without its specific compatible, so keeping this order is the safe one.
+        for kind in [ModuleKind::Kernel, ModuleKind::Ramdisk] {
+            let Some(m) = modules.iter().find(|m| m.domain == i && m.kind == kind) else {
+                continue;
+            };
+            let [specific, generic] = kind.compatible();
+            let _ = writeln!(s);
+            let _ = writeln!(s, "\t\t\tmodule@{:x} {{", m.addr);
+            let _ = writeln!(s, "\t\t\t\tcompatible = \"{specific}\", \"{generic}\";");
+            let _ = writeln!(
+                s,
+                "\t\t\t\treg = <{} {}>;",
+                cells64(m.addr),
+                cells64(m.size)
+            );
+            if kind == ModuleKind::Kernel {
+                let _ = writeln!(s, "\t\t\t\tbootargs = {};", quote(&d.bootargs));
+            }
+            let _ = writeln!(s, "\t\t\t}};");
+        }
         for (j, dev) in d.devices.iter().enumerate() {
             let _ = writeln!(s);
             let served = dev
@@ -192,11 +213,15 @@ ioreq_notify_spi = 45
     fn modules() -> Vec<Module> {
         vec![
             Module {
+                domain: 0,
+                kind: ModuleKind::Kernel,
                 image: PathBuf::from("/i/front.img"),
                 addr: 0x5000_0000,
                 size: 0x1234,
             },
             Module {
+                domain: 1,
+                kind: ModuleKind::Kernel,
                 image: PathBuf::from("/i/back.img"),
                 addr: 0x5020_0000,
                 size: 0x1_0000_0001,
@@ -295,6 +320,54 @@ ioreq_notify_spi = 45
         assert_eq!(d.matches("xen,ioreq-notify-spi").count(), 1);
         // The frontend's devices have no args unless given.
         assert_eq!(d.matches("xen,backend-args").count(), 1);
+    }
+
+    #[test]
+    fn ramdisk_module_follows_the_kernel() {
+        let text = TEXT
+            .replace("timeout_s = 1", "timeout_s = 1\nqemu_mem_mib = 8192")
+            .replace(
+                "kernel = \"front\"\n",
+                "kernel = \"front\"\nramdisk = \"front.cpio.gz\"\n",
+            );
+        let s = Scenario::parse(&text, Path::new("t.toml")).expect("valid");
+        let mut m = modules();
+        m.insert(
+            1,
+            Module {
+                domain: 0,
+                kind: ModuleKind::Ramdisk,
+                image: PathBuf::from("/i/front.cpio.gz"),
+                addr: 0x5020_0000,
+                size: 0x5678,
+            },
+        );
+        m[2].addr = 0x5040_0000;
+        let d = host_dts(&s, &m);
+        let expected = "\t\t\tmodule@50000000 {\n\
+            \t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\
+            \t\t\t\treg = <0x0 0x50000000 0x0 0x1234>;\n\
+            \t\t\t\tbootargs = \"say \\\"hi\\\" \\\\o/\";\n\
+            \t\t\t};\n\
+            \n\
+            \t\t\tmodule@50200000 {\n\
+            \t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";\n\
+            \t\t\t\treg = <0x0 0x50200000 0x0 0x5678>;\n\
+            \t\t\t};\n\
+            \n\
+            \t\t\t/* blk, served by be */\n";
+        assert!(d.contains(expected), "{d}");
+        assert!(d.contains("\t\t\tmodule@50400000 {\n"), "{d}");
+        assert_eq!(d.matches("multiboot,ramdisk").count(), 1);
+        assert_eq!(d.matches("\t\t\t\tbootargs = ").count(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "one kernel per domain")]
+    fn a_domain_without_kernel_module_is_a_caller_bug() {
+        let text = TEXT.replace("timeout_s = 1", "timeout_s = 1\nqemu_mem_mib = 8192");
+        let s = Scenario::parse(&text, Path::new("t.toml")).expect("valid");
+        let _ = host_dts(&s, &modules()[..1]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use crate::dts::host_dts;
 use crate::error::Error;
-use crate::layout::{place_modules, Module, RAM_BASE};
+use crate::layout::{place_modules, Module, ModuleKind, RAM_BASE};
 use crate::model::Scenario;
 
 /// QEMU binary, looked up on `PATH` (Debian package `qemu-system-arm`).
@@ -74,7 +74,8 @@ pub struct Generated {
     pub qemu_args_file: PathBuf,
     /// Xen image, absolute.
     pub xen: PathBuf,
-    /// One module per domain, in domain order.
+    /// Boot modules in load order: per domain in scenario order, its kernel, then its ramdisk
+    /// if it has one.
     pub modules: Vec<Module>,
     pub smp: u32,
     pub mem_mib: u64,
@@ -99,21 +100,28 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
     }
 
     // Images first: a missing image is a scenario problem, reported against its field.
-    let mut images = Vec::with_capacity(scenario.domains.len());
-    let mut sizes = Vec::with_capacity(scenario.domains.len());
+    // Modules are loaded in domain order, each domain's kernel then its ramdisk.
+    let mut found: Vec<(usize, ModuleKind, PathBuf, u64)> = Vec::new();
     for (i, d) in scenario.domains.iter().enumerate() {
-        let wanted = opts.images.join(format!("{}.img", d.kernel));
-        let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
-        let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
-            return Err(Error::invalid(
-                &scenario.path,
-                format!("domain[{i}].kernel"),
-                format!("image {} not found (domain {:?})", wanted.display(), d.name),
-            ));
-        };
-        images.push(abs);
-        sizes.push(meta.len());
+        let kernel = (ModuleKind::Kernel, format!("{}.img", d.kernel), "kernel");
+        let ramdisk = d
+            .ramdisk
+            .as_ref()
+            .map(|r| (ModuleKind::Ramdisk, r.clone(), "ramdisk"));
+        for (kind, file, field) in std::iter::once(kernel).chain(ramdisk) {
+            let wanted = opts.images.join(file);
+            let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
+            let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
+                return Err(Error::invalid(
+                    &scenario.path,
+                    format!("domain[{i}].{field}"),
+                    format!("image {} not found (domain {:?})", wanted.display(), d.name),
+                ));
+            };
+            found.push((i, kind, abs, meta.len()));
+        }
     }
+    let sizes: Vec<u64> = found.iter().map(|f| f.3).collect();
     // QEMU's RAM is `qemu_mem_mib` from RAM_BASE; validation bounded the size, so no overflow
     // for any real value, and saturation would only make the check stricter.
     let ram_end = RAM_BASE.saturating_add(scenario.qemu_mem_mib.saturating_mul(1 << 20));
@@ -121,14 +129,19 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
         Error::invalid(
             &scenario.path,
             "domain",
-            format!("cannot place the kernel images: {e}"),
+            format!("cannot place the kernel and ramdisk images: {e}"),
         )
     })?;
-    let modules: Vec<Module> = images
+    let modules: Vec<Module> = found
         .into_iter()
         .zip(addrs)
-        .zip(sizes)
-        .map(|((image, addr), size)| Module { image, addr, size })
+        .map(|((domain, kind, image, size), addr)| Module {
+            domain,
+            kind,
+            image,
+            addr,
+            size,
+        })
         .collect();
 
     let dir = opts.out.join(&scenario.name);
@@ -377,11 +390,15 @@ mod tests {
             xen: "/x/xen".into(),
             modules: vec![
                 Module {
+                    domain: 0,
+                    kind: ModuleKind::Kernel,
                     image: "/i/a.img".into(),
                     addr: 0x5000_0000,
                     size: 1,
                 },
                 Module {
+                    domain: 1,
+                    kind: ModuleKind::Kernel,
                     image: "/i/b.img".into(),
                     addr: 0x5020_0000,
                     size: 1,

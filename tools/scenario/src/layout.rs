@@ -1,5 +1,6 @@
-//! Boot-module placement in QEMU's RAM: where each domain's kernel image is loaded by QEMU's
-//! generic loader and announced to Xen as a `multiboot,module` (Xen booting.txt, "reg").
+//! Boot-module placement in QEMU's RAM: where each domain's kernel image (and ramdisk, if any)
+//! is loaded by QEMU's generic loader and announced to Xen as a `multiboot,module` (Xen
+//! booting.txt, "reg").
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,9 +13,33 @@ pub const MODULE_BASE: u64 = 0x5000_0000;
 /// Module alignment: 2 MiB, the block size Xen's early boot mappings use on arm64.
 pub const MODULE_ALIGN: u64 = 2 << 20;
 
-/// Describes one placed boot module: a domain's kernel image and where QEMU loads it.
+/// Says what a boot module is to Xen: its specific compatible string (booting.txt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// The domain's kernel: `multiboot,kernel`, carries the domain's `bootargs`.
+    Kernel,
+    /// The domain's initrd: `multiboot,ramdisk`; Xen copies it into the guest's RAM and
+    /// passes its place in the guest DT (`linux,initrd-start`/`-end`).
+    Ramdisk,
+}
+
+impl ModuleKind {
+    /// Returns the module node's `compatible` strings, specific first.
+    pub fn compatible(self) -> [&'static str; 2] {
+        match self {
+            ModuleKind::Kernel => ["multiboot,kernel", "multiboot,module"],
+            ModuleKind::Ramdisk => ["multiboot,ramdisk", "multiboot,module"],
+        }
+    }
+}
+
+/// Describes one placed boot module: a domain's kernel image or ramdisk and where QEMU loads
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
+    /// Index of the domain (in scenario order) the module belongs to.
+    pub domain: usize,
+    pub kind: ModuleKind,
     /// Image file (absolute once `generate` has resolved it).
     pub image: PathBuf,
     /// Load address in host physical memory.

@@ -17,7 +17,9 @@ pub use error::Error;
 pub use generate::{
     generate, qemu_opt_escape, shell_quote, Console, GenOptions, Generated, DTC, QEMU,
 };
-pub use layout::{place_modules, Module, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE};
+pub use layout::{
+    place_modules, Module, ModuleKind, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE,
+};
 pub use model::{
     Device, Domain, Reg, Scenario, DEFAULT_MEM_MIB, DEFAULT_SMP, DEFAULT_XEN_BOOTARGS,
 };

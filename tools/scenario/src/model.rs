@@ -48,6 +48,7 @@ struct RawDomain {
     #[serde(default)]
     vpl011: bool,
     kernel: String,
+    ramdisk: Option<String>,
     bootargs: Option<String>,
     expect_end: Option<bool>,
     #[serde(default)]
@@ -108,6 +109,9 @@ pub struct Domain {
     pub vpl011: bool,
     /// Image name: the file is `<images dir>/<kernel>.img`.
     pub kernel: String,
+    /// Ramdisk file name: the file `<images dir>/<ramdisk>` is loaded as a second module,
+    /// `multiboot,ramdisk` (Xen booting.txt), which Xen hands to the guest as its initrd.
+    pub ramdisk: Option<String>,
     /// Guest command line (the module node's `bootargs`).
     pub bootargs: String,
     /// Whether the harness waits for a `SCENARIO <name> END` line from this domain.
@@ -269,6 +273,17 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
                 ),
             ));
         }
+        if let Some(rd) = &d.ramdisk {
+            if !is_token(rd) || rd.starts_with('.') {
+                return Err(bad(
+                    &f("ramdisk"),
+                    format!(
+                        "{rd:?} must be a file name in the images directory \
+                         (A-Z a-z 0-9 . _ -), not a path"
+                    ),
+                ));
+            }
+        }
         let bootargs = d
             .bootargs
             .unwrap_or_else(|| format!("scenario={}", raw.name));
@@ -335,6 +350,7 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             cpus: d.cpus,
             vpl011: d.vpl011,
             kernel: d.kernel,
+            ramdisk: d.ramdisk,
             bootargs,
             expect_end: d.expect_end.unwrap_or(true),
             ioreq_server: d.ioreq_server,
@@ -470,6 +486,7 @@ contains = ["Freed"]
         assert!(d1.expect_end);
         assert_eq!(d1.bootargs, "scenario=boot-smoke");
         assert_eq!(d1.label, "domU1");
+        assert_eq!(d1.ramdisk, None);
         assert_eq!(
             d1.devices,
             vec![Device {
@@ -525,6 +542,26 @@ contains = ["Freed"]
         let s = parse(&text).expect("valid");
         assert_eq!(s.domains[0].devices.len(), 2);
         assert!(s.domains[0].devices.iter().all(|d| d.reg.is_none()));
+    }
+
+    #[test]
+    fn ramdisk_is_a_file_name_in_the_images_dir() {
+        let text = SMOKE.replacen(
+            "kernel = \"hello\"\n",
+            "kernel = \"hello\"\nramdisk = \"initrd.cpio.gz\"\n",
+            1,
+        );
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.domains[0].ramdisk.as_deref(), Some("initrd.cpio.gz"));
+        assert_eq!(s.domains[1].ramdisk, None);
+        for bad in ["../initrd", "a/b", ".hidden", ""] {
+            let msg = err(&SMOKE.replacen(
+                "kernel = \"hello\"\n",
+                &format!("kernel = \"hello\"\nramdisk = {bad:?}\n"),
+                1,
+            ));
+            assert!(msg.contains("domain[0].ramdisk: "), "{bad:?}: {msg}");
+        }
     }
 
     #[test]

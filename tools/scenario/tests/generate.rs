@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use scenario::{generate, Console, Error, GenOptions, Scenario, MODULE_BASE};
+use scenario::{generate, Console, Error, GenOptions, ModuleKind, Scenario, MODULE_BASE};
 
 const SCENARIO: &str = r#"
 name = "gen-test"
@@ -22,6 +22,7 @@ memory_mib = 64
 cpus = 1
 vpl011 = true
 kernel = "front"
+ramdisk = "front-initrd.cpio.gz"
 
   [[domain.device]]
   kind = "blk"
@@ -91,6 +92,7 @@ fn setup(tag: &str, front_size: usize) -> (Scenario, GenOptions, PathBuf) {
     let images = dir.join("images");
     fs::create_dir_all(&images).expect("mkdir images");
     fs::write(images.join("front.img"), vec![0u8; front_size]).expect("write image");
+    fs::write(images.join("front-initrd.cpio.gz"), vec![0u8; 5000]).expect("write ramdisk");
     fs::write(images.join("back.img"), vec![0u8; 4096]).expect("write image");
     // generate() only needs the Xen image to exist; it is not booted here.
     let xen = dir.join("xen");
@@ -125,11 +127,21 @@ fn generates_mergeable_host_dtb() {
         fs::canonicalize(dir.join("out/gen-test")).expect("out dir")
     );
 
-    // Modules: first at the base, second at the next 2 MiB boundary after 3 MiB.
-    assert_eq!(g.modules[0].addr, MODULE_BASE);
-    assert_eq!(g.modules[0].size, 3 << 20);
-    assert_eq!(g.modules[1].addr, MODULE_BASE + (4 << 20));
-    assert_eq!(g.modules[1].size, 4096);
+    // Modules: domU1's kernel at the base, its ramdisk at the next 2 MiB boundary after
+    // 3 MiB, domU2's kernel at the boundary after that.
+    let placed: Vec<_> = g
+        .modules
+        .iter()
+        .map(|m| (m.domain, m.kind, m.addr, m.size))
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            (0, ModuleKind::Kernel, MODULE_BASE, 3 << 20),
+            (0, ModuleKind::Ramdisk, MODULE_BASE + (4 << 20), 5000),
+            (1, ModuleKind::Kernel, MODULE_BASE + (6 << 20), 4096),
+        ]
+    );
 
     let dtb = &g.host_dtb;
     // QEMU's own tree survived the merge...
@@ -151,8 +163,19 @@ fn generates_mergeable_host_dtb() {
     let m1 = "/chosen/domU1/module@50000000";
     assert_eq!(fdtget(dtb, m1, "reg", "x"), "0 50000000 0 300000");
     assert_eq!(fdtget(dtb, m1, "bootargs", "s"), "scenario=gen-test");
-    let m2 = "/chosen/domU2/module@50400000";
-    assert_eq!(fdtget(dtb, m2, "reg", "x"), "0 50400000 0 1000");
+    assert_eq!(
+        fdtget(dtb, m1, "compatible", "s"),
+        "multiboot,kernel multiboot,module"
+    );
+    let rd = "/chosen/domU1/module@50400000";
+    assert_eq!(
+        fdtget(dtb, rd, "compatible", "s"),
+        "multiboot,ramdisk multiboot,module"
+    );
+    assert_eq!(fdtget(dtb, rd, "reg", "x"), "0 50400000 0 1388");
+    assert!(!has_property(dtb, rd, "bootargs"));
+    let m2 = "/chosen/domU2/module@50600000";
+    assert_eq!(fdtget(dtb, m2, "reg", "x"), "0 50600000 0 1000");
     assert_eq!(fdtget(dtb, m2, "bootargs", "s"), "role=backend");
     let v = "/chosen/domU1/virtio@2000000";
     assert_eq!(fdtget(dtb, v, "compatible", "s"), "xen,virtio-mmio-device");
@@ -191,8 +214,8 @@ fn generates_mergeable_host_dtb() {
     );
     assert!(lines.contains(&"1024M"));
     let loader = format!(
-        "loader,file={},addr=0x50400000,force-raw=on",
-        g.modules[1].image.display()
+        "loader,file={},addr=0x50600000,force-raw=on",
+        g.modules[2].image.display()
     );
     assert!(lines.contains(&loader.as_str()), "{args}");
     assert!(g
@@ -220,6 +243,19 @@ fn missing_image_names_the_field() {
 }
 
 #[test]
+fn missing_ramdisk_names_the_field() {
+    let (s, opts, dir) = setup("missing-rd", 100);
+    fs::remove_file(opts.images.join("front-initrd.cpio.gz")).expect("rm");
+    let msg = generate(&s, &opts).expect_err("no ramdisk").to_string();
+    assert!(
+        msg.starts_with("tests/scenarios/gen-test.toml: domain[0].ramdisk: image "),
+        "{msg}"
+    );
+    assert!(msg.contains("front-initrd.cpio.gz not found"), "{msg}");
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
 fn image_beyond_ram_is_refused() {
     let (mut_s, opts, dir) = setup("big", 100);
     // 1024 MiB of RAM from 0x4000_0000 ends at 0x8000_0000; a 1 GiB sparse image cannot fit.
@@ -230,7 +266,7 @@ fn image_beyond_ram_is_refused() {
     f.set_len(1 << 30).expect("grow");
     let msg = generate(&mut_s, &opts).expect_err("too big").to_string();
     assert!(
-        msg.contains("cannot place the kernel images: module 0 would end at"),
+        msg.contains("cannot place the kernel and ramdisk images: module 0 would end at"),
         "{msg}"
     );
     let _ = fs::remove_dir_all(dir);
