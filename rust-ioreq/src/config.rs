@@ -11,6 +11,7 @@ use fdt::node::FdtNode;
 use fdt::Fdt;
 
 use crate::abi::SLOTS_PER_PAGE;
+use crate::fdtcheck;
 use crate::fixed::{FixedStr, Table};
 use crate::types::{Gpa, GpaRange, Spi};
 
@@ -325,6 +326,8 @@ impl Config {
     /// Xen's stacks are 32 KiB.
     pub fn from_fdt(blob: &[u8], gic_spis: u32) -> Result<Box<Config>, ConfigError> {
         let root = Path::default();
+        // fdt 0.1.5 panics on a malformed structure block: check it first.
+        fdtcheck::check(blob).map_err(|_| err(&root, "", ErrorKind::BadBlob))?;
         let fdt = Fdt::new(blob).map_err(|_| err(&root, "", ErrorKind::BadBlob))?;
         let chosen = chosen(&fdt).ok_or(err(&root, "", ErrorKind::NoChosen))?;
         let mut config = Box::<Config>::default();

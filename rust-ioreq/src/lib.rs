@@ -19,6 +19,7 @@ pub mod abi;
 pub mod config;
 pub mod dt;
 pub mod engine;
+mod fdtcheck;
 pub mod fixed;
 pub mod platform;
 pub mod syndrome;
