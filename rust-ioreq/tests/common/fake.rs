@@ -119,6 +119,11 @@ impl FakeXen {
             .collect()
     }
 
+    /// Returns the number of slots of `page`.
+    pub fn slots(&self, page: PageId) -> u32 {
+        self.page(page, "slots").borrow().len() as u32
+    }
+
     /// Returns slot `vcpu` of `page` as the backend would read it.
     pub fn slot(&self, page: PageId, vcpu: u32) -> IoReq {
         let i = self.check_slot(page, VcpuId(vcpu), "backend read");

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod fuzz;
 pub mod hostdt;
 pub mod rig;
 pub mod rng;
