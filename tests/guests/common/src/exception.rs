@@ -3,11 +3,12 @@
 //! (an access the guest makes on purpose to see how the hypervisor answers it) or a bug that is
 //! reported as a panic.
 //!
-//! Expected faults: [`try_read_u32`]/[`try_write_u32`] arm a per-vCPU flag and make exactly one
-//! `ldr`/`str`. If that instruction takes a synchronous exception, the handler records ESR_EL1
-//! and FAR_EL1, advances ELR_EL1 by 4 past it and returns; the caller gets the record instead of
-//! the value. Xen reports an access nothing handles to a domU as a data abort (EC 0x25, "from the
-//! current EL"), xen/arch/arm/traps.c `inject_dabt_exception`.
+//! Expected faults: [`try_read_u32`]/[`try_write_u32`] (and the 8- and 64-bit variants) arm a
+//! per-vCPU flag and make exactly one load or store. If that instruction takes a synchronous
+//! exception, the handler records ESR_EL1 and FAR_EL1, advances ELR_EL1 by 4 past it and returns;
+//! the caller gets the record instead of the value. Xen reports an access nothing handles to a
+//! domU as a data abort (EC 0x25, "from the current EL"), xen/arch/arm/traps.c
+//! `inject_dabt_exception`.
 
 use core::arch::global_asm;
 use core::fmt;
@@ -204,6 +205,70 @@ pub unsafe fn try_write_u32(addr: usize, value: u32) -> Result<(), Fault> {
     // SAFETY: the caller accepts the store; a fault is skipped by the sync handler (see above).
     unsafe {
         core::arch::asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) value,
+                         options(nostack, preserves_flags));
+    }
+    disarm(e, ())
+}
+
+/// Reads the byte at `addr` with one `ldrb`, returning the synchronous exception it takes
+/// instead of the value if it takes one.
+///
+/// # Safety
+/// A read of `addr` must not have side effects the caller does not want (as for
+/// [`try_read_u32`]).
+pub unsafe fn try_read_u8(addr: usize) -> Result<u8, Fault> {
+    let e = arm();
+    let value: u32;
+    // SAFETY: as in `try_read_u32`: one load, skipped by the sync handler if it faults.
+    unsafe {
+        core::arch::asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = inout(reg) 0u32 => value,
+                         options(nostack, preserves_flags));
+    }
+    // `ldrb` zero-extends one byte.
+    disarm(e, value.to_le_bytes()[0])
+}
+
+/// Writes the byte at `addr` with one `strb`, returning the synchronous exception it takes if it
+/// takes one.
+///
+/// # Safety
+/// As for [`try_write_u32`].
+pub unsafe fn try_write_u8(addr: usize, value: u8) -> Result<(), Fault> {
+    let e = arm();
+    // SAFETY: as in `try_write_u32`: one store, skipped by the sync handler if it faults.
+    unsafe {
+        core::arch::asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) u32::from(value),
+                         options(nostack, preserves_flags));
+    }
+    disarm(e, ())
+}
+
+/// Reads the 64-bit word at `addr` with one `ldr`, returning the synchronous exception it takes
+/// instead of the value if it takes one.
+///
+/// # Safety
+/// `addr` must be 8-byte aligned; otherwise as for [`try_read_u32`].
+pub unsafe fn try_read_u64(addr: usize) -> Result<u64, Fault> {
+    let e = arm();
+    let value: u64;
+    // SAFETY: as in `try_read_u32`: one load, skipped by the sync handler if it faults.
+    unsafe {
+        core::arch::asm!("ldr {v}, [{a}]", a = in(reg) addr, v = inout(reg) 0u64 => value,
+                         options(nostack, preserves_flags));
+    }
+    disarm(e, value)
+}
+
+/// Writes the 64-bit word at `addr` with one `str`, returning the synchronous exception it takes
+/// if it takes one.
+///
+/// # Safety
+/// `addr` must be 8-byte aligned; otherwise as for [`try_write_u32`].
+pub unsafe fn try_write_u64(addr: usize, value: u64) -> Result<(), Fault> {
+    let e = arm();
+    // SAFETY: as in `try_write_u32`: one store, skipped by the sync handler if it faults.
+    unsafe {
+        core::arch::asm!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) value,
                          options(nostack, preserves_flags));
     }
     disarm(e, ())
