@@ -1,0 +1,247 @@
+//! backend: the reference rust-ioreq backend (docs/backend-abi.md, interface version 1), a
+//! bare-metal guest that serves virtio-mmio devices (virtio 1.2 §4.2.2; virtio-blk §5.2 and
+//! virtio-rng §5.4 from the `virtio-device` crate) to frontend domains.
+//!
+//! At boot it reads the `rust-ioreq,backend-v1` node of its device tree, checks the doorbell's
+//! magic and version, enables the notify SPI in the GICv3 (Xen's vGIC), builds the device
+//! models its `rust-ioreq,args` ask for, writes `ONLINE`, prints
+//! `SCENARIO <name> PASS backend-online ...`, and serves requests forever (see `server.rs`).
+//! Without the node (a Xen without the backend interface) it prints a FAIL line and ends.
+//!
+//! Bootargs: `scenario=<name>` (guest-common), and `backend.exit-after=<n>`: stop after `n`
+//! requests, print the statistics and `SCENARIO <name> END`, and power off (Xen then answers the
+//! frontends' accesses itself: docs/backend-abi.md "When a backend dies").
+//!
+//! The MMU stays off (guest-common), so all data accesses are Device-nGnRnE: aligned accesses
+//! only, no exclusives, and barriers (`dmb ish`) where the protocols need ordering.
+
+#![no_std]
+#![no_main]
+// aarch64 only: usize and u64 have the same width, and the narrowing casts that remain are of
+// values bounded just before them (slot indices, queue indices, decimal digits).
+#![allow(clippy::cast_possible_truncation)]
+
+mod config;
+mod devices;
+mod ioreq;
+mod server;
+mod window;
+
+use guest_common::gic::{self, GicError};
+use guest_common::{entry, println, scenario, timer, Boot, DeviceTree};
+use virtio_device::{Gpa, GuestMemory};
+
+use crate::config::Config;
+use crate::devices::{Model, Pool};
+use crate::ioreq::{Doorbell, DOORBELL_MAGIC, DOORBELL_VERSION};
+use crate::server::Server;
+use crate::window::Window;
+
+entry!(main);
+
+/// The check name of the one PASS/FAIL line the backend prints.
+const CHECK: &str = "backend-online";
+
+/// The backend's own bootargs.
+#[derive(Debug, Default)]
+struct Options {
+    exit_after: Option<u64>,
+    /// A `backend.` word that did not parse.
+    bad: Option<&'static str>,
+}
+
+impl Options {
+    fn parse(bootargs: &'static str) -> Self {
+        let mut o = Options::default();
+        for word in bootargs.split_ascii_whitespace() {
+            let Some(rest) = word.strip_prefix("backend.") else {
+                continue;
+            };
+            match rest.strip_prefix("exit-after=").map(str::parse::<u64>) {
+                Some(Ok(n)) => o.exit_after = Some(n),
+                _ => o.bad = Some(word),
+            }
+        }
+        o
+    }
+}
+
+fn main(boot: &Boot) {
+    let boot_ticks = timer::now();
+    let dt = match boot.device_tree() {
+        Ok(dt) => dt,
+        Err(e) => return fail(format_args!("device tree: {e}")),
+    };
+    let options = Options::parse(dt.bootargs().unwrap_or(""));
+    if let Some(word) = options.bad {
+        return fail(format_args!("bad bootarg {word} (backend.exit-after=<n>)"));
+    }
+    let config = match config::parse(&dt) {
+        Ok(c) => c,
+        Err(e) => return fail(format_args!("{e}")),
+    };
+
+    // SAFETY: `config.doorbell` is the `reg` of the backend node: the doorbell page Xen emulates
+    // for this domain.
+    let doorbell = unsafe { Doorbell::new(config.doorbell) };
+    let (magic, version) = (doorbell.magic(), doorbell.version());
+    if magic != DOORBELL_MAGIC || version != DOORBELL_VERSION {
+        return fail(format_args!(
+            "doorbell at {:#x}: magic {magic:#x} version {version}, want {DOORBELL_MAGIC:#x} \
+             version {DOORBELL_VERSION}",
+            config.doorbell
+        ));
+    }
+    if let Err(e) = init_gic(&config) {
+        return fail(format_args!("GICv3: {e}"));
+    }
+
+    let Some(mut pool) = free_ram(boot, &dt) else {
+        return fail(format_args!("cannot find this guest's RAM bank in /memory"));
+    };
+    let ram = pool.left();
+    let mut models = [const { None::<Model> }; config::MAX_DEVICES];
+    let mut broken = 0;
+    for (model, dev) in models.iter_mut().zip(config.devices()) {
+        match devices::parse(dev.args)
+            .and_then(|spec| devices::build(spec, dev.index, boot_ticks, &mut pool))
+        {
+            Ok(m) => *model = Some(m),
+            Err(why) => {
+                broken += 1;
+                scenario::check(
+                    CHECK,
+                    false,
+                    format_args!("dev{}: args \"{}\": {why}", dev.index, dev.args),
+                );
+            }
+        }
+    }
+    describe(&config, &models, ram);
+    check_window_guard(&config);
+
+    let mut server = Server::new(
+        &config,
+        doorbell,
+        &mut models.into_iter(),
+        options.exit_after,
+    );
+    doorbell.online();
+    let frontends = config.frontends().count();
+    let devices = config.devices().count();
+    scenario::check(
+        CHECK,
+        broken == 0,
+        format_args!(
+            "doorbell v{version} at {:#x} (features {:#x}), notify {}, {frontends} frontend(s), \
+             {devices} device(s){}",
+            config.doorbell,
+            doorbell.features(),
+            config.notify,
+            match options.exit_after {
+                Some(_) => ", exits after backend.exit-after requests",
+                None => "",
+            }
+        ),
+    );
+    server.run();
+    println!("backend: served {} requests, exiting", server.served());
+    scenario::end();
+}
+
+/// Prints the FAIL line and END; the backend then powers off.
+fn fail(why: core::fmt::Arguments<'_>) {
+    scenario::check(CHECK, false, why);
+    scenario::end();
+}
+
+/// Enables the distributor, this vCPU's interface, and the notify SPI, routed here.
+fn init_gic(config: &Config) -> Result<(), GicError> {
+    gic::init_distributor()?;
+    gic::init_cpu()?;
+    gic::enable(config.notify, config.trigger)
+}
+
+/// Checks, on each frontend's window, that a buffer outside the frontend's RAM fails cleanly
+/// instead of crashing the backend: frontend GPA 0 is never RAM in a dom0less domU (RAM starts
+/// at GUEST_RAM0_BASE 0x40000000), so docs/backend-abi.md says it is not mapped in the window.
+fn check_window_guard(config: &Config) {
+    for fe in config.frontends() {
+        let window = Window::new(*fe);
+        let mut probe = [0u8; 8];
+        let result = window.read(Gpa(0), &mut probe);
+        scenario::check(
+            "backend-window-guard",
+            result.is_err(),
+            format_args!(
+                "frontend {}: 8 bytes at GPA 0 through the window: {}",
+                fe.index,
+                match result {
+                    Ok(()) => "readable (the window maps more than RAM)",
+                    Err(_) if window.faults() > 0 => "data abort caught, access refused",
+                    Err(_) => "refused by the RAM bank list",
+                }
+            ),
+        );
+    }
+}
+
+/// Prints what the backend serves.
+fn describe(config: &Config, models: &[Option<Model>], ram: usize) {
+    for fe in config.frontends() {
+        println!(
+            "backend: frontend {} ({}, domid {}): {} vCPU(s), ioreq page {:#x}, RAM window {}{}",
+            fe.index,
+            fe.name,
+            fe.domid.map_or(-1, i64::from),
+            fe.vcpus,
+            fe.ioreq_page,
+            fe.window,
+            if fe.ram_banks == 0 {
+                " (no rust-ioreq,ram: bounds from the window only)"
+            } else {
+                ""
+            }
+        );
+    }
+    for (dev, model) in config.devices().zip(models) {
+        let kind = model.as_ref().map_or("(none)", Model::kind);
+        println!(
+            "backend:   dev{} {kind} at {} of frontend {}: \"{}\"",
+            dev.index,
+            dev.mmio,
+            config.frontend(dev.frontend).map_or(u32::MAX, |f| f.index),
+            dev.args
+        );
+    }
+    println!("backend: {} KiB of free RAM for disks", ram / 1024);
+}
+
+/// Returns the pool of this guest's free RAM: the rest of the memory bank holding the image,
+/// after the image, and before the device tree if Xen placed it above the image.
+fn free_ram(boot: &Boot, dt: &DeviceTree) -> Option<Pool> {
+    extern "C" {
+        /// End of the image, its .bss and stacks included (guest-common's link.ld).
+        static __image_end: u8;
+    }
+    let image_end = (&raw const __image_end) as usize;
+    let bank = dt
+        .memory_regions()
+        .find(|r| r.base < image_end && image_end <= r.base.saturating_add(r.size))?;
+    let start = image_end.checked_add(0xfff)? & !0xfff;
+    let mut end = bank.base.saturating_add(bank.size);
+    let (fdt_start, fdt_end) = (
+        boot.fdt_addr(),
+        boot.fdt_addr().saturating_add(dt.total_size()),
+    );
+    if fdt_start >= start && fdt_start < end {
+        end = fdt_start & !0xfff;
+    } else if fdt_end > start && fdt_start < start {
+        // Never seen (Xen puts the tree above the image), but keep clear of it.
+        return None;
+    }
+    // SAFETY: `[start, end)` is in this guest's RAM bank, after its image, .bss and stacks and
+    // before its device tree; Xen loads nothing else into a dom0less domU without an initrd,
+    // and nothing in this guest uses memory it did not get from its image or this pool.
+    Some(unsafe { Pool::new(start, end) })
+}

@@ -1,0 +1,378 @@
+//! The serving loop of the backend (docs/backend-abi.md "Protocol"): scan every slot of every
+//! frontend's ioreq page, answer each READY request through the device's virtio-mmio register
+//! file, complete it at the doorbell, process the queue a `QueueNotify` names, raise the device
+//! interrupt through the doorbell, and sleep in `wfi` until the notify SPI when there is nothing
+//! to do.
+//!
+//! Order of a `QueueNotify` write: the request is completed first (so the frontend's vCPU runs
+//! again as soon as possible), then the queue is processed and the used-buffer interrupt raised.
+//! A queue with more chains than one round takes (its size) is finished in later passes of the
+//! loop, between scans, so one busy queue cannot starve the other slots.
+
+use core::fmt;
+
+use guest_common::gic::{self, IntId};
+use guest_common::println;
+use guest_common::timer::Deadline;
+use virtio_device::mmio::MAX_QUEUES;
+use virtio_device::{DeviceStatus, Event, Interrupt, Logger, MmioTransport, Width, WriteEffect};
+
+use crate::config::{Config, Device, MAX_DEVICES, MAX_FRONTENDS};
+use crate::devices::Model;
+use crate::ioreq::{Doorbell, Request, Slot};
+use crate::window::Window;
+
+/// How long the loop sleeps at most before looking at every slot again anyway (a lost SPI
+/// costs at most this much) and printing the statistics of devices that changed.
+const IDLE_MS: u64 = 1000;
+/// Incidents of one device (or frontend) printed before they are only counted.
+const EVENTS_SHOWN: u32 = 16;
+
+/// Per-device counters kept by the server (the models keep their own request counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    /// Register accesses served.
+    accesses: u64,
+    /// Queue notifications.
+    notifies: u64,
+    /// Interrupts raised.
+    irqs: u64,
+    /// Incidents the device reported.
+    events: u32,
+}
+
+/// A device being served.
+struct Served {
+    config: Device,
+    /// `None` if its args asked for something this backend cannot make.
+    transport: Option<MmioTransport<Model>>,
+    /// Queues whose last round stopped early.
+    pending: [bool; MAX_QUEUES],
+    counters: Counters,
+    /// `counters` when they were last printed.
+    printed: Counters,
+}
+
+/// A frontend being served.
+struct FrontendState {
+    index: u32,
+    vcpus: u32,
+    ioreq_page: u64,
+    window: Window,
+    /// Requests that were malformed or hit no device.
+    strays: u32,
+    /// `(strays, window faults)` when they were last printed.
+    printed: (u32, u32),
+}
+
+/// Prints a device's incidents, the first few in full.
+struct DeviceLog<'a> {
+    device: u32,
+    count: &'a mut u32,
+}
+
+impl Logger for DeviceLog<'_> {
+    fn log(&mut self, event: Event) {
+        *self.count = self.count.saturating_add(1);
+        if *self.count <= EVENTS_SHOWN {
+            println!("backend: dev{}: {event}", self.device);
+        } else if *self.count == EVENTS_SHOWN + 1 {
+            println!("backend: dev{}: more incidents, counted only", self.device);
+        }
+    }
+}
+
+/// Raises a device's interrupt in its frontend through the doorbell.
+struct DoorbellIrq<'a> {
+    doorbell: Doorbell,
+    device: u32,
+    count: &'a mut u64,
+}
+
+impl Interrupt for DoorbellIrq<'_> {
+    fn raise(&mut self) {
+        *self.count += 1;
+        self.doorbell.raise_irq(self.device);
+    }
+}
+
+/// One line of statistics about a device.
+struct Stats<'a>(&'a Served);
+
+impl fmt::Display for Stats<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let c = s.counters;
+        write!(
+            f,
+            "dev{} {} accesses, {} notifies, {} irqs, {} incidents",
+            s.config.index, c.accesses, c.notifies, c.irqs, c.events
+        )?;
+        match s.transport.as_ref().map(MmioTransport::device) {
+            Some(Model::Blk(b)) => {
+                let b = b.stats();
+                write!(
+                    f,
+                    "; blk: {} reads ({} B), {} writes ({} B), {} flushes, {} get-ids, {} errors",
+                    b.reads,
+                    b.bytes_read,
+                    b.writes,
+                    b.bytes_written,
+                    b.flushes,
+                    b.get_ids,
+                    b.errors
+                )
+            }
+            Some(Model::Rng(r)) => {
+                let r = r.stats();
+                write!(
+                    f,
+                    "; rng: {} requests, {} B, {} errors",
+                    r.requests, r.bytes, r.errors
+                )
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The backend at work.
+pub struct Server {
+    doorbell: Doorbell,
+    notify: IntId,
+    frontends: [Option<FrontendState>; MAX_FRONTENDS],
+    devices: [Option<Served>; MAX_DEVICES],
+    /// Requests answered.
+    served: u64,
+    /// Stop after this many requests (`backend.exit-after`).
+    exit_after: Option<u64>,
+}
+
+impl Server {
+    /// Creates the server; `models` gives each configured device's model, in `config` order.
+    pub fn new(
+        config: &Config,
+        doorbell: Doorbell,
+        models: &mut dyn Iterator<Item = Option<Model>>,
+        exit_after: Option<u64>,
+    ) -> Self {
+        let mut frontends: [Option<FrontendState>; MAX_FRONTENDS] = Default::default();
+        for (slot, fe) in frontends.iter_mut().zip(config.frontends()) {
+            *slot = Some(FrontendState {
+                index: fe.index,
+                vcpus: fe.vcpus,
+                ioreq_page: fe.ioreq_page,
+                window: Window::new(*fe),
+                strays: 0,
+                printed: (0, 0),
+            });
+        }
+        let mut devices: [Option<Served>; MAX_DEVICES] = Default::default();
+        for ((slot, dev), model) in devices.iter_mut().zip(config.devices()).zip(models) {
+            *slot = Some(Served {
+                config: *dev,
+                transport: model.map(MmioTransport::new),
+                pending: [false; MAX_QUEUES],
+                counters: Counters::default(),
+                printed: Counters::default(),
+            });
+        }
+        Self {
+            doorbell,
+            notify: config.notify,
+            frontends,
+            devices,
+            served: 0,
+            exit_after,
+        }
+    }
+
+    /// Serves requests until `backend.exit-after` requests were answered (forever without it).
+    pub fn run(&mut self) {
+        loop {
+            // Count before scanning: an SPI for a request posted during the scan stays pending
+            // (IRQs are masked here) and ends the wait below at once.
+            let seen = gic::irq_count(self.notify);
+            let mut busy = self.scan();
+            busy |= self.finish_pending();
+            if self.exit_after.is_some_and(|n| self.served >= n) {
+                self.print_stats(true);
+                return;
+            }
+            if !busy && !gic::wait_for_irq(self.notify, seen, Deadline::after_ms(IDLE_MS)) {
+                self.print_stats(false);
+            }
+        }
+    }
+
+    /// Answers every READY slot once; returns whether there was any.
+    fn scan(&mut self) -> bool {
+        let mut any = false;
+        for fe in 0..MAX_FRONTENDS {
+            let Some((page, vcpus)) = self.frontends[fe].as_ref().map(|f| (f.ioreq_page, f.vcpus))
+            else {
+                continue;
+            };
+            for vcpu in 0..vcpus {
+                // SAFETY: `page` is the ioreq page Xen described for this frontend, checked page
+                // aligned, and `vcpu` is below its slot count, at most 128.
+                let slot = unsafe { Slot::new(page, vcpu) };
+                if let Some(req) = slot.take() {
+                    self.serve(fe, vcpu, slot, req);
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
+    /// Serves one request of frontend `fe`'s vCPU `vcpu`.
+    fn serve(&mut self, fe: usize, vcpu: u32, slot: Slot, req: Request) {
+        self.served += 1;
+        let mut answer = req.is_read().then_some(0u64);
+        let mut notified = None;
+        let found = match req.defect() {
+            Some(why) => Err(why),
+            None => self
+                .devices
+                .iter()
+                .position(|d| {
+                    d.as_ref().is_some_and(|d| {
+                        d.config.frontend == fe
+                            && req.addr >= d.config.mmio.base
+                            && req.addr - d.config.mmio.base + u64::from(req.size)
+                                <= d.config.mmio.size
+                    })
+                })
+                .ok_or("no device at this address"),
+        };
+        match found {
+            Ok(d) => {
+                if let Some(dev) = self.devices[d].as_mut() {
+                    notified = Self::access(dev, &req, &mut answer).map(|q| (d, q));
+                }
+            }
+            Err(why) => {
+                if let Some(f) = self.frontends[fe].as_mut() {
+                    f.strays = f.strays.saturating_add(1);
+                    if f.strays == 1 {
+                        println!(
+                            "backend: frontend {} vCPU {vcpu}: {why}: {req} (answered with 0/ignored; \
+                             further ones counted only)",
+                            f.index
+                        );
+                    }
+                }
+            }
+        }
+        slot.respond(&req, answer);
+        if let Some(f) = self.frontends[fe].as_ref() {
+            self.doorbell.complete(f.index, vcpu);
+        }
+        if let Some((d, q)) = notified {
+            self.process(d, q);
+        }
+    }
+
+    /// Performs the register access `req` on `dev`; returns the queue it notified, if any.
+    fn access(dev: &mut Served, req: &Request, answer: &mut Option<u64>) -> Option<u16> {
+        dev.counters.accesses += 1;
+        let transport = dev.transport.as_mut()?;
+        // `defect()` checked the size.
+        let width = Width::from_bytes(u64::from(req.size))?;
+        let offset = req.addr - dev.config.mmio.base;
+        let mut log = DeviceLog {
+            device: dev.config.index,
+            count: &mut dev.counters.events,
+        };
+        let before = transport.status();
+        let mut notified = None;
+        if req.is_read() {
+            *answer = Some(transport.read(offset, width, &mut log));
+        } else if let WriteEffect::Notify(q) = transport.write(offset, width, req.data, &mut log) {
+            dev.counters.notifies += 1;
+            notified = Some(q);
+        }
+        let after = transport.status();
+        if !before.driver_ok() && after.driver_ok() {
+            println!(
+                "backend: dev{} {}: driver ready, features {:#x}",
+                dev.config.index,
+                transport.device().kind(),
+                transport.negotiated_features()
+            );
+        } else if before != DeviceStatus(0) && after == DeviceStatus(0) && dev.counters.notifies > 0
+        {
+            println!("backend: reset: {}", Stats(dev));
+            dev.printed = dev.counters;
+        }
+        notified
+    }
+
+    /// Runs one round of queue `q` of device `d`.
+    fn process(&mut self, d: usize, q: u16) {
+        let Some(dev) = self.devices[d].as_mut() else {
+            return;
+        };
+        let Some(fe) = self.frontends[dev.config.frontend].as_ref() else {
+            return;
+        };
+        let Some(transport) = dev.transport.as_mut() else {
+            return;
+        };
+        let mut irq = DoorbellIrq {
+            doorbell: self.doorbell,
+            device: dev.config.index,
+            count: &mut dev.counters.irqs,
+        };
+        let mut log = DeviceLog {
+            device: dev.config.index,
+            count: &mut dev.counters.events,
+        };
+        let done = transport.process_queue(q, &fe.window, &mut irq, &mut log);
+        if let Some(p) = dev.pending.get_mut(usize::from(q)) {
+            *p = done.more;
+        }
+    }
+
+    /// Continues the queues whose last round stopped early; returns whether there were any.
+    fn finish_pending(&mut self) -> bool {
+        let mut any = false;
+        for d in 0..MAX_DEVICES {
+            for q in 0..MAX_QUEUES {
+                if self.devices[d].as_ref().is_some_and(|dev| dev.pending[q]) {
+                    // q < MAX_QUEUES = 4.
+                    self.process(d, q as u16);
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
+    /// Prints the statistics of every device whose counters changed since they were last
+    /// printed (all of them if `all`).
+    fn print_stats(&mut self, all: bool) {
+        for dev in self.devices.iter_mut().flatten() {
+            if all || dev.counters != dev.printed {
+                println!("backend: stats: {}", Stats(dev));
+                dev.printed = dev.counters;
+            }
+        }
+        for fe in self.frontends.iter_mut().flatten() {
+            let now = (fe.strays, fe.window.faults());
+            if now != fe.printed {
+                println!(
+                    "backend: frontend {}: {} stray requests, {} faulting buffer accesses",
+                    fe.index, now.0, now.1
+                );
+                fe.printed = now;
+            }
+        }
+    }
+
+    /// Returns the number of requests answered.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+}

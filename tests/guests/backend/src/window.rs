@@ -1,0 +1,128 @@
+//! A frontend's RAM as the backend reaches it: through the frontend's RAM window
+//! (docs/backend-abi.md "Guest physical layout of a backend": frontend GPA `a` is at backend GPA
+//! `window_base + a`), as virtio-device's `GuestMemory`.
+//!
+//! The frontend chooses every address and length, so each access is checked twice. First
+//! against the window's size and, when Xen lists them (`rust-ioreq,ram`), the frontend's RAM
+//! banks, all with checked arithmetic. Second, because only the frontend's RAM is mapped in the
+//! window and a hole would otherwise crash the backend with a data abort, every load and store
+//! goes through guest-common's expected-fault accessors: an abort fails the access instead.
+//!
+//! The MMU is off, so these are Device-nGnRnE accesses: each is naturally aligned (64-bit words
+//! where both sides allow, single bytes otherwise), there are no exclusives, and the ordering
+//! the ring protocol needs comes from [`GuestMemory::barrier`], a `dmb ish`.
+
+use core::cell::Cell;
+
+use guest_common::exception;
+use virtio_device::{Gpa, GuestMemory, MemError};
+
+use crate::config::Frontend;
+
+/// The RAM window of one frontend.
+#[derive(Debug)]
+pub struct Window {
+    frontend: Frontend,
+    /// Accesses that took a data abort (a buffer in a hole of the window).
+    faults: Cell<u32>,
+}
+
+impl Window {
+    /// Creates the window of `frontend`.
+    pub fn new(frontend: Frontend) -> Self {
+        Self {
+            frontend,
+            faults: Cell::new(0),
+        }
+    }
+
+    /// Returns how many accesses took a data abort so far.
+    pub fn faults(&self) -> u32 {
+        self.faults.get()
+    }
+
+    /// Returns the backend address of `[gpa, gpa + len)`, if all of it may be accessed.
+    fn translate(&self, gpa: Gpa, len: usize) -> Result<usize, MemError> {
+        let len64 = u64::try_from(len).unwrap_or(u64::MAX);
+        let out = MemError::OutOfRange {
+            gpa: gpa.0,
+            len: len64,
+        };
+        let end = gpa.0.checked_add(len64).ok_or(MemError::Overflow {
+            gpa: gpa.0,
+            len: len64,
+        })?;
+        if end > self.frontend.window.size {
+            return Err(out);
+        }
+        let banks = &self.frontend.ram[..self.frontend.ram_banks];
+        if !banks.is_empty() && !banks.iter().any(|b| b.base <= gpa.0 && end <= b.end()) {
+            return Err(out);
+        }
+        // The window was checked not to wrap, and `gpa + len` is inside it.
+        let addr = self.frontend.window.base + gpa.0;
+        usize::try_from(addr).map_err(|_| out)
+    }
+
+    /// Records a fault and turns it into the access's error.
+    fn fault(&self, gpa: Gpa, len: usize) -> MemError {
+        self.faults.set(self.faults.get().saturating_add(1));
+        MemError::OutOfRange {
+            gpa: gpa.0,
+            len: u64::try_from(len).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl GuestMemory for Window {
+    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        let base = self.translate(gpa, buf.len())?;
+        let mut i = 0;
+        while i < buf.len() {
+            let addr = base + i;
+            if addr % 8 == 0 && buf.len() - i >= 8 {
+                // SAFETY: `addr` is 8-byte aligned and inside the frontend's RAM window, which
+                // holds only the frontend's RAM (no device registers), so a load has no side
+                // effect; a hole in the window takes a data abort, returned as `Err`.
+                let word = unsafe { exception::try_read_u64(addr) }
+                    .map_err(|_| self.fault(gpa, buf.len()))?;
+                buf[i..i + 8].copy_from_slice(&word.to_le_bytes());
+                i += 8;
+            } else {
+                // SAFETY: as above, for a byte.
+                buf[i] = unsafe { exception::try_read_u8(addr) }
+                    .map_err(|_| self.fault(gpa, buf.len()))?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
+        let base = self.translate(gpa, data.len())?;
+        let mut i = 0;
+        while i < data.len() {
+            let addr = base + i;
+            if addr % 8 == 0 && data.len() - i >= 8 {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&data[i..i + 8]);
+                // SAFETY: `addr` is 8-byte aligned and inside the frontend's RAM window: memory
+                // the frontend shared with its devices by putting it in a virtqueue, never this
+                // guest's own memory; a hole takes a data abort, returned as `Err`.
+                unsafe { exception::try_write_u64(addr, u64::from_le_bytes(word)) }
+                    .map_err(|_| self.fault(gpa, data.len()))?;
+                i += 8;
+            } else {
+                // SAFETY: as above, for a byte.
+                unsafe { exception::try_write_u8(addr, data[i]) }
+                    .map_err(|_| self.fault(gpa, data.len()))?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn barrier(&self) {
+        crate::ioreq::dmb();
+    }
+}
