@@ -651,3 +651,212 @@ fn config_bytes(width: Width) -> usize {
         Width::U32 | Width::U64 => 4,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // Test addresses and counts are small constants.
+    #![allow(clippy::cast_possible_truncation)]
+
+    use super::*;
+    use crate::memory::{read_u16, write_u16, Gpa, SliceMemory};
+    use crate::NullLogger;
+
+    /// A device with two queues (8 and 4 entries), 8 writable config bytes and feature bit 0.
+    /// Its queue processing returns every chain with length 0 and, while `grow` is set, plays a
+    /// driver that makes one more chain available for each one it consumes.
+    struct Dummy {
+        config: [u8; 8],
+        processed: [u32; 2],
+        grow: bool,
+        activated: Option<u64>,
+        resets: u32,
+    }
+
+    impl VirtioDevice for Dummy {
+        fn device_id(&self) -> u32 {
+            0x42
+        }
+        fn features(&self) -> u64 {
+            1
+        }
+        fn num_queues(&self) -> usize {
+            2
+        }
+        fn queue_max_size(&self, index: usize) -> u16 {
+            [8, 4][index]
+        }
+        fn config_len(&self) -> usize {
+            8
+        }
+        fn read_config(&self, offset: usize, data: &mut [u8]) {
+            data.copy_from_slice(&self.config[offset..offset + data.len()]);
+        }
+        fn write_config(&mut self, offset: usize, data: &[u8]) -> bool {
+            self.config[offset..offset + data.len()].copy_from_slice(data);
+            true
+        }
+        fn activate(&mut self, features: u64) {
+            self.activated = Some(features);
+        }
+        fn reset(&mut self) {
+            self.resets += 1;
+        }
+        fn process_queue(
+            &mut self,
+            index: u16,
+            queue: &mut Queue,
+            mem: &dyn GuestMemory,
+            _log: &mut dyn Logger,
+        ) -> Result<(), QueueError> {
+            while let Some(chain) = queue.pop(mem)? {
+                self.processed[usize::from(index)] += 1;
+                queue.add_used(mem, &chain, 0)?;
+                if self.grow {
+                    let avail = queue.address(QueuePart::Driver);
+                    let idx = read_u16(mem, Gpa(avail.0 + 2))?;
+                    let slot = u64::from(idx % queue.size());
+                    write_u16(mem, Gpa(avail.0 + 4 + 2 * slot), 0)?;
+                    write_u16(mem, Gpa(avail.0 + 2), idx.wrapping_add(1))?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    struct Count(u32);
+    impl Interrupt for Count {
+        fn raise(&mut self) {
+            self.0 += 1;
+        }
+    }
+
+    fn dummy() -> MmioTransport<Dummy> {
+        MmioTransport::new(Dummy {
+            config: [0; 8],
+            processed: [0; 2],
+            grow: false,
+            activated: None,
+            resets: 0,
+        })
+    }
+
+    fn w(t: &mut MmioTransport<Dummy>, offset: u64, v: u32) -> WriteEffect {
+        t.write(offset, Width::U32, u64::from(v), &mut NullLogger)
+    }
+
+    fn r(t: &MmioTransport<Dummy>, offset: u64) -> u32 {
+        t.read(offset, Width::U32, &mut NullLogger) as u32
+    }
+
+    /// Negotiates VERSION_1 | bit 0, sets up queue `q` (descriptor 0 is a 1-byte writable
+    /// buffer; the rings of queue q are at 0x1000 * (q + 1)) and sets DRIVER_OK.
+    fn bring_up(t: &mut MmioTransport<Dummy>, mem: &SliceMemory<'_>, q: u32, size: u32) {
+        w(t, reg::STATUS, 0);
+        w(t, reg::STATUS, 3);
+        w(t, reg::DRIVER_FEATURES_SEL, 0);
+        w(t, reg::DRIVER_FEATURES, 1);
+        w(t, reg::DRIVER_FEATURES_SEL, 1);
+        w(t, reg::DRIVER_FEATURES, 1);
+        w(t, reg::STATUS, 11);
+        let base = 0x1000 * (u64::from(q) + 1);
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&0x8000u64.to_le_bytes());
+        d[8..12].copy_from_slice(&1u32.to_le_bytes());
+        d[12..14].copy_from_slice(&2u16.to_le_bytes());
+        mem.write(Gpa(base), &d).unwrap();
+        w(t, reg::QUEUE_SEL, q);
+        w(t, reg::QUEUE_NUM, size);
+        w(t, reg::QUEUE_DESC_LOW, base as u32);
+        w(t, reg::QUEUE_DRIVER_LOW, (base + 0x400) as u32);
+        w(t, reg::QUEUE_DEVICE_LOW, (base + 0x800) as u32);
+        w(t, reg::QUEUE_READY, 1);
+        w(t, reg::STATUS, 15);
+        assert_eq!(r(t, reg::STATUS), 15);
+    }
+
+    #[test]
+    fn queues_are_selected_and_processed_separately() {
+        let mut bytes = vec![0u8; 0x10000];
+        let mem = SliceMemory::new(Gpa(0), &mut bytes);
+        let mut t = dummy();
+        assert_eq!(r(&t, reg::DEVICE_ID), 0x42);
+        w(&mut t, reg::QUEUE_SEL, 1);
+        assert_eq!(r(&t, reg::QUEUE_NUM_MAX), 4);
+        w(&mut t, reg::QUEUE_SEL, 0);
+        assert_eq!(r(&t, reg::QUEUE_NUM_MAX), 8);
+        bring_up(&mut t, &mem, 1, 4);
+        assert_eq!(t.device().activated, Some(VERSION_1 | 1));
+        // One chain on queue 1.
+        write_u16(&mem, Gpa(0x2400 + 2), 1).unwrap();
+        assert_eq!(w(&mut t, reg::QUEUE_NOTIFY, 1), WriteEffect::Notify(1));
+        // Queue 0 was never enabled.
+        assert_eq!(w(&mut t, reg::QUEUE_NOTIFY, 0), WriteEffect::None);
+        let mut irq = Count(0);
+        let p = t.process_queue(1, &mem, &mut irq, &mut NullLogger);
+        assert_eq!(
+            p,
+            Processed {
+                used: 1,
+                more: false,
+                interrupted: true
+            }
+        );
+        assert_eq!(t.device().processed, [0, 1]);
+        assert_eq!(read_u16(&mem, Gpa(0x2800 + 2)).unwrap(), 1);
+        // Processing a queue that is not ready, or does not exist, does nothing.
+        assert_eq!(
+            t.process_queue(0, &mem, &mut irq, &mut NullLogger),
+            Processed::default()
+        );
+        assert_eq!(
+            t.process_queue(7, &mem, &mut irq, &mut NullLogger),
+            Processed::default()
+        );
+        assert_eq!(irq.0, 1);
+        w(&mut t, reg::STATUS, 0);
+        assert_eq!(t.device().resets, 2, "bring_up's reset and this one");
+    }
+
+    #[test]
+    fn config_writes_and_change_notification() {
+        let mut bytes = vec![0u8; 0x10000];
+        let mem = SliceMemory::new(Gpa(0), &mut bytes);
+        let mut t = dummy();
+        let mut irq = Count(0);
+        t.write(CONFIG_OFFSET + 2, Width::U16, 0xbeef, &mut NullLogger);
+        t.write(CONFIG_OFFSET + 4, Width::U32, 0x1234_5678, &mut NullLogger);
+        assert_eq!(r(&t, CONFIG_OFFSET), 0xbeef_0000);
+        assert_eq!(t.read(CONFIG_OFFSET + 7, Width::U8, &mut NullLogger), 0x12);
+        // Before DRIVER_OK a change only moves the generation.
+        t.config_changed(&mut irq);
+        assert_eq!(r(&t, reg::CONFIG_GENERATION), 1);
+        assert_eq!((irq.0, t.interrupt_status()), (0, 0));
+        bring_up(&mut t, &mem, 0, 8);
+        t.config_changed(&mut irq);
+        assert_eq!(r(&t, reg::CONFIG_GENERATION), 2);
+        assert_eq!((irq.0, t.interrupt_status()), (1, INT_CONFIG_CHANGE));
+        w(&mut t, reg::INTERRUPT_ACK, INT_CONFIG_CHANGE);
+        assert_eq!(t.interrupt_status(), 0);
+    }
+
+    #[test]
+    fn a_round_is_one_queue_size_and_more_is_reported() {
+        let mut bytes = vec![0u8; 0x10000];
+        let mem = SliceMemory::new(Gpa(0), &mut bytes);
+        let mut t = dummy();
+        bring_up(&mut t, &mem, 0, 8);
+        t.device_mut().grow = true;
+        write_u16(&mem, Gpa(0x1400 + 2), 1).unwrap();
+        let mut irq = Count(0);
+        // The driver keeps adding: each round stops after 8 chains and asks to be called again.
+        for round in 1..=3 {
+            let p = t.process_queue(0, &mem, &mut irq, &mut NullLogger);
+            assert_eq!((p.used, p.more), (8, true), "round {round}");
+        }
+        t.device_mut().grow = false;
+        let p = t.process_queue(0, &mem, &mut irq, &mut NullLogger);
+        assert_eq!((p.used, p.more), (1, false));
+        assert_eq!(t.device().processed[0], 25);
+        assert_eq!(irq.0, 4);
+    }
+}

@@ -211,7 +211,7 @@ pub fn parse(dt: &DeviceTree) -> Result<Config, ConfigError> {
         .and_then(|mut r| r.next())
         .ok_or(ConfigError::Missing(NODE, "reg"))?;
     let doorbell = doorbell.starting_address as u64;
-    if doorbell % PAGE != 0 {
+    if !doorbell.is_multiple_of(PAGE) {
         return Err(ConfigError::Bad(NODE, "reg", "doorbell not page aligned"));
     }
 
@@ -271,7 +271,7 @@ pub fn parse(dt: &DeviceTree) -> Result<Config, ConfigError> {
         }
         let [hi, lo] = read_cells::<2>(&fe_node, FE, "rust-ioreq,ioreq-page")?;
         let ioreq_page = u64_of(hi, lo);
-        if ioreq_page % PAGE != 0 || ioreq_page == 0 {
+        if !ioreq_page.is_multiple_of(PAGE) || ioreq_page == 0 {
             return Err(ConfigError::Bad(FE, "rust-ioreq,ioreq-page", "not a page"));
         }
         let [bh, bl, sh, sl] = read_cells::<4>(&fe_node, FE, "rust-ioreq,ram-window")?;
