@@ -1,0 +1,8 @@
+//! Fuzz target: any bytes into Config::from_fdt.
+//! The body is in `tests/common/fuzz.rs`; `tests/fuzz_like.rs` runs it on stable too.
+#![no_main]
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::fuzz::config_blob(data));
