@@ -10,7 +10,7 @@ use core::fmt;
 use fdt::node::FdtNode;
 use fdt::Fdt;
 
-use crate::abi::SLOTS_PER_PAGE;
+use crate::abi::{backend_layout, SLOTS_PER_PAGE};
 use crate::fdtcheck;
 use crate::fixed::{FixedStr, Table};
 use crate::types::{Gpa, GpaRange, Spi};
@@ -53,6 +53,14 @@ const RESERVED: [(&str, u64, u64); 6] = [
     ("the magic pages (GUEST_MAGIC)", 0x3900_0000, 0x100_0000),
 ];
 const VPL011: (&str, u64, u64) = ("the vpl011 UART", 0x2200_0000, 0x1000);
+/// The doorbell and the ioreq pages of a backend (`docs/backend-abi.md`): only for domains with
+/// `xen,ioreq-server`, whose devices (as a frontend of another backend) must avoid them.
+const BACKEND_PAGES: (&str, u64, u64) = (
+    "the backend interface (doorbell, ioreq pages)",
+    backend_layout::DOORBELL_GPA,
+    backend_layout::IOREQ_PAGES_GPA + 0x1000 * MAX_FRONTENDS_PER_BACKEND as u64
+        - backend_layout::DOORBELL_GPA,
+);
 
 /// A node name as the DT has it (cut at 31 bytes for messages).
 pub type Name = FixedStr<31>;
@@ -422,7 +430,11 @@ impl Config {
         }
         let mmio =
             GpaRange::new(Gpa(base), size).ok_or(err(path, "reg", ErrorKind::BadSize(size)))?;
-        for (what, start, len) in RESERVED.iter().chain(fe.vpl011.then_some(&VPL011)) {
+        let optional = [
+            fe.vpl011.then_some(&VPL011),
+            fe.backend.is_some().then_some(&BACKEND_PAGES),
+        ];
+        for (what, start, len) in RESERVED.iter().chain(optional.into_iter().flatten()) {
             let reserved = GpaRange::new(Gpa(*start), *len).unwrap_or_default();
             if mmio.overlaps(&reserved) {
                 return Err(err(path, "reg", ErrorKind::Overlaps(what)));
