@@ -377,6 +377,32 @@ fn refuses_overlap_with_vpl011_only_when_the_domain_has_it() {
 }
 
 #[test]
+fn refuses_overlap_with_its_own_backend_pages_only_when_the_domain_is_a_backend() {
+    // A domain that serves devices has its doorbell and ioreq pages at 0x3e000000..0x3e009000
+    // (docs/backend-abi.md); as a frontend of another backend, its devices must avoid them.
+    let what = "the backend interface (doorbell, ioreq pages)";
+    for base in [0x3e00_0000, 0x3e00_8e00, 0x3dff_fe00] {
+        let size = if base == 0x3dff_fe00 { 0x400 } else { 0x200 };
+        let dev = Dev::new("d", BE).at(base, size);
+        refused(
+            &[
+                Dom::backend("mid", 0x10).device(dev.clone()),
+                Dom::backend("be", BE),
+            ],
+            "/chosen/mid/d",
+            "reg",
+            ErrorKind::Overlaps(what),
+            &format!("/chosen/mid/d: property 'reg': region overlaps {what}"),
+        );
+        ok(&[Dom::new("fe").device(dev), Dom::backend("be", BE)]);
+    }
+    ok(&[
+        Dom::backend("mid", 0x10).device(Dev::new("d", BE).at(0x3e00_9000, 0x200)),
+        Dom::backend("be", BE),
+    ]);
+}
+
+#[test]
 fn refuses_overlap_between_two_devices_of_a_frontend() {
     refused(
         &fe_be(vec![

@@ -141,6 +141,8 @@ pub fn check_config(config: Box<Config>) {
         assert!(!(fe.vpl011 && d.spi.0 == 32));
         if let Some(own) = fe.backend {
             assert_ne!(own.notify_spi, d.spi);
+            let pages = GpaRange::new(Gpa(0x3e00_0000), 0x9000).expect("backend pages");
+            assert!(!d.mmio.overlaps(&pages), "{d:?} on its own backend pages");
         }
         assert_eq!(
             be.frontends.as_slice().get(usize::from(d.frontend_index)),
