@@ -78,8 +78,27 @@ pub struct Domain {
     pub vpl011: bool,
     /// SPIs the domain's vGIC has (`nr_spis`, or Xen's default).
     pub nr_spis: u32,
+    /// `memory`, in KiB.
+    pub memory_kib: u64,
     /// Present when the node has `xen,ioreq-server`.
     pub backend: Option<Backend>,
+}
+
+/// Xen 4.17's `GUEST_RAM0_BASE`/`_SIZE` and `GUEST_RAM1_BASE`/`_SIZE` (`public/arch-arm.h`).
+pub const GUEST_RAM_BANKS: [(u64, u64); 2] =
+    [(0x4000_0000, 0xc000_0000), (0x2_0000_0000, 0xfe_0000_0000)];
+
+impl Domain {
+    /// Returns the guest-physical RAM of a dom0less domU without static memory, as Xen 4.17's
+    /// `allocate_memory()` lays it out: bank 0 first, the rest in bank 1.
+    pub fn ram_banks(&self) -> [Option<GpaRange>; 2] {
+        let mut left = self.memory_kib.saturating_mul(1024);
+        GUEST_RAM_BANKS.map(|(base, size)| {
+            let here = left.min(size);
+            left -= here;
+            GpaRange::new(Gpa(base), here)
+        })
+    }
 }
 
 /// What a backend domain serves.
@@ -584,6 +603,14 @@ fn parse_domain(node: &FdtNode<'_, '_>, path: &Path, gic_spis: u32) -> Result<Do
     let vcpus = read_u32(node, path, "cpus")?.unwrap_or(1);
     let vpl011 = node.property("vpl011").is_some();
     let nr_spis = read_u32(node, path, "nr_spis")?.unwrap_or(gic_spis);
+    // Xen reads `memory` as one 64-bit number of KiB; accept a single cell too.
+    let memory_kib = match cell_count(node, "memory") {
+        None => 0,
+        Some(n @ (1 | 2)) => cells(node, "memory")
+            .and_then(|mut it| join(&mut it, n))
+            .ok_or(err(path, "memory", ErrorKind::Malformed))?,
+        Some(_) => return Err(err(path, "memory", ErrorKind::Malformed)),
+    };
     let phandle = match read_u32(node, path, "phandle")? {
         Some(p) => Some(p),
         None => read_u32(node, path, "linux,phandle")?,
@@ -623,6 +650,37 @@ fn parse_domain(node: &FdtNode<'_, '_>, path: &Path, gic_spis: u32) -> Result<Do
         vcpus,
         vpl011,
         nr_spis,
+        memory_kib,
         backend,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_fills_bank_0_then_bank_1() {
+        let small = Domain {
+            memory_kib: 64 * 1024,
+            ..Domain::default()
+        };
+        let [b0, b1] = small.ram_banks();
+        assert_eq!(
+            b0.map(|b| (b.start().0, b.size())),
+            Some((0x4000_0000, 64 << 20))
+        );
+        assert_eq!(b1, None);
+        let big = Domain {
+            memory_kib: 4 * 1024 * 1024,
+            ..Domain::default()
+        };
+        let [b0, b1] = big.ram_banks();
+        assert_eq!(b0.map(|b| b.size()), Some(0xc000_0000));
+        assert_eq!(
+            b1.map(|b| (b.start().0, b.size())),
+            Some((0x2_0000_0000, 1 << 30))
+        );
+        assert_eq!(Domain::default().ram_banks(), [None, None]);
+    }
 }

@@ -385,7 +385,7 @@ fn the_backend_node_is_the_one_the_doc_shows() {
     // The parse found the whole example: the node, its frontend and its device.
     assert_eq!(doc.len(), 1);
     assert_eq!(doc[0].props.len(), 6);
-    assert_eq!(doc[0].children[0].props.len(), 8);
+    assert_eq!(doc[0].children[0].props.len(), 9);
     assert_eq!(doc[0].children[0].children[0].props.len(), 3);
     assert_eq!(
         written,
@@ -415,6 +415,7 @@ fn a_frontend_created_after_its_backend_has_no_domain_id_yet() {
             "rust-ioreq,vcpus",
             "rust-ioreq,ioreq-page",
             "rust-ioreq,ram-window",
+            "rust-ioreq,ram",
             "#address-cells",
             "#size-cells"
         ]
@@ -442,6 +443,7 @@ ioreq-backend@3e000000 {
         rust-ioreq,vcpus = <0x2>;
         rust-ioreq,ioreq-page = <0x0 0x3e001000>;
         rust-ioreq,ram-window = <0x10 0x0 0x10 0x0>;
+        rust-ioreq,ram = <0x0 0x40000000 0x0 0x8000000>;
         #address-cells = <0x1>;
         #size-cells = <0x0>;
         device@0 {
@@ -457,6 +459,7 @@ ioreq-backend@3e000000 {
         rust-ioreq,vcpus = <0x1>;
         rust-ioreq,ioreq-page = <0x0 0x3e002000>;
         rust-ioreq,ram-window = <0x20 0x0 0x10 0x0>;
+        rust-ioreq,ram = <0x0 0x40000000 0x0 0x8000000>;
         #address-cells = <0x1>;
         #size-cells = <0x0>;
         device@1 {
