@@ -9,7 +9,7 @@ XEN        := $(BUILD)/xen/xen/xen
 IMAGES     := $(BUILD)/guests
 HARNESS    := $(CURDIR)/target/release/harness
 SCENARIOS  := $(sort $(wildcard tests/scenarios/*.toml))
-DEMO       ?= boot-smoke
+DEMO       ?= blk-rw
 # Seconds; empty = interactive console (quit with Ctrl-A X).
 RUN_TIMEOUT ?=
 
