@@ -148,6 +148,11 @@ impl fmt::Display for GicError {
 /// Counts of IRQs taken, per vCPU (row) and INTID; each row is written only by its own vCPU.
 static COUNTS: [[AtomicU32; COUNTED]; MAX_CPUS] =
     [const { [const { AtomicU32::new(0) }; COUNTED] }; MAX_CPUS];
+/// Virtual timer IRQs per vCPU at which the timer had really expired (see `timer::on_irq`).
+static TIMER_EXPIRED: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// How long [`wait_for_irq`] keeps taking interrupts after its deadline for the timer's own,
+/// which Xen delivers a little after the counter passes the deadline.
+const TIMER_GRACE_MS: u64 = 100;
 
 /// Redistributor base of each vCPU, found by [`init_cpu`]; 0 = not yet.
 static RDIST: [core::sync::atomic::AtomicUsize; MAX_CPUS] =
@@ -328,8 +333,8 @@ pub fn irq_count(id: IntId) -> u32 {
         .fold(0, u32::wrapping_add)
 }
 
-/// Handles an IRQ exception: acknowledges every pending interrupt, counts it for this vCPU, stops
-/// the virtual timer if it was the one firing, and ends it. Called by the IRQ vector only.
+/// Handles an IRQ exception: acknowledges every pending interrupt, counts it for this vCPU, lets
+/// `timer::on_irq` deal with the virtual timer, and ends it. Called by the IRQ vector only.
 pub(crate) fn handle_irq() {
     let me = cpu_index();
     loop {
@@ -341,9 +346,12 @@ pub(crate) fn handle_irq() {
         if (SPECIAL_FIRST..1024).contains(&intid) {
             break;
         }
-        if IntId(intid) == timer::VIRTUAL_TIMER {
-            // Xen masks the timer when it fires; disabling it keeps it from firing again.
-            timer::disarm();
+        if IntId(intid) == timer::VIRTUAL_TIMER && timer::on_irq() {
+            let expired = &TIMER_EXPIRED[me];
+            expired.store(
+                expired.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
         }
         let slot = &COUNTS[me][(intid as usize).min(COUNTED - 1)];
         // Only this vCPU writes its row, and IRQs do not nest: no update can be lost.
@@ -359,32 +367,65 @@ pub(crate) fn handle_irq() {
 
 /// Waits, with `wfi`, until `id` has been taken as an IRQ at least once more than `seen` times
 /// in total, or `deadline` passes; returns whether it was. Take `seen` from [`irq_count`] before
-/// starting whatever raises the interrupt, so one that fires early is not missed.
+/// starting whatever raises the interrupt, so one that fires early is not missed. For
+/// [`timer::VIRTUAL_TIMER`] itself, `seen` is ignored: the wait is for the timer's expiry at
+/// `deadline`, and returns whether its interrupt came.
 ///
 /// IRQs are unmasked only between the check and the next `wfi`: `wfi` wakes for a pending
 /// interrupt even while PSTATE.I masks it, and unmasking then takes it through the IRQ vector.
-/// Needs [`init_cpu`] on this vCPU (the virtual timer wakes the `wfi` at the deadline).
+/// The virtual timer, armed at `deadline`, ends the sleep; the wait ends when its interrupt has
+/// been taken, or (should Xen deliver it late or not at all) after a grace period spent polling
+/// instead of sleeping, so the wait never outlives the deadline by more than 100 ms.
+/// Needs [`init_cpu`] on this vCPU.
 pub fn wait_for_irq(id: IntId, seen: u32, deadline: Deadline) -> bool {
+    let me = cpu_index();
+    let is_timer = id == timer::VIRTUAL_TIMER;
+    let expired_before = TIMER_EXPIRED[me].load(Ordering::Relaxed);
+    let grace_ticks = timer::frequency().saturating_mul(TIMER_GRACE_MS) / 1000;
+    let give_up = deadline.ticks().saturating_add(grace_ticks);
     timer::arm(deadline);
     let arrived = loop {
-        if irq_count(id).wrapping_sub(seen) > 0 {
+        let timer_fired = TIMER_EXPIRED[me].load(Ordering::Relaxed) != expired_before;
+        if is_timer {
+            if timer_fired {
+                break true;
+            }
+        } else if irq_count(id).wrapping_sub(seen) > 0 {
             break true;
-        }
-        if deadline.expired() {
+        } else if timer_fired && deadline.expired() {
             break false;
         }
-        // SAFETY: `wfi` waits for an interrupt; the `daifclr`/`daifset` pair lets a pending IRQ
-        // be taken through the vector table (which saves and restores every register it uses)
-        // and masks IRQs again. Not `nomem`: the IRQ handler updates the counters read above.
-        unsafe {
-            asm!(
-                "wfi",
-                "msr daifclr, #2",
-                "isb",
-                "msr daifset, #2",
-                options(nostack)
-            )
-        };
+        let now = timer::now();
+        if now >= give_up {
+            break false;
+        }
+        if now < deadline.ticks() {
+            // SAFETY: `wfi` waits for an interrupt; the `daifclr`/`daifset` pair lets a pending
+            // IRQ be taken through the vector table (which saves and restores every register it
+            // uses) and masks IRQs again. Not `nomem`: the IRQ handler updates the counters read
+            // above.
+            unsafe {
+                asm!(
+                    "wfi",
+                    "msr daifclr, #2",
+                    "isb",
+                    "msr daifset, #2",
+                    options(nostack)
+                )
+            };
+        } else {
+            // Past the deadline the timer's interrupt may still be on its way: take whatever is
+            // pending, but do not sleep (nothing else may come to wake us).
+            // SAFETY: as above, without the `wfi`.
+            unsafe {
+                asm!(
+                    "msr daifclr, #2",
+                    "isb",
+                    "msr daifset, #2",
+                    options(nostack)
+                )
+            };
+        }
     };
     timer::disarm();
     arrived

@@ -76,6 +76,37 @@ pub fn arm(deadline: Deadline) {
     }
 }
 
+/// CNTV_CTL_EL0 bits (Arm ARM D13.8.x): ENABLE, IMASK, ISTATUS (the condition is met).
+const CTL_ENABLE: u64 = 1 << 0;
+const CTL_ISTATUS: u64 = 1 << 2;
+
+/// Handles the virtual timer's interrupt; returns whether the timer really expired.
+///
+/// Xen 4.17 injects the virtual timer PPI into whichever vCPU is current when the physical PPI
+/// reaches it (xen/arch/arm/time.c `vtimer_interrupt`), and sets IMASK in that vCPU's CNTV_CTL.
+/// After a context switch that can be a vCPU whose timer is not due: it gets a spurious
+/// interrupt and a masked timer that would never fire. So: if the condition is met (ISTATUS),
+/// the deadline passed and the timer is stopped; if not, the interrupt was spurious or stale,
+/// and an armed timer is unmasked again (CVAL is unchanged).
+pub(crate) fn on_irq() -> bool {
+    let ctl: u64;
+    // SAFETY: reading CNTV_CTL_EL0 has no side effects.
+    unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack, preserves_flags)) };
+    if ctl & CTL_ISTATUS != 0 {
+        disarm();
+        true
+    } else {
+        if ctl & CTL_ENABLE != 0 {
+            // SAFETY: ENABLE = 1, IMASK = 0 re-arms this vCPU's timer at its unchanged CVAL.
+            unsafe {
+                asm!("msr cntv_ctl_el0, {}", "isb", in(reg) CTL_ENABLE,
+                     options(nomem, nostack, preserves_flags));
+            }
+        }
+        false
+    }
+}
+
 /// Stops the virtual timer (ENABLE = 0), which also drops its interrupt.
 pub fn disarm() {
     // SAFETY: writing 0 to CNTV_CTL_EL0 disables this vCPU's virtual timer; no memory is touched.
