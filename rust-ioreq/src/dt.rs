@@ -16,8 +16,10 @@ use crate::types::DomId;
 pub const GUEST_PHANDLE_GIC: u32 = 65000;
 /// GIC binding: SPI interrupt type cell.
 const GIC_SPI: u32 = 0;
-/// GIC binding: level-sensitive, active high.
-const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+/// GIC binding: rising edge. Xen injects one edge per event and never lowers a line, so a
+/// level-sensitive description would leave the interrupt pending forever on Xen's new vGIC;
+/// libxl describes its virtio-mmio interrupts the same way.
+const IRQ_TYPE_EDGE_RISING: u32 = 1;
 
 /// Sequential device-tree writer (libfdt's `fdt_begin_node`/`fdt_property`/`fdt_end_node`).
 pub trait DtWriter {
@@ -104,7 +106,7 @@ pub fn write_frontend_nodes<W: DtWriter>(
         let irq = Cells::new()
             .u32(GIC_SPI)
             .u32(dev.spi.0 - 32)
-            .u32(IRQ_TYPE_LEVEL_HIGH);
+            .u32(IRQ_TYPE_EDGE_RISING);
         w.property("interrupts", irq.as_bytes())?;
         w.property(
             "interrupt-parent",
@@ -142,7 +144,7 @@ pub fn write_backend_node<W: DtWriter>(
     let irq = Cells::new()
         .u32(GIC_SPI)
         .u32(backend.notify_spi.0 - 32)
-        .u32(IRQ_TYPE_LEVEL_HIGH);
+        .u32(IRQ_TYPE_EDGE_RISING);
     w.property("interrupts", irq.as_bytes())?;
     w.property(
         "interrupt-parent",

@@ -293,14 +293,14 @@ fn frontend_nodes_are_standard_virtio_mmio_nodes() {
 virtio_mmio@2000000 {
     compatible = \"virtio,mmio\";
     reg = <0x0 0x2000000 0x0 0x200>;
-    interrupts = <0x0 0x1 0x4>;
+    interrupts = <0x0 0x1 0x1>;
     interrupt-parent = <0xfde8>;
     dma-coherent;
 };
 virtio_mmio@2000200 {
     compatible = \"virtio,mmio\";
     reg = <0x0 0x2000200 0x0 0x200>;
-    interrupts = <0x0 0x2 0x4>;
+    interrupts = <0x0 0x2 0x1>;
     interrupt-parent = <0xfde8>;
     dma-coherent;
 };
@@ -320,7 +320,7 @@ virtio_mmio@2000200 {
         con.props[1..3],
         [
             ("reg".to_string(), cells(&[0, 0x0a00_0000, 0, 0x1000])),
-            ("interrupts".to_string(), cells(&[0, 40 - 32, 4])),
+            ("interrupts".to_string(), cells(&[0, 40 - 32, 1])),
         ]
     );
 }
@@ -344,7 +344,7 @@ fn frontend_nodes_carry_high_addresses_and_the_last_spi() {
 virtio_mmio@180000000 {
     compatible = \"virtio,mmio\";
     reg = <0x1 0x80000000 0x0 0x100000>;
-    interrupts = <0x0 0x3db 0x4>;
+    interrupts = <0x0 0x3db 0x1>;
     interrupt-parent = <0xfde8>;
     dma-coherent;
 };
@@ -432,7 +432,7 @@ fn the_backend_node_lists_every_frontend_and_device_in_order() {
 ioreq-backend@3e000000 {
     compatible = \"rust-ioreq,backend-v1\";
     reg = <0x0 0x3e000000 0x0 0x1000>;
-    interrupts = <0x0 0x12 0x4>;
+    interrupts = <0x0 0x12 0x1>;
     interrupt-parent = <0xfde8>;
     #address-cells = <0x1>;
     #size-cells = <0x0>;
@@ -511,7 +511,7 @@ fn eight_frontends_get_eight_pages_and_windows() {
     }
     let config = config(&doms);
     let nodes = backend(&config, 0, all_domids);
-    assert_eq!(nodes[0].props[2].1, cells(&[0, 1019 - 32, 4]));
+    assert_eq!(nodes[0].props[2].1, cells(&[0, 1019 - 32, 1]));
     let fes = &nodes[0].children;
     assert_eq!(fes.len(), 8);
     for (k, fe) in fes.iter().enumerate() {
