@@ -38,12 +38,13 @@ BUSYBOX_SHA256=732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575afef2a52f5
 # Modules /init loads (paths under lib/modules/<kver>/kernel); their dependencies are added.
 # virtio_mmio: the transport probing the `virtio,mmio` node Xen generates; virtio_blk and
 # virtio-rng: the devices; ext4: mounts the ext2 filesystem busybox's mke2fs makes (Debian
-# builds no ext2 driver: CONFIG_EXT4_USE_FOR_EXT2=y).
+# builds no ext2 driver: CONFIG_EXT4_USE_FOR_EXT2=y); crc32c_generic: ext4's `softdep=pre:
+# crc32c` (not a `depends=`), without which its mount fails with "Cannot load crc32c driver".
 MODULES=(drivers/virtio/virtio_mmio.ko drivers/block/virtio_blk.ko
-         drivers/char/hw_random/virtio-rng.ko fs/ext4/ext4.ko)
+         drivers/char/hw_random/virtio-rng.ko crypto/crc32c_generic.ko fs/ext4/ext4.ko)
 # Config options the initramfs relies on: =y (built in) or =m (a module above).
 NEED_CONFIG=(CONFIG_VIRTIO=y CONFIG_VIRTIO_MMIO=m CONFIG_VIRTIO_BLK=m CONFIG_HW_RANDOM_VIRTIO=m
-             CONFIG_EXT4_FS=m CONFIG_EXT4_USE_FOR_EXT2=y CONFIG_DEVTMPFS=y
+             CONFIG_CRYPTO_CRC32C=m CONFIG_EXT4_FS=m CONFIG_EXT4_USE_FOR_EXT2=y CONFIG_DEVTMPFS=y
              CONFIG_BLK_DEV_INITRD=y CONFIG_RD_GZIP=y CONFIG_SERIAL_AMBA_PL011_CONSOLE=y)
 
 top=$(cd "$(dirname "$0")/.." && pwd)
