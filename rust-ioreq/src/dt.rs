@@ -10,7 +10,7 @@ use crate::abi::{backend_layout, doorbell};
 use crate::config::Config;
 use crate::fixed::FixedStr;
 use crate::platform::DomainIndex;
-use crate::types::DomId;
+use crate::types::{DomId, Spi};
 
 /// Xen's `GUEST_PHANDLE_GIC`: the phandle of the GIC node in a domU's generated DT.
 pub const GUEST_PHANDLE_GIC: u32 = 65000;
@@ -84,6 +84,19 @@ impl core::fmt::Write for FixedStr<48> {
     }
 }
 
+/// Writes `interrupts` (one SPI of the guest's GIC, edge-rising) and `interrupt-parent`.
+fn write_spi<W: DtWriter>(w: &mut W, spi: Spi) -> Result<(), W::Error> {
+    let irq = Cells::new()
+        .u32(GIC_SPI)
+        .u32(spi.0 - 32)
+        .u32(IRQ_TYPE_EDGE_RISING);
+    w.property("interrupts", irq.as_bytes())?;
+    w.property(
+        "interrupt-parent",
+        Cells::new().u32(GUEST_PHANDLE_GIC).as_bytes(),
+    )
+}
+
 /// Writes one `virtio,mmio` node per device of frontend `domain` under the current node (the
 /// root of its generated DT, with 2 address and 2 size cells).
 pub fn write_frontend_nodes<W: DtWriter>(
@@ -103,15 +116,7 @@ pub fn write_frontend_nodes<W: DtWriter>(
             "reg",
             Cells::new().u64(base).u64(dev.mmio.size()).as_bytes(),
         )?;
-        let irq = Cells::new()
-            .u32(GIC_SPI)
-            .u32(dev.spi.0 - 32)
-            .u32(IRQ_TYPE_EDGE_RISING);
-        w.property("interrupts", irq.as_bytes())?;
-        w.property(
-            "interrupt-parent",
-            Cells::new().u32(GUEST_PHANDLE_GIC).as_bytes(),
-        )?;
+        write_spi(w, dev.spi)?;
         // The backend reaches the frontend's RAM through a cache-coherent mapping.
         w.property("dma-coherent", &[])?;
         w.end_node()?;
@@ -141,15 +146,7 @@ pub fn write_backend_node<W: DtWriter>(
             .u64(doorbell::SIZE)
             .as_bytes(),
     )?;
-    let irq = Cells::new()
-        .u32(GIC_SPI)
-        .u32(backend.notify_spi.0 - 32)
-        .u32(IRQ_TYPE_EDGE_RISING);
-    w.property("interrupts", irq.as_bytes())?;
-    w.property(
-        "interrupt-parent",
-        Cells::new().u32(GUEST_PHANDLE_GIC).as_bytes(),
-    )?;
+    write_spi(w, backend.notify_spi)?;
     w.property("#address-cells", Cells::new().u32(1).as_bytes())?;
     w.property("#size-cells", Cells::new().u32(0).as_bytes())?;
     for (k, &frontend) in backend.frontends.iter().enumerate() {
