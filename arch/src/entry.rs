@@ -145,7 +145,8 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
         );
         return -EINVAL;
     }
-    for k in 0..backend.frontends.len() {
+    let slots = PAGES[index].iter().take(backend.frontends.len());
+    for (k, slot) in slots.enumerate() {
         // SAFETY: `d` is live; the glue allocates and maps a fresh page.
         let page = unsafe { xen::rust_xen_map_ioreq_page(d, backend_layout::ioreq_page(k)) };
         if page.is_null() {
@@ -156,7 +157,7 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
             );
             return -ENOMEM;
         }
-        PAGES[index][k].store(page, Ordering::Release);
+        slot.store(page, Ordering::Release);
     }
     // SAFETY: `d` is live; the doorbell region does not overlap the domain's other handlers.
     let rc =
