@@ -58,9 +58,9 @@ fmt-check:
 	cd arch && cargo fmt --check
 	cd tests/guests && cargo fmt --all --check
 
+# arch/ is aarch64-only at link time, but its lints hold on the host target too.
 clippy:
 	cargo clippy -q --workspace --all-targets -- -D warnings
-	# arch/ is aarch64-only at link time, but its lints hold on the host target too.
 	cd arch && cargo clippy -q -- -D warnings
 
 host-test:
