@@ -1,14 +1,19 @@
-//! The two Xen hypercalls the test guests use: console output and shutdown (Xen public headers
-//! `arch-arm.h` "Hypercall Calling Convention", `xen.h` console_io, `sched.h` SCHEDOP_shutdown).
+//! The Xen hypercalls the test guests use: console output, shutdown and the version query (Xen
+//! public headers `arch-arm.h` "Hypercall Calling Convention", `xen.h` console_io, `sched.h`
+//! SCHEDOP_shutdown, `version.h` XENVER_version).
 
 use core::arch::asm;
 
+/// `__HYPERVISOR_xen_version` (xen.h).
+const HYPERVISOR_XEN_VERSION: u64 = 17;
 /// `__HYPERVISOR_console_io` (xen.h).
 const HYPERVISOR_CONSOLE_IO: u64 = 18;
 /// `__HYPERVISOR_sched_op` (xen.h).
 const HYPERVISOR_SCHED_OP: u64 = 29;
 /// `CONSOLEIO_write` (xen.h).
 const CONSOLEIO_WRITE: u64 = 0;
+/// `XENVER_version` (version.h): returns `major << 16 | minor`, reads and writes no memory.
+const XENVER_VERSION: u64 = 0;
 /// `SCHEDOP_shutdown` (sched.h).
 const SCHEDOP_SHUTDOWN: u64 = 2;
 
@@ -70,6 +75,16 @@ pub fn console_write(bytes: &[u8]) -> i64 {
             bytes.as_ptr() as u64,
         )
     }
+}
+
+/// Returns Xen's version as `major << 16 | minor` (`XENVER_version`), or a negative errno.
+///
+/// The cheapest hypercall without side effects (xen/common/kernel.c `do_xen_version`): the
+/// benchmark guest uses it as the null hypercall.
+pub fn xen_version() -> i64 {
+    // SAFETY: XENVER_version takes no guest buffer (the pointer argument is unused and 0) and
+    // changes no state.
+    unsafe { hypercall3(HYPERVISOR_XEN_VERSION, XENVER_VERSION, 0, 0) }
 }
 
 /// Shuts this domain down for `reason` and never returns.
