@@ -1,5 +1,6 @@
-# rust-ioreq: `make run` boots the demo, `make test` runs every check. Both do all set-up first
-# (as root: apt packages, deb-src entries, the pinned Xen source).
+# rust-ioreq: `make run` boots the demo, `make test` runs every check, `make bench` prints the
+# benchmark table. All do all set-up first (as root: apt packages, deb-src entries, the pinned
+# Xen source).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -10,18 +11,21 @@ IMAGES     := $(BUILD)/guests
 HARNESS    := $(CURDIR)/target/release/harness
 SCENARIOS  := $(sort $(wildcard tests/scenarios/*.toml))
 DEMO       ?= blk-rw
+# The benchmark scenario: outside tests/scenarios, so `make test` does not run it.
+BENCH      := tests/bench/bench.toml
 # Seconds; empty = interactive console (quit with Ctrl-A X).
 RUN_TIMEOUT ?=
 
 HARNESS_ARGS := --xen $(XEN) --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
-        fmt-check clippy host-test check scenarios test run clean distclean
+        fmt-check clippy host-test check scenarios test run bench clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
 	@echo "            RUN_TIMEOUT=<s> makes it non-interactive; DEMO=<scenario> picks another"
 	@echo "make test   fmt + clippy + host tests + Xen build + every QEMU scenario"
+	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
 
 setup:
@@ -76,6 +80,14 @@ test: setup check scenarios
 
 run: xen guests linux host-tools
 	$(HARNESS) boot $(HARNESS_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) tests/scenarios/$(DEMO).toml
+
+# The bench guest must hold no FP/SIMD instruction (no floating point in our aarch64 code); the
+# table is printed even when the scenario fails (partial numbers), and make then fails too.
+bench: xen guests host-tools
+	@set -o pipefail; aarch64-linux-gnu-objdump -d --no-show-raw-insn $(IMAGES)/bench.elf \
+	    | python3 tools/check-fpsimd.py
+	@rm -f $(BUILD)/logs/bench.log; status=0; $(HARNESS) run $(HARNESS_ARGS) $(BENCH) || status=$$?; \
+	echo; python3 tools/bench-report.py $(BUILD)/logs/bench.log || status=1; exit $$status
 
 clean:
 	rm -rf $(BUILD)/scenarios $(BUILD)/logs $(BUILD)/guests $(BUILD)/rust-ioreq
