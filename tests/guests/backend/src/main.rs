@@ -22,6 +22,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod config;
+mod copy;
 mod devices;
 mod ioreq;
 mod server;
@@ -162,27 +163,74 @@ fn init_gic(config: &Config) -> Result<(), GicError> {
     gic::enable(config.notify, config.trigger)
 }
 
-/// Checks, on each frontend's window, that a buffer outside the frontend's RAM fails cleanly
+/// Checks, on each frontend's window, that buffers outside the frontend's RAM fail cleanly
 /// instead of crashing the backend: frontend GPA 0 is never RAM in a dom0less domU (RAM starts
 /// at GUEST_RAM0_BASE 0x40000000), so docs/backend-abi.md says it is not mapped in the window.
+///
+/// With `rust-ioreq,ram` the accesses are refused by the bank check before any load: one at GPA
+/// 0, one straddling the end of the first bank, one wrapping the address space, none may
+/// succeed, and 8 bytes at the first bank's base must read (the banks are mapped). A backend
+/// that touched an unmapped page here would take a data abort nobody expects and panic. Without
+/// the property only GPA 0 is probed, and the expected-fault path must catch its data abort.
 fn check_window_guard(config: &Config) {
+    const CHECK: &str = "backend-window-guard";
     for fe in config.frontends() {
         let window = Window::new(*fe);
         let mut probe = [0u8; 8];
-        let result = window.read(Gpa(0), &mut probe);
+        let at_zero = window.read(Gpa(0), &mut probe);
+        if !window.has_banks() {
+            scenario::check(
+                CHECK,
+                at_zero.is_err() && window.faults() > 0,
+                format_args!(
+                    "frontend {}: no rust-ioreq,ram; 8 bytes at GPA 0 through the window: {}",
+                    fe.index,
+                    match at_zero {
+                        Ok(()) => "readable (the window maps more than RAM)",
+                        Err(_) if window.faults() > 0 => "data abort caught, access refused",
+                        Err(_) => "refused without a data abort (GPA 0 outside the window?)",
+                    }
+                ),
+            );
+            continue;
+        }
+        let bank = fe.ram[0];
+        let straddle = window.read(Gpa(bank.end().saturating_sub(4)), &mut probe);
+        let wrap = window.read(Gpa(u64::MAX - 3), &mut probe);
+        let inside = window.read(Gpa(bank.base), &mut probe);
+        let refused = |r: &Result<(), _>| if r.is_err() { "refused" } else { "ACCEPTED" };
         scenario::check(
-            "backend-window-guard",
-            result.is_err(),
+            CHECK,
+            at_zero.is_err() && straddle.is_err() && wrap.is_err() && inside.is_ok(),
             format_args!(
-                "frontend {}: 8 bytes at GPA 0 through the window: {}",
+                "frontend {}: 8 bytes through the window at GPA 0 {}, across the end of bank {} \
+                 {}, at {:#x} (wraps) {}, by the RAM bank list; at the bank's base {}",
                 fe.index,
-                match result {
-                    Ok(()) => "readable (the window maps more than RAM)",
-                    Err(_) if window.faults() > 0 => "data abort caught, access refused",
-                    Err(_) => "refused by the RAM bank list",
-                }
+                refused(&at_zero),
+                bank,
+                refused(&straddle),
+                u64::MAX - 3,
+                refused(&wrap),
+                if inside.is_ok() { "read" } else { "REFUSED" },
             ),
         );
+    }
+}
+
+/// Formats a frontend's RAM bank list for [`describe`].
+struct Banks<'a>(&'a [config::Range]);
+
+impl core::fmt::Display for Banks<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0.is_empty() {
+            return f
+                .write_str(" (no rust-ioreq,ram: bounds from the window only, buffers probed)");
+        }
+        f.write_str(", RAM")?;
+        for bank in self.0 {
+            write!(f, " {bank}")?;
+        }
+        Ok(())
     }
 }
 
@@ -197,11 +245,7 @@ fn describe(config: &Config, models: &[Option<Model>], ram: usize) {
             fe.vcpus,
             fe.ioreq_page,
             fe.window,
-            if fe.ram_banks == 0 {
-                " (no rust-ioreq,ram: bounds from the window only)"
-            } else {
-                ""
-            }
+            Banks(&fe.ram[..fe.ram_banks]),
         );
     }
     for (dev, model) in config.devices().zip(models) {

@@ -2,15 +2,21 @@
 //! (docs/backend-abi.md "Guest physical layout of a backend": frontend GPA `a` is at backend GPA
 //! `window_base + a`), as virtio-device's `GuestMemory`.
 //!
-//! The frontend chooses every address and length, so each access is checked twice. First
-//! against the window's size and, when Xen lists them (`rust-ioreq,ram`), the frontend's RAM
-//! banks, all with checked arithmetic. Second, because only the frontend's RAM is mapped in the
-//! window and a hole would otherwise crash the backend with a data abort, every load and store
-//! goes through guest-common's expected-fault accessors: an abort fails the access instead.
+//! The frontend chooses every address and length, so every access is checked before anything
+//! is touched: `[gpa, gpa + len)`, with checked arithmetic, must be inside the window and, when
+//! Xen lists the frontend's RAM banks (`rust-ioreq,ram`), entirely inside one bank. The window
+//! maps exactly those banks, so an access that passes cannot fault and is a plain aligned
+//! volatile copy (`copy.rs`); anything else is refused without a load or store.
 //!
-//! The MMU is off, so these are Device-nGnRnE accesses: each is naturally aligned (64-bit words
-//! where both sides allow, single bytes otherwise), there are no exclusives, and the ordering
-//! the ring protocol needs comes from [`GuestMemory::barrier`], a `dmb ish`.
+//! Fallback: a backend DT without `rust-ioreq,ram` (a Xen older than the property) gives only
+//! the window's bounds, and the window has holes. Then every load and store goes through
+//! guest-common's expected-fault accessors, one aligned 64-bit word or byte at a time, so that a
+//! buffer in a hole fails the access instead of crashing the backend. That path arms and disarms
+//! the fault handler around each word and is much slower.
+//!
+//! The MMU is off, so these are Device-nGnRnE accesses: each is naturally aligned, there are no
+//! exclusives, and the ordering the ring protocol needs comes from [`GuestMemory::barrier`], a
+//! `dmb ish`.
 
 use core::cell::Cell;
 
@@ -18,6 +24,7 @@ use guest_common::exception;
 use virtio_device::{Gpa, GuestMemory, MemError};
 
 use crate::config::Frontend;
+use crate::copy;
 
 /// The RAM window of one frontend.
 #[derive(Debug)]
@@ -36,9 +43,15 @@ impl Window {
         }
     }
 
-    /// Returns how many accesses took a data abort so far.
+    /// Returns how many accesses took a data abort so far (only without `rust-ioreq,ram`).
     pub fn faults(&self) -> u32 {
         self.faults.get()
+    }
+
+    /// Tells whether accesses are checked against the frontend's RAM banks (and copied in bulk)
+    /// rather than probed for faults.
+    pub fn has_banks(&self) -> bool {
+        self.frontend.ram_banks > 0
     }
 
     /// Returns the backend address of `[gpa, gpa + len)`, if all of it may be accessed.
@@ -72,15 +85,14 @@ impl Window {
             len: u64::try_from(len).unwrap_or(u64::MAX),
         }
     }
-}
 
-impl GuestMemory for Window {
-    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
-        let base = self.translate(gpa, buf.len())?;
+    /// Reads through the expected-fault accessors (no bank list): `base` is the backend address
+    /// of `gpa`, already checked against the window.
+    fn probe_read(&self, base: usize, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
         let mut i = 0;
         while i < buf.len() {
             let addr = base + i;
-            if addr % 8 == 0 && buf.len() - i >= 8 {
+            if addr.is_multiple_of(8) && buf.len() - i >= 8 {
                 // SAFETY: `addr` is 8-byte aligned and inside the frontend's RAM window, which
                 // holds only the frontend's RAM (no device registers), so a load has no side
                 // effect; a hole in the window takes a data abort, returned as `Err`.
@@ -98,12 +110,12 @@ impl GuestMemory for Window {
         Ok(())
     }
 
-    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
-        let base = self.translate(gpa, data.len())?;
+    /// Writes through the expected-fault accessors (no bank list); as [`Self::probe_read`].
+    fn probe_write(&self, base: usize, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
         let mut i = 0;
         while i < data.len() {
             let addr = base + i;
-            if addr % 8 == 0 && data.len() - i >= 8 {
+            if addr.is_multiple_of(8) && data.len() - i >= 8 {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(&data[i..i + 8]);
                 // SAFETY: `addr` is 8-byte aligned and inside the frontend's RAM window: memory
@@ -119,6 +131,32 @@ impl GuestMemory for Window {
                 i += 1;
             }
         }
+        Ok(())
+    }
+}
+
+impl GuestMemory for Window {
+    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        let base = self.translate(gpa, buf.len())?;
+        if !self.has_banks() {
+            return self.probe_read(base, gpa, buf);
+        }
+        // SAFETY: `translate` checked that `[gpa, gpa + len)` is inside one RAM bank of the
+        // frontend, and the window maps every page of every bank (docs/backend-abi.md): the
+        // range is mapped RAM, loads have no side effect, and this guest holds no reference
+        // into any frontend's window.
+        unsafe { copy::read(base, buf) };
+        Ok(())
+    }
+
+    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
+        let base = self.translate(gpa, data.len())?;
+        if !self.has_banks() {
+            return self.probe_write(base, gpa, data);
+        }
+        // SAFETY: as in `read`: mapped RAM of the frontend, which the frontend shared with its
+        // devices by putting it in a virtqueue; never this guest's own memory.
+        unsafe { copy::write(base, data) };
         Ok(())
     }
 
