@@ -2,9 +2,24 @@
 //! (DESIGN.md §7: guest `SCENARIO <name> PASS|FAIL|END` markers, the Rust banner, Xen
 //! panic/crash lines, expected substrings, timeout).
 //!
+//! Every marker is tied to the domain that printed it, from the prefix Xen puts on the line:
+//! `(dN) ` for `HYPERVISOR_console_io` output (xen/drivers/char/console.c `guest_printk`) and
+//! `(XEN) DOMN: ` for a domain's vpl011 UART (xen/arch/arm/vpl011.c `vpl011_write_data_xen`).
+//! Dom0less domains get their IDs in `/chosen` order starting at 1 (Xen 4.17
+//! `create_domUs`, `++max_init_domid`), and the scenario tool writes `/chosen` in file order, so
+//! the scenario's domain `i` is domid `i + 1`. A scenario ends when every `expect_end` domain
+//! printed its own END: an END from a backend cannot stand in for a frontend that hangs. PASS
+//! and END count only from a scenario domain; a FAIL fails the scenario whoever printed it.
+//!
+//! The vpl011 prints a domain's line in chunks of at most [`VPL011_CHUNK`] bytes (its 128-byte
+//! buffer less the newline and NUL it appends), each with its own prefix. A chunk of exactly
+//! that length is the head of a longer line, so it is held and joined with the same domain's
+//! next chunk before any check looks at it.
+//!
 //! It has no I/O so it can be tested on synthetic logs; `run` feeds it live lines and asks
 //! `done()` to know when to stop reading.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use scenario::Scenario;
@@ -37,15 +52,34 @@ const BANNER_HEAD: &str = "rust-ioreq v";
 const BANNER_MID: &str = " ready: ";
 const BANNER_TAIL: &str = " xen,virtio-mmio-device node";
 
+/// Prefix of a domain's `HYPERVISOR_console_io` line: `(d<domid>) `.
+const CONSOLE_IO_HEAD: &str = "(d";
+const CONSOLE_IO_TAIL: &str = ") ";
+/// Prefix of a domain's vpl011 line: `(XEN) DOM<domid>: `.
+const VPL011_HEAD: &str = "(XEN) DOM";
+const VPL011_TAIL: &str = ": ";
+/// Bytes of a line the vpl011 prints at most per chunk: `SBSA_UART_OUT_BUF_SIZE` (128,
+/// xen/arch/arm/include/asm/vpl011.h) less the newline and NUL `vpl011_write_data_xen` adds.
+pub const VPL011_CHUNK: usize = 126;
+
 /// Keeps at most this many crash and guest-FAIL lines for the report.
 const MAX_KEPT: usize = 3;
+
+/// One domain of the scenario, as the judge needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainExpectation {
+    /// The domain's node name under `/chosen`, used in the verdict.
+    pub name: String,
+    /// Whether the scenario waits for a `SCENARIO <name> END` from this domain.
+    pub expect_end: bool,
+}
 
 /// Says what one scenario's console must show; derived from the scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
     pub name: String,
-    /// Number of `SCENARIO <name> END` lines needed.
-    pub ends: usize,
+    /// The domains in `/chosen` order: entry `i` is domid `i + 1`.
+    pub domains: Vec<DomainExpectation>,
     /// Number the banner must report: all `[[domain.device]]` entries.
     pub devices: usize,
     pub contains: Vec<String>,
@@ -56,10 +90,28 @@ impl Expectation {
     pub fn of(s: &Scenario) -> Self {
         Expectation {
             name: s.name.clone(),
-            ends: s.expected_ends(),
+            domains: s
+                .domains
+                .iter()
+                .map(|d| DomainExpectation {
+                    name: d.name.clone(),
+                    expect_end: d.expect_end,
+                })
+                .collect(),
             devices: s.device_count(),
             contains: s.expect_contains.clone(),
         }
+    }
+
+    /// Returns the number of domains an END is awaited from.
+    pub fn ends(&self) -> usize {
+        self.domains.iter().filter(|d| d.expect_end).count()
+    }
+
+    /// Returns the position in [`domains`](Self::domains) of domain `domid`, if it is one.
+    fn index_of(&self, domid: u32) -> Option<usize> {
+        let i = usize::try_from(domid.checked_sub(1)?).ok()?;
+        (i < self.domains.len()).then_some(i)
     }
 }
 
@@ -80,8 +132,9 @@ pub struct Verdict {
     pub pass: bool,
     /// Why it failed, most important first; empty on PASS.
     pub reasons: Vec<String>,
-    /// `SCENARIO <name> PASS` lines seen.
+    /// `SCENARIO <name> PASS` lines seen from the scenario's domains.
     pub checks_passed: usize,
+    /// `expect_end` domains that printed END.
     pub ends_seen: usize,
     pub ends_expected: usize,
 }
@@ -103,18 +156,42 @@ impl Verdict {
     }
 }
 
+/// Who printed a console line, from Xen's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Xen itself, or a line without a domain prefix.
+    Xen,
+    /// Domain `domid` through `HYPERVISOR_console_io`.
+    ConsoleIo(u32),
+    /// Domain `domid` through its vpl011.
+    Vpl011(u32),
+}
+
+impl Source {
+    /// Returns the domain ID, if a domain printed the line.
+    fn domid(self) -> Option<u32> {
+        match self {
+            Source::Xen => None,
+            Source::ConsoleIo(d) | Source::Vpl011(d) => Some(d),
+        }
+    }
+}
+
 /// Accumulates what the console showed so far.
 #[derive(Debug, Clone)]
 pub struct Judge {
     exp: Expectation,
     banner: Option<u64>,
-    ends: usize,
+    /// Per scenario domain: whether it printed END.
+    ended: Vec<bool>,
     passes: usize,
     guest_fails: Vec<String>,
     guest_fail_count: usize,
     crashes: Vec<String>,
     crash_count: usize,
     contains_seen: Vec<bool>,
+    /// Heads of vpl011 lines still waiting for their next chunk, by domid.
+    partial: BTreeMap<u32, String>,
 }
 
 /// Classifies a scenario marker line.
@@ -129,21 +206,50 @@ impl Judge {
     /// Starts judging against `exp` with nothing seen.
     pub fn new(exp: Expectation) -> Self {
         let n = exp.contains.len();
+        let d = exp.domains.len();
         Judge {
             exp,
             banner: None,
-            ends: 0,
+            ended: vec![false; d],
             passes: 0,
             guest_fails: Vec::new(),
             guest_fail_count: 0,
             crashes: Vec::new(),
             crash_count: 0,
             contains_seen: vec![false; n],
+            partial: BTreeMap::new(),
         }
     }
 
     /// Takes one console line (without its line ending) into account.
     pub fn feed(&mut self, line: &str) {
+        let (source, text) = split_source(line);
+        let Source::Vpl011(domid) = source else {
+            self.take(source, line, text);
+            return;
+        };
+        // Join a vpl011 chunk with the head(s) held before it.
+        let joined = match self.partial.remove(&domid) {
+            Some(mut head) => {
+                head.push_str(text);
+                head
+            }
+            None => text.to_owned(),
+        };
+        if text.len() == VPL011_CHUNK {
+            self.partial.insert(domid, joined);
+        } else {
+            self.take(
+                source,
+                &format!("{VPL011_HEAD}{domid}{VPL011_TAIL}{joined}"),
+                &joined,
+            );
+        }
+    }
+
+    /// Takes one whole console line into account: `line` as printed (vpl011 chunks joined),
+    /// `text` the part after the domain prefix.
+    fn take(&mut self, source: Source, line: &str, text: &str) {
         if let Some(&(_, why)) = CRASH_PATTERNS.iter().find(|(pat, _)| line.contains(pat)) {
             self.crash_count += 1;
             if self.crashes.len() < MAX_KEPT {
@@ -153,26 +259,53 @@ impl Judge {
         if self.banner.is_none() {
             self.banner = parse_banner(line);
         }
-        match parse_marker(line, &self.exp.name) {
-            Some(Marker::Pass) => self.passes += 1,
-            Some(Marker::End) => self.ends += 1,
-            Some(Marker::Fail(detail)) => {
+        let domain = source.domid().and_then(|d| self.exp.index_of(d));
+        match (parse_marker(text, &self.exp.name), domain) {
+            (Some(Marker::Pass), Some(_)) => self.passes += 1,
+            (Some(Marker::End), Some(i)) => self.ended[i] = true,
+            (Some(Marker::Fail(detail)), _) => {
                 self.guest_fail_count += 1;
                 if self.guest_fails.len() < MAX_KEPT {
-                    self.guest_fails.push(detail.to_owned());
+                    let who = match (domain, source.domid()) {
+                        (Some(i), _) => self.exp.domains[i].name.clone(),
+                        (None, Some(d)) => format!("unknown domain d{d}"),
+                        (None, None) => "a line without a domain prefix".to_owned(),
+                    };
+                    self.guest_fails.push(format!("{who} FAIL {detail}"));
                 }
             }
-            None => {}
+            // PASS or END from no domain of the scenario: not evidence of anything.
+            (Some(Marker::Pass | Marker::End), None) | (None, _) => {}
         }
         for (seen, want) in self.contains_seen.iter_mut().zip(&self.exp.contains) {
             *seen = *seen || line.contains(want.as_str());
         }
     }
 
-    /// Tells whether every awaited END marker has been seen (with no END awaited: at least one
-    /// PASS), i.e. the harness can stop reading after a short grace period.
+    /// Takes the vpl011 line heads still held into account as they are (their domain printed
+    /// nothing more).
+    fn flush(&mut self) {
+        for (domid, text) in std::mem::take(&mut self.partial) {
+            let line = format!("{VPL011_HEAD}{domid}{VPL011_TAIL}{text}");
+            self.take(Source::Vpl011(domid), &line, &text);
+        }
+    }
+
+    /// Returns how many `expect_end` domains printed END.
+    fn ends_seen(&self) -> usize {
+        self.exp
+            .domains
+            .iter()
+            .zip(&self.ended)
+            .filter(|(d, &ended)| d.expect_end && ended)
+            .count()
+    }
+
+    /// Tells whether every `expect_end` domain has printed END (with no END awaited: at least
+    /// one PASS), i.e. the harness can stop reading after a short grace period.
     pub fn done(&self) -> bool {
-        self.ends >= self.exp.ends && (self.exp.ends > 0 || self.passes > 0)
+        let ends = self.exp.ends();
+        self.ends_seen() == ends && (ends > 0 || self.passes > 0)
     }
 
     /// Tells whether a crash line has been seen: nothing good can follow, stop reading.
@@ -182,20 +315,23 @@ impl Judge {
 
     /// Decides, given how reading ended.
     pub fn verdict(&self, ending: &Ending) -> Verdict {
+        let mut j = self.clone();
+        j.flush();
+        j.decide(ending)
+    }
+
+    /// Decides once every held line has been taken into account.
+    fn decide(&self, ending: &Ending) -> Verdict {
         let name = &self.exp.name;
         let mut r = Vec::new();
         if self.crash_count > 0 {
             r.push(plural_list(&self.crashes, self.crash_count, "crash lines"));
         }
         if self.guest_fail_count > 0 {
-            let shown: Vec<String> = self
-                .guest_fails
-                .iter()
-                .map(|d| format!("FAIL {d}"))
-                .collect();
-            r.push(format!(
-                "guest {}",
-                plural_list(&shown, self.guest_fail_count, "FAIL lines")
+            r.push(plural_list(
+                &self.guest_fails,
+                self.guest_fail_count,
+                "FAIL lines",
             ));
         }
         match self.banner {
@@ -206,11 +342,10 @@ impl Judge {
             )),
             Some(_) => {}
         }
-        if self.ends < self.exp.ends {
-            r.push(format!(
-                "{}/{} 'SCENARIO {name} END' seen",
-                self.ends, self.exp.ends
-            ));
+        for (d, &ended) in self.exp.domains.iter().zip(&self.ended) {
+            if d.expect_end && !ended {
+                r.push(format!("{} did not end", d.name));
+            }
         }
         if self.passes == 0 {
             r.push(format!("no 'SCENARIO {name} PASS' line"));
@@ -231,8 +366,8 @@ impl Judge {
             pass: r.is_empty(),
             reasons: r,
             checks_passed: self.passes,
-            ends_seen: self.ends,
-            ends_expected: self.exp.ends,
+            ends_seen: self.ends_seen(),
+            ends_expected: self.exp.ends(),
         }
     }
 }
@@ -257,6 +392,30 @@ fn plural_list(kept: &[String], total: usize, what: &str) -> String {
         s.push_str(&format!(" (+{} more {what})", total - kept.len()));
     }
     s
+}
+
+/// Splits a console line into who printed it and the text after Xen's domain prefix (the whole
+/// line when it has none).
+fn split_source(line: &str) -> (Source, &str) {
+    /// Parses `<digits><tail>` at the start of `s` into the number and the rest.
+    fn domid<'a>(s: &'a str, tail: &str) -> Option<(u32, &'a str)> {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let id = s[..digits].parse().ok()?;
+        Some((id, s[digits..].strip_prefix(tail)?))
+    }
+    if let Some((d, text)) = line
+        .strip_prefix(VPL011_HEAD)
+        .and_then(|s| domid(s, VPL011_TAIL))
+    {
+        return (Source::Vpl011(d), text);
+    }
+    if let Some((d, text)) = line
+        .strip_prefix(CONSOLE_IO_HEAD)
+        .and_then(|s| domid(s, CONSOLE_IO_TAIL))
+    {
+        return (Source::ConsoleIo(d), text);
+    }
+    (Source::Xen, line)
 }
 
 /// Extracts the device count from a banner line, if `line` contains one.
@@ -306,10 +465,17 @@ fn parse_marker<'a>(line: &'a str, name: &str) -> Option<Marker<'a>> {
 mod tests {
     use super::*;
 
+    /// Two domains, domU1 (d1) and domU2 (d2); the first `ends` of them expect END.
     fn exp(ends: usize, devices: usize) -> Expectation {
+        assert!(ends <= 2);
         Expectation {
             name: "smoke".into(),
-            ends,
+            domains: (0..2)
+                .map(|i| DomainExpectation {
+                    name: format!("domU{}", i + 1),
+                    expect_end: i < ends,
+                })
+                .collect(),
             devices,
             contains: vec![],
         }
@@ -356,7 +522,7 @@ mod tests {
     fn no_end_expected_is_done_after_a_pass() {
         let mut j = Judge::new(exp(0, 0));
         assert!(!j.done());
-        j.feed("SCENARIO smoke PASS x");
+        j.feed("(d1) SCENARIO smoke PASS x");
         assert!(j.done());
     }
 
@@ -371,7 +537,7 @@ mod tests {
         assert!(!v.pass);
         assert_eq!(
             v.reasons,
-            vec!["guest FAIL blk read: got 0x0 want 0x74726976"]
+            vec!["domU1 FAIL blk read: got 0x0 want 0x74726976"]
         );
     }
 
@@ -481,15 +647,12 @@ mod tests {
     fn missing_end_and_pass_fail() {
         let v = judge(
             &exp(2, 2),
-            [BANNER2, "SCENARIO smoke END"],
+            [BANNER2, "(d2) SCENARIO smoke END"],
             &Ending::Stopped,
         );
         assert_eq!(
             v.reasons,
-            vec![
-                "1/2 'SCENARIO smoke END' seen",
-                "no 'SCENARIO smoke PASS' line"
-            ]
+            vec!["domU1 did not end", "no 'SCENARIO smoke PASS' line"]
         );
     }
 
@@ -497,9 +660,9 @@ mod tests {
     fn markers_match_the_whole_name() {
         let log = [
             BANNER2,
-            "SCENARIO smoke-2 PASS x",
-            "SCENARIO smokey END",
-            "SCENARIO smoke ENDS",
+            "(d1) SCENARIO smoke-2 PASS x",
+            "(d1) SCENARIO smokey END",
+            "(d1) SCENARIO smoke ENDS",
         ];
         let v = judge(&exp(1, 2), log, &Ending::Stopped);
         assert_eq!((v.checks_passed, v.ends_seen), (0, 0));
@@ -532,7 +695,8 @@ mod tests {
             v.reasons,
             vec![
                 "no rust-ioreq banner",
-                "0/2 'SCENARIO smoke END' seen",
+                "domU1 did not end",
+                "domU2 did not end",
                 "no 'SCENARIO smoke PASS' line",
                 "timeout after 60s",
             ]
@@ -548,5 +712,229 @@ mod tests {
             &Ending::QemuExited("exit status: 0".into()),
         );
         assert_eq!(v.reasons, vec!["QEMU exited early (exit status: 0)"]);
+    }
+
+    /// A frontend (domU1, waited for) and a backend (domU2, not waited for), as in blk-rw.
+    fn frontend_backend() -> Expectation {
+        let mut e = exp(1, 1);
+        e.devices = 2;
+        e
+    }
+
+    #[test]
+    fn a_backend_end_does_not_end_the_scenario() {
+        let mut j = Judge::new(frontend_backend());
+        for l in [
+            BANNER2,
+            "(d2) SCENARIO smoke PASS backend-online",
+            "(d2) SCENARIO smoke END",
+            "(d1) SCENARIO smoke PASS probe",
+        ] {
+            j.feed(l);
+            assert!(!j.done(), "{l}");
+        }
+        let v = j.verdict(&Ending::TimedOut(Duration::from_secs(60)));
+        assert_eq!(v.reasons, vec!["domU1 did not end", "timeout after 60s"]);
+        assert_eq!((v.ends_seen, v.ends_expected), (0, 1));
+        j.feed("(d1) SCENARIO smoke END");
+        assert!(j.done());
+        assert!(j.verdict(&Ending::Stopped).pass);
+    }
+
+    #[test]
+    fn one_domain_ending_twice_is_one_end() {
+        let mut j = Judge::new(exp(2, 2));
+        for l in [
+            BANNER2,
+            "(d1) SCENARIO smoke PASS x",
+            "(d1) SCENARIO smoke END",
+        ] {
+            j.feed(l);
+        }
+        j.feed("(d1) SCENARIO smoke END");
+        assert!(!j.done());
+        let v = j.verdict(&Ending::Stopped);
+        assert_eq!(v.reasons, vec!["domU2 did not end"]);
+        assert_eq!((v.ends_seen, v.ends_expected), (1, 2));
+    }
+
+    #[test]
+    fn vpl011_lines_count_for_their_domain() {
+        let log = [
+            BANNER2,
+            "(XEN) DOM2: SCENARIO smoke PASS from Linux",
+            "(XEN) DOM2: SCENARIO smoke END",
+            "(d1) SCENARIO smoke END",
+        ];
+        let v = judge(&exp(2, 2), log, &Ending::Stopped);
+        assert!(v.pass, "{:?}", v.reasons);
+        assert_eq!((v.checks_passed, v.ends_seen), (1, 2));
+        assert_eq!(split_source("(XEN) DOM12: x"), (Source::Vpl011(12), "x"));
+        assert_eq!(split_source("(d3) "), (Source::ConsoleIo(3), ""));
+        for not_a_domain in [
+            "(XEN) DOM: x",
+            "(XEN) DOM1 x",
+            "(d) x",
+            "(dx) x",
+            "(d1)x",
+            " (d1) x",
+        ] {
+            assert_eq!(
+                split_source(not_a_domain),
+                (Source::Xen, not_a_domain),
+                "{not_a_domain}"
+            );
+        }
+    }
+
+    #[test]
+    fn markers_from_no_scenario_domain() {
+        let log = [
+            BANNER2,
+            "(d1) SCENARIO smoke PASS x",
+            // Not a domain of this two-domain scenario, and no domain at all: neither ends.
+            "(d3) SCENARIO smoke END",
+            "(XEN) DOM0: SCENARIO smoke END",
+            "SCENARIO smoke END",
+            "(XEN) SCENARIO smoke PASS y",
+            // A FAIL fails the scenario whoever printed it.
+            "(d3) SCENARIO smoke FAIL from d3",
+            "SCENARIO smoke FAIL unprefixed",
+        ];
+        let v = judge(&exp(1, 2), log, &Ending::Stopped);
+        assert_eq!(v.checks_passed, 1);
+        assert_eq!(
+            v.reasons,
+            vec![
+                "unknown domain d3 FAIL from d3 | a line without a domain prefix FAIL unprefixed",
+                "domU1 did not end",
+            ]
+        );
+    }
+
+    /// Lines of build/logs/linux-blk.log: Xen's vpl011 cut /init's 151-byte line after 126.
+    const SPLIT: [&str; 2] = [
+        "(XEN) DOM1: init: cmdline: console=ttyAMA0 earlycon=pl011,0x22000000 scenario=linux-blk \
+         linuxtest.dt_nodes=2 linuxtest.disk_mib=8 linuxtes",
+        "(XEN) DOM1: t.rng=1 linuxtest.timeout_s=150",
+    ];
+
+    #[test]
+    fn vpl011_chunks_are_joined() {
+        assert_eq!(SPLIT[0].len(), "(XEN) DOM1: ".len() + VPL011_CHUNK);
+        let mut e = exp(1, 2);
+        e.contains = vec!["linuxtest.disk_mib=8 linuxtest.rng=1".into()];
+        let v = judge(
+            &e,
+            [
+                BANNER2,
+                SPLIT[0],
+                SPLIT[1],
+                "(XEN) DOM1: SCENARIO smoke PASS x",
+            ],
+            &Ending::Stopped,
+        );
+        assert_eq!(v.reasons, vec!["domU1 did not end"]);
+
+        // A long FAIL line keeps its whole detail, another domain's line may come in between,
+        // and the continuation alone is no marker.
+        let detail = format!("{} tail", "x".repeat(130));
+        let fail = format!("(XEN) DOM1: SCENARIO smoke FAIL {detail}");
+        let (head, tail) = fail.split_at("(XEN) DOM1: ".len() + VPL011_CHUNK);
+        let tail = format!("(XEN) DOM1: {tail}");
+        let v = judge(
+            &exp(2, 2),
+            [
+                BANNER2,
+                head,
+                "(d2) SCENARIO smoke PASS y",
+                "(d2) SCENARIO smoke END",
+                &tail,
+                "(XEN) DOM1: SCENARIO smoke END",
+            ],
+            &Ending::Stopped,
+        );
+        assert_eq!(v.reasons, vec![format!("domU1 FAIL {detail}")]);
+        assert_eq!(v.ends_seen, 2);
+    }
+
+    #[test]
+    fn a_held_chunk_is_judged_at_the_end() {
+        // A 126-byte line, then the domain stops: Xen printed it as a full chunk.
+        let line = format!("SCENARIO smoke FAIL {}", "z".repeat(VPL011_CHUNK - 20));
+        assert_eq!(line.len(), VPL011_CHUNK);
+        let chunk = format!("(XEN) DOM2: {line}");
+        let mut j = Judge::new(exp(1, 2));
+        for l in [
+            BANNER2,
+            "(d1) SCENARIO smoke PASS x",
+            "(d1) SCENARIO smoke END",
+        ] {
+            j.feed(l);
+        }
+        j.feed(&chunk);
+        assert!(j.done());
+        let v = j.verdict(&Ending::Stopped);
+        assert_eq!(v.reasons, vec![format!("domU2 FAIL {}", &line[20..])]);
+        // Xen's own empty chunk after it (the newline alone) joins as nothing.
+        let v = judge(
+            &exp(1, 2),
+            [
+                BANNER2,
+                "(d1) SCENARIO smoke PASS x",
+                "(d1) SCENARIO smoke END",
+                &chunk,
+                "(XEN) DOM2: ",
+            ],
+            &Ending::Stopped,
+        );
+        assert_eq!(v.reasons, vec![format!("domU2 FAIL {}", &line[20..])]);
+    }
+
+    #[test]
+    fn expectation_follows_the_scenario_file_order() {
+        let toml = r#"
+name = "order"
+timeout_s = 10
+
+[[domain]]
+name = "linux"
+memory_mib = 128
+cpus = 1
+kernel = "linux"
+
+  [[domain.device]]
+  kind = "blk"
+  backend = "backend"
+  args = "virtio-blk"
+
+[[domain]]
+name = "backend"
+memory_mib = 64
+cpus = 1
+kernel = "backend"
+ioreq_server = true
+expect_end = false
+"#;
+        let s = Scenario::parse(toml, std::path::Path::new("order.toml")).unwrap();
+        let e = Expectation::of(&s);
+        assert_eq!(
+            e.domains,
+            vec![
+                DomainExpectation {
+                    name: "linux".into(),
+                    expect_end: true
+                },
+                DomainExpectation {
+                    name: "backend".into(),
+                    expect_end: false
+                },
+            ]
+        );
+        assert_eq!((e.ends(), e.devices), (1, 1));
+        assert_eq!(
+            (e.index_of(0), e.index_of(1), e.index_of(2), e.index_of(3)),
+            (None, Some(0), Some(1), None)
+        );
     }
 }
