@@ -326,12 +326,17 @@ impl Engine {
 
     /// Finds the device whose region holds `gpa` in frontend `frontend` (binary search).
     pub fn lookup(&self, frontend: DomainIndex, gpa: Gpa) -> Option<&Device> {
+        self.lookup_index(frontend, gpa)
+            .map(|i| &self.config.devices()[i])
+    }
+
+    /// Returns the configuration index of the device whose region holds `gpa` in `frontend`.
+    fn lookup_index(&self, frontend: DomainIndex, gpa: Gpa) -> Option<usize> {
         let regions = self.regions.as_slice();
         let key = (frontend as u8, gpa.0);
         let after = regions.partition_point(|r| (r.frontend, r.start) <= key);
         let r = regions.get(after.checked_sub(1)?)?;
-        (usize::from(r.frontend) == frontend && gpa.0 < r.end)
-            .then(|| &self.config.devices()[usize::from(r.device)])
+        (usize::from(r.frontend) == frontend && gpa.0 < r.end).then_some(usize::from(r.device))
     }
 
     fn record(&self, frontend: DomainIndex, vcpu: VcpuId) -> Option<&VcpuRecord> {
@@ -354,9 +359,10 @@ impl Engine {
         let Some(frontend) = self.domain_index(trap.domid) else {
             return MmioOutcome::NotMine;
         };
-        let Some(device) = self.lookup(frontend, trap.gpa) else {
+        let Some(device_index) = self.lookup_index(frontend, trap.gpa) else {
             return MmioOutcome::NotMine;
         };
+        let device = &self.config.devices()[device_index];
         let access = match syndrome::decode(trap.hsr, trap.xen_dabt, trap.xen_decode) {
             Ok(Decoded::Access(a)) => a,
             Ok(Decoded::CacheMaintenance) => return MmioOutcome::Handled,
@@ -375,12 +381,6 @@ impl Engine {
         } else {
             0
         };
-        let device_index = self
-            .config
-            .devices()
-            .iter()
-            .position(|d| core::ptr::eq(d, device))
-            .unwrap_or(0);
         // Fill the record before publishing PENDING: the backend's COMPLETE and
         // `domain_shutdown` run on other pCPUs and read these fields once they see PENDING.
         record.device.store(device_index as u8, Ordering::Relaxed);
