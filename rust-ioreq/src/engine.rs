@@ -147,8 +147,6 @@ impl fmt::Display for DoorbellError {
 pub enum BuildError {
     /// A domain of the configuration was never created by Xen.
     DomainNotCreated(DomainIndex),
-    /// Xen created the domain with fewer vCPUs than its node says.
-    VcpuMismatch(DomainIndex),
     /// More frontend vCPUs than [`MAX_FRONTEND_VCPUS`].
     TooManyVcpus,
 }
