@@ -22,6 +22,10 @@ struct cpu_user_regs;
 
 /* --- Backend ABI (docs/backend-abi.md) --------------------------------------------------- */
 
+/* Capacities of the configuration (rust-ioreq/src/config.rs; asserted in arch/src/abi_c.rs). */
+#define RUST_IOREQ_MAX_DOMAINS                 16
+#define RUST_IOREQ_MAX_FRONTENDS_PER_BACKEND   8
+
 #define RUST_IOREQ_DOORBELL_GPA     0x3e000000ULL
 #define RUST_IOREQ_DOORBELL_SIZE    0x1000ULL
 #define RUST_IOREQ_IOREQ_PAGES_GPA  0x3e001000ULL
@@ -104,8 +108,11 @@ _Static_assert(offsetof(struct rust_ioreq_completion, post_imm9) == 16, "complet
 
 /* Boot: reads and validates the configuration (before create_domUs()). 0 or -EINVAL. */
 int rust_ioreq_init(const void *host_fdt, unsigned int gic_spis);
-/* Boot: a dom0less domain was created from /chosen/<name>. 0 or -errno. */
-int rust_ioreq_domain_created(struct domain *d, const char *name, uint16_t domid);
+/*
+ * Boot: a dom0less domain was created from the node whose full path (dt_node_full_name(),
+ * unit address included) is `path`. 0 or -errno.
+ */
+int rust_ioreq_domain_created(struct domain *d, const char *path, uint16_t domid);
 /* Boot: adds the component's nodes under the open root of domain domid's generated DT. */
 int rust_ioreq_make_dt_nodes(uint16_t domid, void *fdt);
 /* Boot: every dom0less domain is built; freezes the tables and maps the RAM windows. */
@@ -116,17 +123,28 @@ int rust_ioreq_handle_mmio(const struct rust_ioreq_trap *trap, const struct cpu_
 int rust_ioreq_vcpu_work(uint16_t domid, uint32_t vcpu, struct rust_ioreq_completion *out);
 /* Domain domid shuts down or crashed; a backend's frontends stop waiting for it. */
 void rust_ioreq_domain_shutdown(uint16_t domid);
+/* Domain domid is being destroyed (domain_relinquish_resources()): forget it, drop references. */
+void rust_ioreq_domain_destroyed(uint16_t domid);
+/* Timer softirq: the response timer of vCPU `vcpu` of configured frontend `index` fired. */
+void rust_ioreq_timeout(unsigned int index, unsigned int vcpu);
 /* A backend's doorbell access. 0, or -EINVAL to inject a data abort. */
 int rust_ioreq_doorbell(uint16_t domid, uint64_t gpa, unsigned int size_log2, bool is_write,
                         uint64_t *value);
 
 /* --- Implemented by the Xen glue --------------------------------------------------------- */
 
+bool rust_xen_hold_domain(unsigned int index, struct domain *d);
 void rust_xen_mark_frontend(struct domain *d);
 bool rust_xen_reserve_spi(struct domain *d, unsigned int spi);
-void *rust_xen_map_ioreq_page(struct domain *d, uint64_t gpa);
+void *rust_xen_map_ioreq_page(unsigned int index, unsigned int k, struct domain *d,
+                              uint64_t gpa);
 int rust_xen_register_doorbell(struct domain *d, uint64_t gpa, uint64_t size);
 int rust_xen_map_window(struct domain *backend, struct domain *frontend, uint64_t base);
+int rust_xen_unmap_window(struct domain *backend, struct domain *frontend, uint64_t base);
+int rust_xen_init_timers(unsigned int index);
+void rust_xen_set_timer(unsigned int index, unsigned int vcpu, uint64_t deadline);
+uint64_t rust_xen_now(void);
+void rust_xen_release_domain(unsigned int index);
 void rust_xen_inject_spi(struct domain *d, unsigned int spi);
 void rust_xen_wake_vcpu(struct domain *d, unsigned int vcpu);
 void rust_xen_domain_crash(struct domain *d);

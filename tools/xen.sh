@@ -3,16 +3,26 @@
 #
 #   tools/xen.sh tree     unpack the pristine tree to build/xen as a git repo and apply xen-patches/series
 #   tools/xen.sh export   write build/xen's commits after the pristine tag back to xen-patches/
-#   tools/xen.sh lib      build arch/ into build/rust-ioreq/librust_ioreq.a (LTO, short symbols, FP gate)
-#   tools/xen.sh build    configure (defconfig + xen-patches/rust-ioreq.config) and build the hypervisor
+#   tools/xen.sh lib [release|debug]     build arch/ into build/rust-ioreq/<variant>/librust_ioreq.a
+#                                        (LTO, short symbols, FP gate; debug: Rust debug assertions)
+#   tools/xen.sh build [release|debug]   configure (defconfig + xen-patches/rust-ioreq.config, plus
+#                                        CONFIG_DEBUG=y for debug) and build the hypervisor out of
+#                                        tree into build/xen-<variant>/ (the image: build/xen-<variant>/xen)
+#
+# The debug variant is what `make test` boots: Xen's assertions, lock checks (a lock taken both
+# with IRQs on and off is a BUG) and type-safe frame numbers, and the component's own
+# debug_assert!s. The release variant is what `make run` and `make bench` boot.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build"
 tree="$build/xen"
 patches="$top/xen-patches"
-libdir="$build/rust-ioreq"
-XEN_MAKE=(make -C "$tree/xen" XEN_TARGET_ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
+variant="${2:-release}"
+case "$variant" in release|debug) ;; *) printf 'xen.sh: ERROR: variant must be release or debug, not %s\n' "$variant" >&2; exit 1 ;; esac
+libdir="$build/rust-ioreq/$variant"
+out="$build/xen-$variant"
+XEN_MAKE=(make -C "$tree/xen" O="$out" XEN_TARGET_ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
           "RUST_IOREQ_LIB=$libdir/librust_ioreq.a" "RUST_IOREQ_INCLUDE=$top/include")
 # Xen 4.17 arm64 maps only its first 2 MiB at boot: a bigger image links and then hangs.
 XEN_IMAGE_MAX=$((2 << 20))
@@ -84,9 +94,12 @@ fp_simd_gate() {
 }
 
 cmd_lib() {
-    local out="$libdir/librust_ioreq.a" raw="$build/arch-target/aarch64-unknown-none-softfloat/release/librust_ioreq_xen.a"
+    # Cargo profiles in arch/Cargo.toml: `release`, and `xen-debug` (release + debug assertions).
+    local profile=release
+    [ "$variant" = debug ] && profile=xen-debug
+    local out="$libdir/librust_ioreq.a" raw="$build/arch-target/aarch64-unknown-none-softfloat/$profile/librust_ioreq_xen.a"
     mkdir -p "$libdir"
-    (cd "$top/arch" && debian_cargo rustc -q --release --crate-type staticlib \
+    (cd "$top/arch" && debian_cargo rustc -q --profile "$profile" --crate-type staticlib \
         -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem \
         --target aarch64-unknown-none-softfloat)
     if [ -f "$out" ] && [ "$out" -nt "$raw" ]; then
@@ -109,30 +122,45 @@ $long"
     (cd "$work" && aarch64-linux-gnu-ar x librust_ioreq.a && fp_simd_gate ./*.o) \
         || die "FP/SIMD gate failed for the Rust staticlib"
     mv "$work/librust_ioreq.a" "$out"
-    say "built $out ($(stat -c %s "$out") bytes; FP/SIMD gate passed)"
+    say "built $out ($variant, $(stat -c %s "$out") bytes; FP/SIMD gate passed)"
 }
 
 cmd_build() {
     cmd_tree
-    [ -f "$libdir/librust_ioreq.a" ] || cmd_lib
-    local frag="$patches/rust-ioreq.config" cfgstamp="$tree/xen/.rust-ioreq-config"
-    if [ ! -f "$tree/xen/.config" ] || [ "$(sha256sum < "$frag")" != "$(cat "$cfgstamp" 2>/dev/null)" ]; then
-        say "configuring: defconfig + xen-patches/rust-ioreq.config"
+    cmd_lib
+    # Out-of-tree builds need a clean source tree: drop an older in-tree build's leftovers.
+    if [ -f "$tree/xen/.config" ]; then
+        say "cleaning an in-tree build out of build/xen"
+        make -C "$tree/xen" XEN_TARGET_ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- -s distclean
+    fi
+    mkdir -p "$out"
+    local frag="$patches/rust-ioreq.config" cfgstamp="$out/.rust-ioreq-config"
+    # What the variant adds to the fragment, and what Kconfig must then have kept.
+    local extra=() kept=()
+    if [ "$variant" = debug ]; then
+        extra=(CONFIG_DEBUG=y)
+        kept=(CONFIG_DEBUG=y CONFIG_DEBUG_LOCKS=y)
+    fi
+    local wanted
+    wanted=$( (cat "$frag"; printf '%s\n' "${extra[@]}") | sha256sum)
+    if [ ! -f "$out/.config" ] || [ "$wanted" != "$(cat "$cfgstamp" 2>/dev/null)" ]; then
+        say "configuring $variant: defconfig + xen-patches/rust-ioreq.config ${extra[*]}"
         "${XEN_MAKE[@]}" -s defconfig
-        cat "$frag" >> "$tree/xen/.config"
+        (cat "$frag"; printf '%s\n' "${extra[@]}") >> "$out/.config"
         "${XEN_MAKE[@]}" -s olddefconfig
         local line
         while read -r line; do
-            case "$line" in CONFIG_*) grep -qx "$line" "$tree/xen/.config" || die "Kconfig dropped '$line' (a missing dependency?)";; esac
-        done < "$frag"
-        sha256sum < "$frag" > "$cfgstamp"
+            case "$line" in CONFIG_*) grep -qx "$line" "$out/.config" || die "Kconfig dropped '$line' (a missing dependency?)";; esac
+        done < <(cat "$frag"; printf '%s\n' "${kept[@]}")
+        echo "$wanted" > "$cfgstamp"
     fi
     mkdir -p "$build/logs"
-    say "building Xen (log: build/logs/xen-build.log)"
-    "${XEN_MAKE[@]}" -j"$(nproc)" > "$build/logs/xen-build.log" 2>&1 \
-        || { tail -n 30 "$build/logs/xen-build.log" >&2; die "Xen build failed"; }
-    local syms="$tree/xen/xen-syms"
-    [ -f "$tree/xen/xen" ] && [ "$syms" -nt "$libdir/librust_ioreq.a" ] || die "Xen build failed (no fresh xen-syms)"
+    local log="$build/logs/xen-build-$variant.log"
+    say "building Xen ($variant; log: ${log#$top/})"
+    "${XEN_MAKE[@]}" -j"$(nproc)" > "$log" 2>&1 \
+        || { tail -n 30 "$log" >&2; die "Xen build ($variant) failed"; }
+    local syms="$out/xen-syms"
+    [ -f "$out/xen" ] && [ "$syms" -nt "$libdir/librust_ioreq.a" ] || die "Xen build failed (no fresh xen-syms)"
     # Xen's own table: every name, Rust's included, must fit symbols_expand_symbol()'s buffer.
     local long
     long=$(aarch64-linux-gnu-nm "$syms" | awk -v m=$SYMBOL_MAX 'length($3) > m {print $3}')
@@ -142,7 +170,7 @@ cmd_build() {
     end=$(aarch64-linux-gnu-nm "$syms" | awk '$3 == "_end" {print $1}')
     size=$((16#$end - 16#$start))
     [ "$size" -le "$XEN_IMAGE_MAX" ] || die "Xen image is $size bytes, over the $XEN_IMAGE_MAX limit"
-    say "xen: $size bytes loaded (limit $XEN_IMAGE_MAX), $(aarch64-linux-gnu-nm "$syms" | grep -c ' rust_ioreq_\| [tT] .*::') Rust symbols"
+    say "xen ($variant): $size bytes loaded (limit $XEN_IMAGE_MAX), $(aarch64-linux-gnu-nm "$syms" | grep -c ' rust_ioreq_\| [tT] .*::') Rust symbols"
 }
 
 case "${1:-}" in
@@ -150,5 +178,5 @@ case "${1:-}" in
     export) cmd_export ;;
     lib) cmd_lib ;;
     build) cmd_build ;;
-    *) die "usage: $0 tree|export|lib|build" ;;
+    *) die "usage: $0 tree|export|lib [release|debug]|build [release|debug]" ;;
 esac

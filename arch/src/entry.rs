@@ -8,13 +8,14 @@ use rust_ioreq::abi::backend_layout;
 use rust_ioreq::abi::doorbell;
 use rust_ioreq::config::Config;
 use rust_ioreq::dt::{self, DtWriter};
-use rust_ioreq::engine::{Builder, DoorbellEvent, MmioOutcome, Trap, Work};
+use rust_ioreq::engine::{Builder, DoorbellEvent, Engine, MmioOutcome, Trap, Work};
+use rust_ioreq::ratelimit::RateLimit;
 use rust_ioreq::syndrome::XenDecode;
 use rust_ioreq::types::{DomId, Gpa, VcpuId, Width};
 
 use crate::abi_c::*;
 use crate::platform::XenPlatform;
-use crate::state::{domain, BUILDER, DOMAINS, ENGINE, PAGES};
+use crate::state::{domain, BUDGETS, BUILDER, DOMAINS, ENGINE, PAGES};
 use crate::xen::{self, CpuUserRegs, XenDomain, EINVAL, ENOMEM};
 
 /// Largest host device tree accepted, as Xen's own `MAX_DTB_SIZE` on Arm (2 MiB).
@@ -80,33 +81,47 @@ pub unsafe extern "C" fn rust_ioreq_init(fdt: *const u8, gic_spis: c_uint) -> c_
             d.args
         );
     }
+    BUDGETS.call_once(|| core::array::from_fn(|_| RateLimit::new()));
     *BUILDER.lock() = Some(Builder::new(config));
     0
 }
 
-/// Records a dom0less domain Xen just created from the `/chosen` node `name`, and prepares
-/// what it needs before it is constructed: reserved SPIs, and for a backend its ioreq pages
-/// and doorbell. Returns 0 or a negative errno after logging the node concerned.
+/// Records a dom0less domain Xen just created from the `/chosen` node whose full path is
+/// `path` (`dt_node_full_name()`: unit address included, so `be` and `be@1` differ), and
+/// prepares what it needs before it is constructed: a reference held on it, reserved SPIs, and
+/// for a backend its ioreq pages and doorbell. Returns 0 or a negative errno after logging the
+/// node concerned.
 ///
 /// # Safety
-/// `d` is the newly created domain; `name` is a NUL-terminated node name.
+/// `d` is the newly created domain; `path` is a NUL-terminated node path.
 #[no_mangle]
 pub unsafe extern "C" fn rust_ioreq_domain_created(
     d: *mut XenDomain,
-    name: *const c_char,
+    path: *const c_char,
     domid: u16,
 ) -> c_int {
     // SAFETY: the caller passes a NUL-terminated string that outlives this call.
-    let Ok(name) = (unsafe { CStr::from_ptr(name) }).to_str() else {
+    let Ok(path) = (unsafe { CStr::from_ptr(path) }).to_str() else {
         return 0;
     };
     let mut guard = BUILDER.lock();
     let Some(builder) = guard.as_mut() else {
         return 0;
     };
-    let Some(index) = builder.domain_created(name, DomId(domid)) else {
-        return 0;
+    let index = match builder.domain_created(path, DomId(domid)) {
+        Ok(Some(index)) => index,
+        Ok(None) => return 0,
+        Err(e) => {
+            log!("{}: cannot bind domain d{}: entry {}", path, domid, e);
+            return -EINVAL;
+        }
     };
+    // SAFETY: `d` is the live domain just created; the reference is dropped by
+    // `rust_xen_release_domain` when Xen destroys it.
+    if !unsafe { xen::rust_xen_hold_domain(index as c_uint, d) } {
+        log!("{}: domain d{} is already dying", path, domid);
+        return -EINVAL;
+    }
     DOMAINS[index].store(d, Ordering::Release);
     let config = builder.config();
     if config
@@ -125,8 +140,8 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
         // SAFETY: `d` is a live domain whose vGIC was initialised by domain_create().
         if !unsafe { xen::rust_xen_reserve_spi(d, dev.spi.0) } {
             log!(
-                "/chosen/{}/{}: property 'interrupts': SPI {} cannot be reserved",
-                name,
+                "{}/{}: property 'interrupts': SPI {} cannot be reserved",
+                path,
                 dev.name,
                 dev.spi.0
             );
@@ -139,22 +154,19 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
     // SAFETY: as above.
     if !unsafe { xen::rust_xen_reserve_spi(d, backend.notify_spi.0) } {
         log!(
-            "/chosen/{}: property 'xen,ioreq-notify-spi': SPI {} cannot be reserved",
-            name,
+            "{}: property 'xen,ioreq-notify-spi': SPI {} cannot be reserved",
+            path,
             backend.notify_spi.0
         );
         return -EINVAL;
     }
     let slots = PAGES[index].iter().take(backend.frontends.len());
     for (k, slot) in slots.enumerate() {
-        // SAFETY: `d` is live; the glue allocates and maps a fresh page.
-        let page = unsafe { xen::rust_xen_map_ioreq_page(d, backend_layout::ioreq_page(k)) };
+        let gpa = backend_layout::ioreq_page(k);
+        // SAFETY: `d` is live and held; the glue allocates and maps a fresh page.
+        let page = unsafe { xen::rust_xen_map_ioreq_page(index as c_uint, k as c_uint, d, gpa) };
         if page.is_null() {
-            log!(
-                "/chosen/{}: cannot map the ioreq page of frontend {}",
-                name,
-                k
-            );
+            log!("{}: cannot map the ioreq page of frontend {}", path, k);
             return -ENOMEM;
         }
         slot.store(page, Ordering::Release);
@@ -163,15 +175,16 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
     let rc =
         unsafe { xen::rust_xen_register_doorbell(d, backend_layout::DOORBELL_GPA, doorbell::SIZE) };
     if rc != 0 {
-        log!("/chosen/{}: cannot register the doorbell ({})", name, rc);
+        log!("{}: cannot register the doorbell ({})", path, rc);
         return rc;
     }
     log!(
-        "{} (d{}) serves {} frontend(s), notify SPI {}",
-        name,
+        "{} (d{}) serves {} frontend(s), notify SPI {}, timeout {} ms",
+        path,
         domid,
         backend.frontends.len(),
-        backend.notify_spi.0
+        backend.notify_spi.0,
+        backend.timeout_ms
     );
     0
 }
@@ -253,8 +266,9 @@ pub unsafe extern "C" fn rust_ioreq_make_dt_nodes(domid: u16, fdt: *mut c_void) 
     }
 }
 
-/// Freezes the configuration once every dom0less domain exists and maps each frontend's RAM
-/// into its backends. Returns 0 or a negative errno after logging why.
+/// Freezes the configuration once every dom0less domain exists, creates the frontends' timers
+/// and maps each frontend's RAM into its backends. Returns 0 or a negative errno after logging
+/// why.
 #[no_mangle]
 pub extern "C" fn rust_ioreq_domains_built() -> c_int {
     let Some(builder) = BUILDER.lock().take() else {
@@ -269,6 +283,24 @@ pub extern "C" fn rust_ioreq_domains_built() -> c_int {
     };
     let engine = ENGINE.call_once(|| engine);
     let config = engine.config();
+    let frontends = (0..config.domains().len()).filter(|&f| {
+        config
+            .devices()
+            .iter()
+            .any(|d| usize::from(d.frontend) == f)
+    });
+    for f in frontends {
+        // SAFETY: the frontend was created, held and constructed (freeze checked it).
+        let rc = unsafe { xen::rust_xen_init_timers(f as c_uint) };
+        if rc != 0 {
+            log!(
+                "{}: cannot create its timers ({})",
+                config.domains()[f].name,
+                rc
+            );
+            return rc;
+        }
+    }
     for (b, dom) in config.domains().iter().enumerate() {
         let Some(backend) = dom.backend else { continue };
         for (k, &f) in backend.frontends.iter().enumerate() {
@@ -334,9 +366,21 @@ pub unsafe extern "C" fn rust_ioreq_handle_mmio(
     match engine.handle_mmio(&XenPlatform, &trap, read_reg) {
         MmioOutcome::NotMine => MMIO_NOT_MINE,
         MmioOutcome::Retry => MMIO_RETRY,
+        MmioOutcome::Unavailable(why) => {
+            glog!(
+                engine.domain_index(trap.domid),
+                "d{}v{}: access at {:#x} reads as a vanished device: {}",
+                t.domid,
+                t.vcpu,
+                t.gpa,
+                why
+            );
+            MMIO_RETRY
+        }
         MmioOutcome::Handled => MMIO_HANDLED,
         MmioOutcome::Abort(e) => {
             glog!(
+                engine.domain_index(trap.domid),
                 "d{}v{}: access at {:#x} refused: {:?}",
                 t.domid,
                 t.vcpu,
@@ -410,17 +454,20 @@ pub unsafe extern "C" fn rust_ioreq_doorbell(
     };
     let width = Width::from_log2(size_log2).unwrap_or(Width::Byte);
     let offset = gpa.wrapping_sub(backend_layout::DOORBELL_GPA);
+    let index = engine.domain_index(DomId(domid));
     if is_write {
         // SAFETY: the caller passes a valid pointer; only the low 32 bits are a register value.
         let v = unsafe { value.read() } as u32;
         match engine.doorbell_write(&XenPlatform, DomId(domid), offset, width, v) {
             Ok(DoorbellEvent::Online) => {
+                // Once per backend: later ONLINE writes are `OnlineAgain`, never logged.
                 log!("d{}: backend online", domid);
                 0
             }
             Ok(_) => 0,
             Err(e) => {
                 glog!(
+                    index,
                     "d{}: doorbell write {:#x} at +{:#x} refused: {}",
                     domid,
                     v,
@@ -438,7 +485,13 @@ pub unsafe extern "C" fn rust_ioreq_doorbell(
                 0
             }
             Err(e) => {
-                glog!("d{}: doorbell read at +{:#x} refused: {}", domid, offset, e);
+                glog!(
+                    index,
+                    "d{}: doorbell read at +{:#x} refused: {}",
+                    domid,
+                    offset,
+                    e
+                );
                 -EINVAL
             }
         }
@@ -450,9 +503,8 @@ pub unsafe extern "C" fn rust_ioreq_doorbell(
 #[no_mangle]
 pub extern "C" fn rust_ioreq_domain_shutdown(domid: u16) {
     let Some(engine) = ENGINE.get() else { return };
-    engine.domain_shutdown(&XenPlatform, DomId(domid));
-    if let Some(index) = engine.domain_index(DomId(domid)) {
-        if engine.is_dead(index) {
+    if engine.domain_shutdown(&XenPlatform, DomId(domid)) {
+        if let Some(index) = engine.domain_index(DomId(domid)) {
             log!(
                 "backend {} (d{}) is gone: its devices now read as all ones",
                 engine.config().domains()[index].name,
@@ -460,4 +512,86 @@ pub extern "C" fn rust_ioreq_domain_shutdown(domid: u16) {
             );
         }
     }
+}
+
+/// Called when Xen destroys domain `domid` (`domain_kill()`, from a toolstack), possibly
+/// without a shutdown first. The engine forgets the domid (a later domain reusing it is a
+/// stranger) and treats the domain as dead; its RAM windows leave its backends; the component's
+/// references on it are dropped after an RCU grace period.
+#[no_mangle]
+pub extern "C" fn rust_ioreq_domain_destroyed(domid: u16) {
+    let Some(engine) = ENGINE.get() else { return };
+    let Some(index) = engine.domain_destroyed(&XenPlatform, DomId(domid)) else {
+        return;
+    };
+    let config = engine.config();
+    log!(
+        "{} (d{}) destroyed: forgetting it",
+        config.domains()[index].name,
+        domid
+    );
+    unmap_windows_of(engine, index);
+    crate::state::forget(index);
+    // SAFETY: `index` was held at creation; nothing loads its pointers any more.
+    unsafe { xen::rust_xen_release_domain(index as c_uint) };
+}
+
+/// Removes frontend `index`'s RAM from the backends still alive that map it, so that its
+/// pages can be freed.
+fn unmap_windows_of(engine: &Engine, index: usize) {
+    let config = engine.config();
+    for (b, dom) in config.domains().iter().enumerate() {
+        let Some(backend) = dom.backend else { continue };
+        let Some(k) = backend
+            .frontends
+            .iter()
+            .position(|&f| usize::from(f) == index)
+        else {
+            continue;
+        };
+        let (bd, fd) = (domain(b), domain(index));
+        if bd.is_null() || fd.is_null() {
+            continue;
+        }
+        // SAFETY: both domains are held (non-null in `DOMAINS`); the glue removes only the
+        // foreign mappings of `fd`'s pages it added at boot.
+        let rc = unsafe { xen::rust_xen_unmap_window(bd, fd, backend_layout::window(k)) };
+        if rc != 0 {
+            log!(
+                "{}: cannot unmap the RAM of a destroyed frontend ({})",
+                dom.name,
+                rc
+            );
+        }
+    }
+}
+
+/// Runs when the response timer of vCPU `vcpu` of frontend entry `index` fires (timer
+/// softirq): gives up on a request its backend left unanswered past its deadline.
+#[no_mangle]
+pub extern "C" fn rust_ioreq_timeout(index: c_uint, vcpu: c_uint) {
+    let Some(engine) = ENGINE.get() else { return };
+    let Some(e) = engine.expire(&XenPlatform, index as usize, VcpuId(vcpu)) else {
+        return;
+    };
+    let config = engine.config();
+    let device = &config.devices()[e.device];
+    let backend = &config.domains()[usize::from(device.backend)];
+    glog!(
+        Some(usize::from(device.backend)),
+        "backend {}{} did not answer {}v{}'s {} at {}+{:#x} within {} ms: {} is broken for it",
+        backend.name,
+        if e.backend_online {
+            ""
+        } else {
+            " (not online yet)"
+        },
+        config.domains()[e.frontend].name,
+        vcpu,
+        if e.write { "write" } else { "read" },
+        device.name,
+        e.offset,
+        backend.backend.map_or(0, |b| b.timeout_ms),
+        device.name
+    );
 }

@@ -65,10 +65,31 @@ macro_rules! log {
     };
 }
 
-/// Logs a line a guest or backend caused, at Xen's rate-limited guest warning level
-/// (`XENLOG_G_WARNING`), so a misbehaving domain cannot flood the console.
+/// Prints a line a guest or backend caused, at Xen's guest warning level, within the budget of
+/// configuration domain `domain` (or of everyone else): at most a burst per window, then a
+/// count of what was dropped (`rust_ioreq::ratelimit`).
+pub fn guest_line(domain: Option<usize>, args: fmt::Arguments<'_>) {
+    let Some(budgets) = crate::state::BUDGETS.get() else {
+        return;
+    };
+    let budget = &budgets[domain.unwrap_or(budgets.len() - 1).min(budgets.len() - 1)];
+    // SAFETY: `rust_xen_now` only reads Xen's clock.
+    let now = unsafe { crate::xen::rust_xen_now() };
+    let Some(suppressed) = budget.allow(now) else {
+        return;
+    };
+    if suppressed > 0 {
+        print_line(format_args!(
+            "<G><1>rust-ioreq: ({suppressed} messages suppressed)"
+        ));
+    }
+    print_line(format_args!("<G><1>rust-ioreq: {args}"));
+}
+
+/// Logs a line a guest or backend caused (`XENLOG_G_WARNING`), rate-limited per domain:
+/// `glog!(Some(index), ...)` for configuration domain `index`, `glog!(None, ...)` for others.
 macro_rules! glog {
-    ($($arg:tt)*) => {
-        $crate::log::print_line(format_args!("<G><1>rust-ioreq: {}", format_args!($($arg)*)))
+    ($domain:expr, $($arg:tt)*) => {
+        $crate::log::guest_line($domain, format_args!($($arg)*))
     };
 }

@@ -1,11 +1,16 @@
 //! `Platform` over Xen: ioreq slots read and written with volatile accesses and barriers,
-//! SPI injection, vCPU wake-up and domain crash through the C glue.
+//! SPI injection, vCPU wake-up, domain crash, the clock and per-vCPU timers through the C glue.
+//!
+//! Domains and pages are reached through `state`: null once Xen destroyed the domain, in which
+//! case the call does nothing (the engine has already forgotten the domain; see `state.rs` for
+//! why a pointer loaded non-null stays valid for the rest of the call).
 
+use core::ffi::c_uint;
 use core::ptr;
 use core::sync::atomic::{fence, Ordering};
 
 use rust_ioreq::abi::{IoReq, IOREQ_FLAGS_OFFSET, IOREQ_SIZE, SLOTS_PER_PAGE};
-use rust_ioreq::platform::{DomainIndex, PageId, Platform};
+use rust_ioreq::platform::{BackendFault, DomainIndex, PageId, Platform};
 use rust_ioreq::types::{Spi, VcpuId};
 
 use crate::state::{domain, PAGES};
@@ -32,9 +37,11 @@ impl Platform for XenPlatform {
         let Some(p) = slot_ptr(page, slot) else {
             return;
         };
-        // SAFETY: `p` points to a 32-byte slot inside a page Xen allocated for this backend and
-        // never frees; it is 8-byte aligned (page-aligned base, 32-byte slots). The backend may
-        // write it concurrently, so every access is volatile and no reference is formed.
+        // SAFETY: `p` points to a 32-byte slot inside a page Xen allocated for this backend,
+        // which the glue holds a reference to until an RCU grace period after the page left
+        // `PAGES` (see `state.rs`); it is 8-byte aligned (page-aligned base, 32-byte slots). The
+        // backend may write it concurrently, so every access is volatile and no reference is
+        // formed.
         unsafe {
             ptr::write_volatile(p.cast::<u64>(), req.addr);
             ptr::write_volatile(p.add(8).cast::<u64>(), req.data);
@@ -86,8 +93,7 @@ impl Platform for XenPlatform {
     fn inject_spi(&self, d: DomainIndex, spi: Spi) {
         let dom = domain(d);
         if !dom.is_null() {
-            // SAFETY: `dom` is a domain Xen created and recorded at boot; dom0less domains are
-            // never destroyed while Xen runs the trap path on their behalf.
+            // SAFETY: `dom` is a live domain recorded at boot and not destroyed (see `state.rs`).
             unsafe { xen::rust_xen_inject_spi(dom, spi.0) };
         }
     }
@@ -100,11 +106,32 @@ impl Platform for XenPlatform {
         }
     }
 
-    fn crash_domain(&self, d: DomainIndex) {
+    fn crash_domain(&self, d: DomainIndex, why: BackendFault) {
         let dom = domain(d);
         if !dom.is_null() {
+            // Once per domain: a crashed backend is dead, and nothing crashes it again.
+            if let Some(e) = crate::state::ENGINE.get() {
+                log!(
+                    "backend {} broke the slot protocol ({}): crashing it",
+                    e.config().domains()[d].name,
+                    why
+                );
+            }
             // SAFETY: as in `inject_spi`.
             unsafe { xen::rust_xen_domain_crash(dom) };
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // SAFETY: only reads Xen's clock.
+        unsafe { xen::rust_xen_now() }
+    }
+
+    fn arm_timeout(&self, frontend: DomainIndex, vcpu: VcpuId, deadline: u64) {
+        if !domain(frontend).is_null() {
+            // SAFETY: the glue's timers of `frontend` exist while the domain is recorded, and
+            // `vcpu` is checked against them there.
+            unsafe { xen::rust_xen_set_timer(frontend as c_uint, vcpu.0, deadline) };
         }
     }
 }

@@ -39,12 +39,22 @@ extern "C" {
     /// libfdt: closes the open node.
     pub fn fdt_end_node(fdt: *mut c_void) -> c_int;
 
+    /// Takes a reference to `d` for configuration entry `index`, kept until
+    /// `rust_xen_release_domain(index)`; false if the domain is already dying.
+    pub fn rust_xen_hold_domain(index: c_uint, d: *mut XenDomain) -> bool;
     /// Marks `d` as a frontend: only frontends pay for the return-to-guest hook.
     pub fn rust_xen_mark_frontend(d: *mut XenDomain);
     /// Reserves `spi` in the domain's vGIC (`vgic_reserve_virq`).
     pub fn rust_xen_reserve_spi(d: *mut XenDomain, spi: c_uint) -> bool;
-    /// Allocates a zeroed Xen page, shares it read-write with `d` and maps it at `gpa`.
-    pub fn rust_xen_map_ioreq_page(d: *mut XenDomain, gpa: u64) -> *mut u8;
+    /// Allocates a zeroed Xen page for backend entry `index`, frontend `k`, shares it
+    /// read-write with `d`, maps it at `gpa`, and keeps a reference to it until
+    /// `rust_xen_release_domain(index)`.
+    pub fn rust_xen_map_ioreq_page(
+        index: c_uint,
+        k: c_uint,
+        d: *mut XenDomain,
+        gpa: u64,
+    ) -> *mut u8;
     /// Registers the doorbell MMIO handler of backend `d` at `[gpa, gpa + size)`.
     pub fn rust_xen_register_doorbell(d: *mut XenDomain, gpa: u64, size: u64) -> c_int;
     /// Maps every RAM page of `frontend` into `backend` at `base + its GPA`.
@@ -53,6 +63,22 @@ extern "C" {
         frontend: *mut XenDomain,
         base: u64,
     ) -> c_int;
+    /// Removes from `backend` the window of `frontend`'s RAM mapped at `base`.
+    pub fn rust_xen_unmap_window(
+        backend: *mut XenDomain,
+        frontend: *mut XenDomain,
+        base: u64,
+    ) -> c_int;
+    /// Creates one timer per vCPU of frontend entry `index` (whose domain was held); each
+    /// calls `rust_ioreq_timeout(index, vcpu)` when it fires.
+    pub fn rust_xen_init_timers(index: c_uint) -> c_int;
+    /// (Re)arms the timer of vCPU `vcpu` of frontend entry `index` for `deadline` (ns).
+    pub fn rust_xen_set_timer(index: c_uint, vcpu: c_uint, deadline: u64);
+    /// Returns Xen's system time (`NOW()`, ns).
+    pub fn rust_xen_now() -> u64;
+    /// Stops entry `index`'s timers and, after an RCU grace period, drops every reference taken
+    /// for it (ioreq pages, the domain).
+    pub fn rust_xen_release_domain(index: c_uint);
     /// Raises `spi` in `d` (`vgic_inject_irq(d, NULL, spi, true)`).
     pub fn rust_xen_inject_spi(d: *mut XenDomain, spi: c_uint);
     /// Wakes vCPU `vcpu` of `d` if it is blocked in Xen.

@@ -29,6 +29,10 @@ pub const MAX_FRONTENDS_PER_BACKEND: usize = 8;
 pub const ARGS_MAX: usize = 96;
 /// Default notify SPI of a backend: the first one after Xen's virtio-mmio range.
 pub const DEFAULT_NOTIFY_SPI: u32 = 44;
+/// Default `xen,ioreq-timeout-ms` of a backend: how long a frontend vCPU waits for an answer
+/// before the access completes as on a vanished device. Generous, because under emulation (and
+/// on a loaded host) a backend's vCPU may not run for tens of milliseconds; 0 = wait forever.
+pub const DEFAULT_TIMEOUT_MS: u32 = 5000;
 /// Xen's `GUEST_VIRTIO_MMIO_BASE`: where default device regions start.
 pub const GUEST_VIRTIO_MMIO_BASE: u64 = 0x0200_0000;
 /// Xen's `GUEST_VIRTIO_MMIO_SPI_FIRST`/`_LAST`: the default device SPIs.
@@ -106,6 +110,8 @@ impl Domain {
 pub struct Backend {
     /// SPI Xen raises in the backend when a request is posted.
     pub notify_spi: Spi,
+    /// `xen,ioreq-timeout-ms`: how long a request may wait for this backend; 0 = forever.
+    pub timeout_ms: u32,
     /// Frontends served, as domain indices; position = frontend index `k`.
     pub frontends: Table<u8, MAX_FRONTENDS_PER_BACKEND>,
 }
@@ -397,9 +403,15 @@ impl Config {
         self.devices.as_slice()
     }
 
-    /// Returns the index of the domain whose node is named `name`.
+    /// Returns the index of the domain whose node is named `name` (unit address included).
     pub fn domain_index(&self, name: &str) -> Option<usize> {
         self.domains().iter().position(|d| d.name.as_str() == name)
+    }
+
+    /// Returns the index of the domain whose node has the full path `path`, as Xen's
+    /// `dt_node_full_name()` gives it (`/chosen/<name@unit>`).
+    pub fn domain_index_by_path(&self, path: &str) -> Option<usize> {
+        self.domain_index(path.strip_prefix("/chosen/")?)
     }
 
     fn parse_device(
@@ -637,8 +649,11 @@ fn parse_domain(node: &FdtNode<'_, '_>, path: &Path, gic_spis: u32) -> Result<Do
                 ErrorKind::SpiReused { spi, by },
             ));
         }
+        let timeout_ms =
+            read_u32(node, path, "xen,ioreq-timeout-ms")?.unwrap_or(DEFAULT_TIMEOUT_MS);
         Some(Backend {
             notify_spi,
+            timeout_ms,
             frontends: Table::new(),
         })
     } else {

@@ -12,7 +12,7 @@
 
 // Boot-time tables only: nothing on the trap, completion or doorbell paths allocates.
 extern crate alloc;
-#[cfg(any(test, feature = "std"))]
+#[cfg(any(test, loom, feature = "std"))]
 extern crate std;
 
 pub mod abi;
@@ -22,6 +22,8 @@ pub mod engine;
 mod fdtcheck;
 pub mod fixed;
 pub mod platform;
+pub mod ratelimit;
+mod sync;
 pub mod syndrome;
 pub mod types;
 

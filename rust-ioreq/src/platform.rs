@@ -1,6 +1,8 @@
 //! What the core asks of the hypervisor: the trait `arch/` implements over Xen and host tests
 //! implement with a strict fake.
 
+use core::fmt;
+
 use crate::abi::IoReq;
 use crate::types::{Spi, VcpuId};
 
@@ -16,8 +18,45 @@ pub struct PageId {
     pub frontend_index: usize,
 }
 
-/// Hypervisor services used on the trap, completion and doorbell paths. None may allocate or
-/// block; all are called with the frontend's or backend's vCPU running on this pCPU.
+/// Why the engine crashes a backend: it broke the slot protocol in a way that cannot be waited
+/// out (`docs/backend-abi.md`, "When a backend breaks the slot protocol").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendFault {
+    /// Xen was about to post and found the slot in `state`, although nothing was posted there.
+    WroteIdleSlot {
+        /// The frontend vCPU (slot index).
+        vcpu: VcpuId,
+        /// The state found.
+        state: u8,
+    },
+    /// After its `COMPLETE`, the slot was no longer `IORESP_READY` when the vCPU completed.
+    MovedSlotBackwards {
+        /// The frontend vCPU (slot index).
+        vcpu: VcpuId,
+        /// The state found.
+        state: u8,
+    },
+}
+
+impl fmt::Display for BackendFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendFault::WroteIdleSlot { vcpu, state } => write!(
+                f,
+                "slot {} is in state {state} with nothing posted there",
+                vcpu.0
+            ),
+            BackendFault::MovedSlotBackwards { vcpu, state } => write!(
+                f,
+                "slot {} went from IORESP_READY to state {state} after COMPLETE",
+                vcpu.0
+            ),
+        }
+    }
+}
+
+/// Hypervisor services used on the trap, completion, doorbell and timer paths. None may
+/// allocate or block.
 pub trait Platform {
     /// Writes `req` into `slot` of `page`: every field except the flags byte, then a write
     /// barrier, then the flags byte (which carries `state = READY`).
@@ -30,6 +69,11 @@ pub trait Platform {
     fn inject_spi(&self, domain: DomainIndex, spi: Spi);
     /// Wakes `vcpu` of `domain` if it is blocked waiting for its request.
     fn wake_vcpu(&self, domain: DomainIndex, vcpu: VcpuId);
-    /// Crashes `domain` (a backend that broke the protocol in a way the frontend cannot wait out).
-    fn crash_domain(&self, domain: DomainIndex);
+    /// Crashes backend `domain`, saying why first.
+    fn crash_domain(&self, domain: DomainIndex, why: BackendFault);
+    /// Returns the hypervisor's monotonic system time, in nanoseconds.
+    fn now(&self) -> u64;
+    /// Asks for `Engine::expire(frontend, vcpu)` to run at or after `deadline` (nanoseconds of
+    /// [`now`](Self::now)), replacing any earlier request for that vCPU.
+    fn arm_timeout(&self, frontend: DomainIndex, vcpu: VcpuId, deadline: u64);
 }

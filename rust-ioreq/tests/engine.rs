@@ -18,8 +18,9 @@ use rust_ioreq::abi::{
 use rust_ioreq::config::Config;
 use rust_ioreq::engine::{
     BuildError, Builder, Completion, DoorbellError, DoorbellEvent, MmioError, MmioOutcome, Trap,
-    Work,
+    Unavailable, Work,
 };
+use rust_ioreq::platform::BackendFault;
 use rust_ioreq::syndrome::{SyndromeError, XenDecode};
 use rust_ioreq::types::{DomId, Gpa, VcpuId, Width};
 
@@ -504,14 +505,25 @@ fn doorbell_reads() {
 }
 
 #[test]
-fn doorbell_online_is_informational() {
+fn doorbell_online_is_informational_and_reported_once() {
+    // On d2a38d4 every ONLINE was an `Online` event, which the glue logged: a backend writing
+    // it in a loop flooded Xen's console (issue 7, defect 4).
     let (engine, xen) = rig(&standard());
-    for v in [1, 0, u32::MAX] {
+    for (v, event) in [
+        (1, DoorbellEvent::Online),
+        (0, DoorbellEvent::OnlineAgain),
+        (u32::MAX, DoorbellEvent::OnlineAgain),
+    ] {
         assert_eq!(
             engine.doorbell_write(&xen, domid(BE2), doorbell::ONLINE, Width::Word, v),
-            Ok(DoorbellEvent::Online)
+            Ok(event)
         );
     }
+    // Each backend is reported once.
+    assert_eq!(
+        engine.doorbell_write(&xen, domid(BE), doorbell::ONLINE, Width::Word, 1),
+        Ok(DoorbellEvent::Online)
+    );
     assert!(xen.events().is_empty());
 }
 
@@ -814,7 +826,17 @@ fn a_backend_writing_a_slot_with_nothing_in_flight_gets_no_request_posted_over_i
         xen.set_state(page(BE, 0), 0, state);
         assert_eq!(
             engine.handle_mmio(&xen, &trap(1, 0, BLK, load(2, 3, false)), no_reg),
-            MmioOutcome::Retry
+            MmioOutcome::Unavailable(Unavailable::BackendFault { device: 0 })
+        );
+        assert_eq!(
+            xen.take_faults(),
+            [(
+                BE,
+                BackendFault::WroteIdleSlot {
+                    vcpu: VcpuId(0),
+                    state
+                }
+            )]
         );
         assert!(xen.take_posts().is_empty(), "posted over state {state}");
         let events = xen.take_events();
@@ -857,10 +879,12 @@ fn a_dead_backend_releases_its_frontends_without_posting_anything() {
     xen.take_posts();
     xen.take_events();
     // Frontends and unknown domains shutting down change nothing.
-    engine.domain_shutdown(&xen, domid(FE2));
-    engine.domain_shutdown(&xen, DomId(99));
+    assert!(!engine.domain_shutdown(&xen, domid(FE2)));
+    assert!(!engine.domain_shutdown(&xen, DomId(99)));
     assert!(xen.events().is_empty());
-    engine.domain_shutdown(&xen, domid(BE));
+    assert!(engine.domain_shutdown(&xen, domid(BE)));
+    // Reported once: a second shutdown notice (crash after shutdown) changes nothing.
+    assert!(!engine.domain_shutdown(&xen, domid(BE)));
     assert!(engine.is_dead(BE) && !engine.is_dead(BE2));
     assert_eq!(
         xen.take_events(),
@@ -880,10 +904,10 @@ fn a_dead_backend_releases_its_frontends_without_posting_anything() {
     );
     assert_eq!(engine.vcpu_work(&xen, domid(FE), VcpuId(1)), Work::Waiting);
     // Later accesses to its devices, from both frontends, complete at once.
-    for (d, v) in [(FE, 0), (FE2, 0)] {
+    for (d, v, device) in [(FE, 0, 0), (FE2, 0, 2)] {
         assert_eq!(
             engine.handle_mmio(&xen, &trap(d as u16 + 1, v, BLK, store(2, 1)), |_| 5),
-            MmioOutcome::Retry
+            MmioOutcome::Unavailable(Unavailable::BackendGone { device })
         );
         assert_eq!(
             engine.vcpu_work(&xen, domid(d), VcpuId(v)),
@@ -1102,7 +1126,7 @@ fn freeze_needs_every_domain_that_serves_or_uses_a_device() {
             .collect();
         for (i, n) in names.iter().enumerate() {
             if n != missing {
-                b.domain_created(n, domid(i));
+                b.domain_created(&format!("/chosen/{n}"), domid(i)).unwrap();
             }
         }
         let index = b.config().domain_index(missing).unwrap();
@@ -1112,9 +1136,17 @@ fn freeze_needs_every_domain_that_serves_or_uses_a_device() {
     // A domain with no part in it need not exist.
     let mut b = builder(&standard());
     for (i, n) in ["fe", "be", "fe2", "be2"].iter().enumerate() {
-        assert_eq!(b.domain_created(n, domid(i)), Some(i));
+        assert_eq!(
+            b.domain_created(&format!("/chosen/{n}"), domid(i)),
+            Ok(Some(i))
+        );
     }
-    assert_eq!(b.domain_created("not-in-the-dt", DomId(42)), None);
+    assert_eq!(
+        b.domain_created("/chosen/not-in-the-dt", DomId(42)),
+        Ok(None)
+    );
+    // Xen's dt_node_name() of a node: no path, so no match.
+    assert_eq!(b.domain_created("fe", DomId(43)), Ok(None));
     assert_eq!(b.domid(FE2), Some(domid(FE2)));
     assert_eq!(b.domid(IDLE), None);
     assert_eq!(b.domid(1000), None);
@@ -1134,7 +1166,7 @@ fn freeze_refuses_more_frontend_vcpus_than_records() {
     let created = |doms: &[Dom]| {
         let mut b = builder(doms);
         for (i, n) in ["fe1", "fe2", "be"].iter().enumerate() {
-            b.domain_created(n, domid(i));
+            b.domain_created(&format!("/chosen/{n}"), domid(i)).unwrap();
         }
         b
     };

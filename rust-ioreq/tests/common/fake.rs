@@ -7,8 +7,11 @@
 //! over a slot that is not `NONE` (Xen overwriting a request in flight), injecting an SPI the
 //! domain does not own, waking a vCPU that does not exist and crashing a domain that is not a
 //! backend all panic. Every injection, wake and crash is recorded for the test to check.
+//!
+//! Time stands still until the test moves it ([`FakeXen::advance`]); timeouts the engine arms
+//! are recorded per vCPU ([`FakeXen::armed`]), and the test fires them by calling the engine.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use rust_ioreq::abi::{
@@ -16,7 +19,7 @@ use rust_ioreq::abi::{
     STATE_IORESP_READY,
 };
 use rust_ioreq::config::Config;
-use rust_ioreq::platform::{DomainIndex, PageId, Platform};
+use rust_ioreq::platform::{BackendFault, DomainIndex, PageId, Platform};
 use rust_ioreq::types::{Spi, VcpuId};
 
 /// Something the engine asked the hypervisor to do to a domain.
@@ -54,6 +57,9 @@ pub struct FakeXen {
     backend: Vec<bool>,
     events: RefCell<Vec<Event>>,
     posts: RefCell<Vec<(PageId, u32, IoReq)>>,
+    faults: RefCell<Vec<(DomainIndex, BackendFault)>>,
+    clock: Cell<u64>,
+    armed: RefCell<BTreeMap<(DomainIndex, u32), u64>>,
 }
 
 impl FakeXen {
@@ -86,6 +92,10 @@ impl FakeXen {
             backend,
             events: RefCell::new(Vec::new()),
             posts: RefCell::new(Vec::new()),
+            faults: RefCell::new(Vec::new()),
+            // Not zero: a real system has been up for a while.
+            clock: Cell::new(1_000_000_000),
+            armed: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -172,6 +182,21 @@ impl FakeXen {
     /// Returns and forgets the posted requests, as (page, slot, request).
     pub fn take_posts(&self) -> Vec<(PageId, u32, IoReq)> {
         std::mem::take(&mut *self.posts.borrow_mut())
+    }
+
+    /// Returns and forgets why domains were crashed.
+    pub fn take_faults(&self) -> Vec<(DomainIndex, BackendFault)> {
+        std::mem::take(&mut *self.faults.borrow_mut())
+    }
+
+    /// Moves the clock forward by `ns`.
+    pub fn advance(&self, ns: u64) {
+        self.clock.set(self.clock.get() + ns);
+    }
+
+    /// Returns the deadline last armed for `vcpu` of `domain`.
+    pub fn armed(&self, domain: DomainIndex, vcpu: u32) -> Option<u64> {
+        self.armed.borrow().get(&(domain, vcpu)).copied()
     }
 
     /// Tells whether every slot of every page is `NONE`.
@@ -274,11 +299,33 @@ impl Platform for FakeXen {
         });
     }
 
-    fn crash_domain(&self, domain: DomainIndex) {
+    fn crash_domain(&self, domain: DomainIndex, why: BackendFault) {
         assert!(
             self.backend.get(domain).copied().unwrap_or(false),
             "crash_domain of domain {domain}, which is no backend"
         );
         self.events.borrow_mut().push(Event::Crash { domain });
+        self.faults.borrow_mut().push((domain, why));
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.get()
+    }
+
+    fn arm_timeout(&self, domain: DomainIndex, vcpu: VcpuId, deadline: u64) {
+        let n = *self
+            .vcpus
+            .get(domain)
+            .unwrap_or_else(|| panic!("arm_timeout in unknown domain {domain}"));
+        assert!(
+            vcpu.0 < n && self.frontend[domain],
+            "arm_timeout for vCPU {} of domain {domain}, no frontend vCPU",
+            vcpu.0
+        );
+        assert!(
+            deadline > self.clock.get(),
+            "arm_timeout with a deadline in the past"
+        );
+        self.armed.borrow_mut().insert((domain, vcpu.0), deadline);
     }
 }

@@ -8,8 +8,9 @@
 //!   length mutations.
 //! - [`syndrome`]: any syndrome into `decode`, and the decoded access's value helpers.
 //! - [`engine_ops`]: a sequence of frontend traps, backend slot writes (well-behaved and
-//!   hostile), doorbell accesses, completions and backend deaths against the strict fake,
-//!   checked step by step against a model of the per-vCPU state machine.
+//!   hostile), doorbell accesses, completions, timeouts and backend deaths against the strict
+//!   fake, checked step by step against a model of the per-vCPU state machine, the broken
+//!   devices and the slots held by timed-out requests.
 
 use std::collections::BTreeMap;
 
@@ -19,9 +20,10 @@ use rust_ioreq::abi::{
 use rust_ioreq::config::{Config, MAX_FRONTENDS_PER_BACKEND};
 use rust_ioreq::dt::{write_backend_node, write_frontend_nodes, DtWriter};
 use rust_ioreq::engine::{
-    Builder, DoorbellError, DoorbellEvent, Engine, MmioError, MmioOutcome, Trap, Work,
+    Builder, Discarded, DoorbellError, DoorbellEvent, Engine, MmioError, MmioOutcome, Trap,
+    Unavailable, Work,
 };
-use rust_ioreq::platform::PageId;
+use rust_ioreq::platform::{PageId, Platform};
 use rust_ioreq::syndrome::{decode, Decoded, XenDecode, XZR};
 use rust_ioreq::types::{DomId, Gpa, GpaRange, Spi, VcpuId, Width};
 
@@ -187,8 +189,19 @@ pub fn check_config(config: Box<Config>) {
     let names: Vec<String> = domains.iter().map(|d| d.name.to_string()).collect();
     let mut b = Builder::new(config);
     for (i, n) in names.iter().enumerate() {
-        // Duplicate names are legal DT under different parents only; here the first wins.
-        b.domain_created(n, domid(i));
+        // A second binding of the same entry (duplicate names) is refused, never overwritten.
+        let index = b.config().domain_index(n);
+        let first = index.and_then(|x| b.domid(x));
+        match b.domain_created(&format!("/chosen/{n}"), domid(i)) {
+            Ok(got) => assert!(got == index && first.is_none()),
+            Err(e) => assert_eq!(
+                e,
+                rust_ioreq::engine::BindError::AlreadyBound {
+                    index: index.expect("bound"),
+                    first: first.expect("bound first"),
+                }
+            ),
+        }
     }
     let _ = b.freeze();
 }
@@ -367,6 +380,12 @@ struct Model<'a> {
     xen: &'a FakeXen,
     reqs: BTreeMap<(usize, u32), (Req, Option<Loaded>, u32)>,
     dead: Vec<bool>,
+    /// Devices whose request timed out.
+    broken: Vec<bool>,
+    /// Slots (page, vCPU) still held by a timed-out request.
+    held: std::collections::BTreeSet<(usize, usize, u32)>,
+    /// The device of each pending request, by (frontend, vCPU).
+    device_of: BTreeMap<(usize, u32), usize>,
 }
 
 impl Model<'_> {
@@ -443,6 +462,9 @@ pub fn engine_ops(data: &[u8]) {
         xen: &xen,
         reqs: BTreeMap::new(),
         dead: vec![false; ndom],
+        broken: vec![false; config.devices().len()],
+        held: std::collections::BTreeSet::new(),
+        device_of: BTreeMap::new(),
     };
     let mut input = Input::new(data);
     let mut steps = 0;
@@ -489,7 +511,8 @@ pub fn engine_ops(data: &[u8]) {
             }
             8..=10 => op_complete(&mut model, &mut input, &pages),
             11 => op_doorbell(&mut model, &mut input),
-            12..=14 => op_vcpu_work(&mut model, &mut input),
+            12 | 13 => op_vcpu_work(&mut model, &mut input),
+            14 => op_expire(&mut model, &mut input),
             _ => {
                 if input.one_in(8) {
                     let d = input.below(ndom + 1);
@@ -605,7 +628,13 @@ fn op_trap(m: &mut Model<'_>, input: &mut Input<'_>, gpas: &[u64]) {
                 }
             }
         }
-        MmioOutcome::Retry => {
+        MmioOutcome::Retry | MmioOutcome::Unavailable(_) => {
+            let devices = m.engine.config().devices();
+            let device_index = m
+                .engine
+                .lookup(d, Gpa(gpa))
+                .and_then(|r| devices.iter().position(|x| std::ptr::eq(x, r)))
+                .expect("a device");
             let device = device.expect("a device");
             let Ok(Decoded::Access(a)) = decoded else {
                 panic!("Retry for {decoded:?}")
@@ -623,21 +652,39 @@ fn op_trap(m: &mut Model<'_>, input: &mut Input<'_>, gpas: &[u64]) {
                 sixty_four: a.sixty_four,
                 width: a.width,
             });
-            if posts.is_empty() {
-                // Dead backend, or a slot the backend dirtied (then it is crashed).
-                assert!(
-                    events.contains(&Event::Wake { domain: d, vcpu: v }),
-                    "{events:?}"
-                );
-                if !m.dead[backend] {
-                    assert!(
-                        events.contains(&Event::Crash { domain: backend }),
-                        "{events:?}"
-                    );
+            let held = m.held.contains(&(backend, page.frontend_index, v));
+            if let MmioOutcome::Unavailable(why) = out {
+                assert!(posts.is_empty(), "{why:?} but posted {posts:?}");
+                let crashed = events.contains(&Event::Crash { domain: backend });
+                match why {
+                    Unavailable::BackendGone { device } => {
+                        assert!(m.dead[backend] && !crashed);
+                        assert_eq!(device, device_index);
+                    }
+                    Unavailable::Broken { device } => {
+                        assert!(!m.dead[backend] && m.broken[device] && !crashed);
+                        assert_eq!(device, device_index);
+                    }
+                    Unavailable::SlotHeld { .. } => {
+                        assert!(held && !crashed && !m.broken[device_index]);
+                        assert!(matches!(
+                            m.xen.slot(page, v).state(),
+                            STATE_IOREQ_READY | STATE_IOREQ_INPROCESS
+                        ));
+                    }
+                    Unavailable::BackendFault { .. } => {
+                        // The backend wrote a slot nobody posted: crashed (Xen's shutdown hook,
+                        // not part of this fake, would then tell the engine it died).
+                        assert!(crashed && !m.dead[backend], "{events:?}");
+                    }
                 }
                 m.reqs.insert((d, v), (Req::Vanished, loaded, h));
             } else {
-                assert!(!m.dead[backend]);
+                assert!(!m.dead[backend] && !m.broken[device_index]);
+                if held {
+                    m.held.remove(&(backend, page.frontend_index, v));
+                }
+                m.device_of.insert((d, v), device_index);
                 assert_eq!(posts.len(), 1);
                 let (pg, slot, req) = posts[0];
                 assert_eq!((pg, slot), (page, v));
@@ -658,6 +705,7 @@ fn op_trap(m: &mut Model<'_>, input: &mut Input<'_>, gpas: &[u64]) {
                         spi: notify.0
                     }]
                 );
+                assert!(m.xen.armed(d, v).is_some(), "no timeout armed");
                 m.reqs
                     .insert((d, v), (Req::Pending { page, backend }, loaded, h));
             }
@@ -705,6 +753,10 @@ fn op_complete(m: &mut Model<'_>, input: &mut Input<'_>, pages: &[PageId]) {
                 }]
             );
             m.set(frontend, v, Req::Answered { page, backend });
+        }
+        Ok(DoorbellEvent::Discarded(Discarded::LateAnswer)) => {
+            assert!(events.is_empty());
+            assert!(m.held.contains(&(backend, k as usize, v)));
         }
         Ok(other) => panic!("COMPLETE gave {other:?}"),
         Err(e) => {
@@ -770,7 +822,7 @@ fn op_doorbell(m: &mut Model<'_>, input: &mut Input<'_>) {
                 }]
             );
         }
-        Ok(DoorbellEvent::Online) => assert!(events.is_empty()),
+        Ok(DoorbellEvent::Online | DoorbellEvent::OnlineAgain) => assert!(events.is_empty()),
         Ok(other) => panic!("{other:?}"),
         Err(_) => assert!(events.is_empty()),
     }
@@ -812,6 +864,34 @@ fn op_vcpu_work(m: &mut Model<'_>, input: &mut Input<'_>) {
             m.set(d, v, Req::Idle);
         }
         (r, w) => panic!("model {r:?} but vcpu_work {w:?}"),
+    }
+}
+
+/// Lets time pass and fires a vCPU's timeout.
+fn op_expire(m: &mut Model<'_>, input: &mut Input<'_>) {
+    let ndom = m.engine.config().domains().len();
+    let d = input.below(ndom + 1);
+    let v = u32::from(input.u8() % 3);
+    m.xen.advance(u64::from(input.u32()) * 4096);
+    let due = m.xen.armed(d, v).is_some_and(|t| m.xen.now() >= t);
+    let got = m.engine.expire(m.xen, d, VcpuId(v));
+    let events = m.xen.take_events();
+    match (m.req(d, v), got) {
+        (Req::Pending { page, backend }, Some(e)) => {
+            assert!(due && !m.dead[backend]);
+            assert_eq!((e.frontend, e.vcpu), (d, VcpuId(v)));
+            assert_eq!(Some(&e.device), m.device_of.get(&(d, v)));
+            assert_eq!(events, [Event::Wake { domain: d, vcpu: v }]);
+            m.broken[e.device] = true;
+            m.held.insert((backend, page.frontend_index, v));
+            m.set(d, v, Req::Vanished);
+        }
+        (Req::Pending { .. }, None) => {
+            assert!(!due, "a due request did not expire");
+            assert!(events.is_empty());
+        }
+        (_, None) => assert!(events.is_empty()),
+        (r, Some(e)) => panic!("{r:?} expired: {e:?}"),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod fake;
 pub mod fuzz;
 pub mod hostdt;
+pub mod interleave;
 pub mod rig;
 pub mod rng;
 pub mod trap;

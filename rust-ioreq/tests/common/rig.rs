@@ -59,7 +59,7 @@ pub fn standard() -> Vec<Dom> {
 }
 
 /// Parses `doms`, tells the builder every domain was created (domid = index + 1) and freezes.
-pub fn rig(doms: &[Dom]) -> (Engine, FakeXen) {
+pub fn rig(doms: &[Dom]) -> (Box<Engine>, FakeXen) {
     let config = Config::from_fdt(&host_dtb(doms), GIC_SPIS).expect("valid configuration");
     let xen = FakeXen::new(&config);
     let names: Vec<String> = config
@@ -69,7 +69,8 @@ pub fn rig(doms: &[Dom]) -> (Engine, FakeXen) {
         .collect();
     let mut b = Builder::new(config);
     for (i, n) in names.iter().enumerate() {
-        assert_eq!(b.domain_created(n, domid(i)), Some(i));
+        let path = format!("/chosen/{n}");
+        assert_eq!(b.domain_created(&path, domid(i)), Ok(Some(i)));
     }
     (b.freeze().expect("freeze"), xen)
 }

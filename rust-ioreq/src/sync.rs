@@ -1,0 +1,8 @@
+//! The atomics the engine's shared state is made of: `core`'s, or `loom`'s when the crate is
+//! built with `--cfg loom` so that `tests/loom.rs` can model-check every interleaving of them.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -1,0 +1,248 @@
+//! Host tests of the response timeout (issue 7, defect 8; docs/binding.md
+//! `xen,ioreq-timeout-ms`): a backend that stops answering no longer blocks its frontend
+//! forever. On d2a38d4 none of this existed: a request to a silent backend stayed `Waiting`
+//! for ever (the first test's first `expire` is the check that fails there).
+
+// Test data: indices and cells are small (the shared `common` helpers narrow them).
+#![allow(clippy::cast_possible_truncation)]
+
+mod common;
+
+use common::fake::Event;
+use common::hostdt::{cells, Dev, Dom};
+use common::rig::{domid, page, rig, standard, BE, BE2, FE, FE2};
+use common::trap::{load, store, trap};
+use rust_ioreq::abi::{doorbell, STATE_IOREQ_INPROCESS, STATE_IOREQ_NONE, STATE_IORESP_READY};
+use rust_ioreq::config::DEFAULT_TIMEOUT_MS;
+use rust_ioreq::engine::{Discarded, DoorbellEvent, Expired, MmioOutcome, Unavailable, Work};
+use rust_ioreq::platform::Platform;
+use rust_ioreq::types::{VcpuId, Width};
+
+const BLK: u64 = 0x0200_0000;
+const CON: u64 = 0x0a00_0000;
+const VSOCK: u64 = 0x0a00_2000;
+const MS: u64 = 1_000_000;
+
+fn no_reg(r: u8) -> u64 {
+    panic!("read_reg({r}) for a load")
+}
+
+fn complete(
+    engine: &rust_ioreq::engine::Engine,
+    xen: &common::fake::FakeXen,
+    backend: usize,
+    k: u32,
+    vcpu: u32,
+) -> Result<DoorbellEvent, rust_ioreq::engine::DoorbellError> {
+    engine.doorbell_write(
+        xen,
+        domid(backend),
+        doorbell::COMPLETE,
+        Width::Word,
+        (k << 16) | vcpu,
+    )
+}
+
+#[test]
+fn a_silent_backend_times_out_the_access_and_breaks_only_that_device() {
+    let (engine, xen) = rig(&standard());
+    let posted_at = xen.now();
+    // fe2 reads vsock (be2, frontend index 1); be2 never answers.
+    let t = trap(3, 0, VSOCK + 8, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    let deadline = xen.armed(FE2, 0).expect("timeout armed");
+    assert_eq!(deadline, posted_at + u64::from(DEFAULT_TIMEOUT_MS) * MS);
+    xen.take_events();
+    assert_eq!(xen.take_posts().len(), 1);
+
+    // Early: nothing happens.
+    xen.advance(u64::from(DEFAULT_TIMEOUT_MS) * MS - 1);
+    assert_eq!(engine.expire(&xen, FE2, VcpuId(0)), None);
+    assert_eq!(engine.vcpu_work(&xen, domid(FE2), VcpuId(0)), Work::Waiting);
+    // Due: the access completes as on a vanished device.
+    xen.advance(1);
+    assert_eq!(
+        engine.expire(&xen, FE2, VcpuId(0)),
+        Some(Expired {
+            frontend: FE2,
+            vcpu: VcpuId(0),
+            device: 4,
+            offset: 8,
+            write: false,
+            backend_online: false,
+        })
+    );
+    assert_eq!(
+        xen.take_events(),
+        [Event::Wake {
+            domain: FE2,
+            vcpu: 0
+        }]
+    );
+    let Work::Complete(c) = engine.vcpu_work(&xen, domid(FE2), VcpuId(0)) else {
+        panic!("not completed")
+    };
+    assert_eq!(c.write_reg, Some((3, 0xffff_ffff)));
+    assert!(engine.is_broken(4) && !engine.is_broken(3));
+    // Fired again (a stale timer): nothing.
+    assert_eq!(engine.expire(&xen, FE2, VcpuId(0)), None);
+
+    // The broken device completes at once from now on, posting nothing.
+    let t = trap(3, 0, VSOCK, store(2, 1));
+    assert_eq!(
+        engine.handle_mmio(&xen, &t, |_| 7),
+        MmioOutcome::Unavailable(Unavailable::Broken { device: 4 })
+    );
+    assert!(xen.take_posts().is_empty());
+    assert!(matches!(
+        engine.vcpu_work(&xen, domid(FE2), VcpuId(0)),
+        Work::Complete(_)
+    ));
+
+    // con, another device of the same backend, shares the vCPU's slot, which still holds the
+    // timed-out request (READY, or INPROCESS once the backend picks it up): not posted over.
+    xen.set_state(page(BE2, 1), 0, STATE_IOREQ_INPROCESS);
+    let t = trap(3, 0, CON, load(2, 3, false));
+    assert_eq!(
+        engine.handle_mmio(&xen, &t, no_reg),
+        MmioOutcome::Unavailable(Unavailable::SlotHeld { device: 3 })
+    );
+    assert!(xen.take_posts().is_empty());
+    assert!(matches!(
+        engine.vcpu_work(&xen, domid(FE2), VcpuId(0)),
+        Work::Complete(_)
+    ));
+    assert!(!engine.is_broken(3));
+
+    // The backend finally answers the old request: its COMPLETE is accepted and ignored.
+    xen.set_state(page(BE2, 1), 0, STATE_IORESP_READY);
+    assert_eq!(
+        complete(&engine, &xen, BE2, 1, 0),
+        Ok(DoorbellEvent::Discarded(Discarded::LateAnswer))
+    );
+    assert!(xen.take_events().is_empty());
+    // con works again: the slot is reclaimed and the request posted.
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    assert_eq!(xen.take_posts().len(), 1);
+    xen.answer(page(BE2, 1), 0, 0x42);
+    assert!(matches!(
+        complete(&engine, &xen, BE2, 1, 0),
+        Ok(DoorbellEvent::Completed { .. })
+    ));
+    let Work::Complete(c) = engine.vcpu_work(&xen, domid(FE2), VcpuId(0)) else {
+        panic!("not completed")
+    };
+    assert_eq!(c.write_reg, Some((3, 0x42)));
+    // Once reclaimed, a COMPLETE for that slot is an ordinary protocol error again.
+    assert!(complete(&engine, &xen, BE2, 1, 0).is_err());
+    // Nobody was crashed; other frontends never noticed.
+    assert!(xen.take_faults().is_empty());
+}
+
+#[test]
+fn a_timed_out_answer_that_was_never_rung_is_reclaimed_too() {
+    let (engine, xen) = rig(&standard());
+    // fe2's vsock request times out on be2...
+    let t = trap(3, 0, VSOCK, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    xen.advance(u64::from(DEFAULT_TIMEOUT_MS) * MS);
+    assert!(engine.expire(&xen, FE2, VcpuId(0)).is_some());
+    assert!(matches!(
+        engine.vcpu_work(&xen, domid(FE2), VcpuId(0)),
+        Work::Complete(_)
+    ));
+    // ...then be2 writes its answer into the slot but never rings COMPLETE.
+    xen.answer(page(BE2, 1), 0, 1);
+    xen.take_posts();
+    // fe2's next access to con (same backend, same slot) finds the slot released: posted.
+    let t = trap(3, 0, CON, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    assert_eq!(xen.take_posts().len(), 1);
+    // Other vCPUs and other pages never depended on that slot: fe's vCPU 1 reads blk on be.
+    let t = trap(1, 1, BLK, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    assert!(xen.take_faults().is_empty());
+}
+
+#[test]
+fn an_answer_just_before_the_deadline_wins() {
+    let (engine, xen) = rig(&standard());
+    let t = trap(1, 0, BLK, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    xen.answer(page(BE, 0), 0, 9);
+    assert!(matches!(
+        complete(&engine, &xen, BE, 0, 0),
+        Ok(DoorbellEvent::Completed { .. })
+    ));
+    // The timer fires late, after the answer: nothing times out.
+    xen.advance(u64::from(DEFAULT_TIMEOUT_MS) * MS * 2);
+    assert_eq!(engine.expire(&xen, FE, VcpuId(0)), None);
+    let Work::Complete(c) = engine.vcpu_work(&xen, domid(FE), VcpuId(0)) else {
+        panic!("not completed")
+    };
+    assert_eq!(c.write_reg, Some((3, 9)));
+    assert!(!engine.is_broken(0));
+    assert_eq!(xen.slot(page(BE, 0), 0).state(), STATE_IOREQ_NONE);
+    // A new request gets a new deadline; the old timer firing early for it does nothing.
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    assert_eq!(engine.expire(&xen, FE, VcpuId(0)), None);
+    assert_eq!(engine.vcpu_work(&xen, domid(FE), VcpuId(0)), Work::Waiting);
+}
+
+#[test]
+fn the_timeout_is_per_backend_and_zero_waits_forever() {
+    let doms = vec![
+        Dom::new("fe")
+            .device(Dev::new("fast", 0x10))
+            .device(Dev::new("patient", 0x20)),
+        Dom::backend("be", 0x10).prop("xen,ioreq-timeout-ms", cells(&[20])),
+        Dom::backend("be-forever", 0x20).prop("xen,ioreq-timeout-ms", cells(&[0])),
+    ];
+    let (engine, xen) = rig(&doms);
+    assert_eq!(engine.config().domains()[1].backend.unwrap().timeout_ms, 20);
+    let t = trap(1, 0, 0x0200_0000, load(2, 3, false));
+    let start = xen.now();
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    assert_eq!(xen.armed(0, 0), Some(start + 20 * MS));
+    xen.advance(20 * MS);
+    let e = engine.expire(&xen, 0, VcpuId(0)).expect("expired");
+    assert_eq!(e.device, 0);
+    assert!(matches!(
+        engine.vcpu_work(&xen, domid(0), VcpuId(0)),
+        Work::Complete(_)
+    ));
+    // No timeout: nothing is armed and nothing ever expires.
+    let t = trap(1, 0, 0x0200_0200, load(2, 3, false));
+    let armed_before = xen.armed(0, 0);
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    assert_eq!(xen.armed(0, 0), armed_before);
+    xen.advance(1_000_000 * MS);
+    assert_eq!(engine.expire(&xen, 0, VcpuId(0)), None);
+    assert_eq!(engine.vcpu_work(&xen, domid(0), VcpuId(0)), Work::Waiting);
+}
+
+#[test]
+fn a_backend_not_online_yet_is_waited_for_within_the_same_timeout() {
+    let (engine, xen) = rig(&standard());
+    // Posted before be announced ONLINE: the request waits in the slot (the backend scans its
+    // slots when it starts) and the same deadline applies.
+    let t = trap(1, 0, BLK, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    xen.advance(u64::from(DEFAULT_TIMEOUT_MS) * MS / 2);
+    assert_eq!(
+        engine.doorbell_write(&xen, domid(BE), doorbell::ONLINE, Width::Word, 1),
+        Ok(DoorbellEvent::Online)
+    );
+    xen.answer(page(BE, 0), 0, 5);
+    assert!(matches!(
+        complete(&engine, &xen, BE, 0, 0),
+        Ok(DoorbellEvent::Completed { .. })
+    ));
+    // Another frontend's request to a backend that never comes online times out, and the
+    // message can say the backend was not online.
+    let t = trap(3, 0, CON, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    xen.advance(u64::from(DEFAULT_TIMEOUT_MS) * MS);
+    let e = engine.expire(&xen, FE2, VcpuId(0)).expect("expired");
+    assert!(!e.backend_online);
+}
