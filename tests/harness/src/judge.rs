@@ -7,9 +7,13 @@
 //! `(XEN) DOMN: ` for a domain's vpl011 UART (xen/arch/arm/vpl011.c `vpl011_write_data_xen`).
 //! Dom0less domains get their IDs in `/chosen` order starting at 1 (Xen 4.17
 //! `create_domUs`, `++max_init_domid`), and the scenario tool writes `/chosen` in file order, so
-//! the scenario's domain `i` is domid `i + 1`. A scenario ends when every `expect_end` domain
-//! printed its own END: an END from a backend cannot stand in for a frontend that hangs. PASS
-//! and END count only from a scenario domain; a FAIL fails the scenario whoever printed it.
+//! the scenario's domain `i` is domid `i + 1`; a dom0 is built before them (domid 0) and does
+//! not change that. Dom0's console (`hvc0`, `HYPERVISOR_console_io` of the hardware domain) is
+//! written to the serial line as it is, without a prefix (console.c `guest_console_write`):
+//! in a scenario with a dom0, a line that starts with neither a domain prefix nor `(XEN)` is
+//! dom0's; without one it is nobody's. A scenario ends when every `expect_end` domain printed
+//! its own END: an END from a backend cannot stand in for a frontend that hangs. PASS and END
+//! count only from a scenario domain; a FAIL fails the scenario whoever printed it.
 //!
 //! The vpl011 prints a domain's line in chunks of at most [`VPL011_CHUNK`] bytes (its 128-byte
 //! buffer less the newline and NUL it appends), each with its own prefix. A chunk of exactly
@@ -55,6 +59,8 @@ const BANNER_TAIL: &str = " xen,virtio-mmio-device node";
 /// Prefix of a domain's `HYPERVISOR_console_io` line: `(d<domid>) `.
 const CONSOLE_IO_HEAD: &str = "(d";
 const CONSOLE_IO_TAIL: &str = ") ";
+/// Prefix of every line Xen prints itself.
+const XEN_HEAD: &str = "(XEN)";
 /// Prefix of a domain's vpl011 line: `(XEN) DOM<domid>: `.
 const VPL011_HEAD: &str = "(XEN) DOM";
 const VPL011_TAIL: &str = ": ";
@@ -78,11 +84,15 @@ pub struct DomainExpectation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
     pub name: String,
-    /// The domains in `/chosen` order: entry `i` is domid `i + 1`.
+    /// The dom0less domains in `/chosen` order: entry `i` is domid `i + 1`.
     pub domains: Vec<DomainExpectation>,
+    /// The dom0 (domid 0, unprefixed console lines), if the scenario has one.
+    pub dom0: Option<DomainExpectation>,
     /// Number the banner must report: all `[[domain.device]]` entries.
     pub devices: usize,
     pub contains: Vec<String>,
+    /// Strings that must appear in this order, each on a later line than the one before.
+    pub ordered: Vec<String>,
 }
 
 impl Expectation {
@@ -98,20 +108,38 @@ impl Expectation {
                     expect_end: d.expect_end,
                 })
                 .collect(),
+            dom0: s.dom0.as_ref().map(|d| DomainExpectation {
+                name: "dom0".to_owned(),
+                expect_end: d.expect_end,
+            }),
             devices: s.device_count(),
             contains: s.expect_contains.clone(),
+            ordered: s.expect_ordered.clone(),
         }
     }
 
-    /// Returns the number of domains an END is awaited from.
+    /// Returns the number of domains (dom0 included) an END is awaited from.
     pub fn ends(&self) -> usize {
-        self.domains.iter().filter(|d| d.expect_end).count()
+        self.all().filter(|d| d.expect_end).count()
     }
 
-    /// Returns the position in [`domains`](Self::domains) of domain `domid`, if it is one.
-    fn index_of(&self, domid: u32) -> Option<usize> {
-        let i = usize::try_from(domid.checked_sub(1)?).ok()?;
-        (i < self.domains.len()).then_some(i)
+    /// Returns every domain of the scenario, in [`Judge::ended`] order: the dom0less domains,
+    /// then dom0.
+    fn all(&self) -> impl Iterator<Item = &DomainExpectation> {
+        self.domains.iter().chain(&self.dom0)
+    }
+
+    /// Returns the position in [`all`](Self::all) of the domain that printed a line from
+    /// `source`, if it is one of the scenario's.
+    fn index_of(&self, source: Source) -> Option<usize> {
+        match source {
+            Source::Xen => None,
+            Source::Dom0Console => self.dom0.as_ref().map(|_| self.domains.len()),
+            Source::ConsoleIo(domid) | Source::Vpl011(domid) => {
+                let i = usize::try_from(domid.checked_sub(1)?).ok()?;
+                (i < self.domains.len()).then_some(i)
+            }
+        }
     }
 }
 
@@ -159,8 +187,10 @@ impl Verdict {
 /// Who printed a console line, from Xen's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
-    /// Xen itself, or a line without a domain prefix.
+    /// Xen itself, or a line without a domain prefix in a scenario without a dom0.
     Xen,
+    /// The dom0's console: a line with no prefix at all, in a scenario with a dom0.
+    Dom0Console,
     /// Domain `domid` through `HYPERVISOR_console_io`.
     ConsoleIo(u32),
     /// Domain `domid` through its vpl011.
@@ -172,6 +202,7 @@ impl Source {
     fn domid(self) -> Option<u32> {
         match self {
             Source::Xen => None,
+            Source::Dom0Console => Some(0),
             Source::ConsoleIo(d) | Source::Vpl011(d) => Some(d),
         }
     }
@@ -182,7 +213,7 @@ impl Source {
 pub struct Judge {
     exp: Expectation,
     banner: Option<u64>,
-    /// Per scenario domain: whether it printed END.
+    /// Per scenario domain (dom0less domains in order, then dom0): whether it printed END.
     ended: Vec<bool>,
     passes: usize,
     guest_fails: Vec<String>,
@@ -190,6 +221,8 @@ pub struct Judge {
     crashes: Vec<String>,
     crash_count: usize,
     contains_seen: Vec<bool>,
+    /// How many of the `ordered` strings were seen in order so far.
+    ordered_seen: usize,
     /// Heads of vpl011 lines still waiting for their next chunk, by domid.
     partial: BTreeMap<u32, String>,
 }
@@ -206,7 +239,7 @@ impl Judge {
     /// Starts judging against `exp` with nothing seen.
     pub fn new(exp: Expectation) -> Self {
         let n = exp.contains.len();
-        let d = exp.domains.len();
+        let d = exp.all().count();
         Judge {
             exp,
             banner: None,
@@ -217,13 +250,19 @@ impl Judge {
             crashes: Vec::new(),
             crash_count: 0,
             contains_seen: vec![false; n],
+            ordered_seen: 0,
             partial: BTreeMap::new(),
         }
     }
 
     /// Takes one console line (without its line ending) into account.
     pub fn feed(&mut self, line: &str) {
-        let (source, text) = split_source(line);
+        let (source, text) = match split_source(line) {
+            (Source::Xen, text) if self.exp.dom0.is_some() && !line.starts_with(XEN_HEAD) => {
+                (Source::Dom0Console, text)
+            }
+            other => other,
+        };
         let Source::Vpl011(domid) = source else {
             self.take(source, line, text);
             return;
@@ -259,7 +298,7 @@ impl Judge {
         if self.banner.is_none() {
             self.banner = parse_banner(line);
         }
-        let domain = source.domid().and_then(|d| self.exp.index_of(d));
+        let domain = self.exp.index_of(source);
         match (parse_marker(text, &self.exp.name), domain) {
             (Some(Marker::Pass), Some(_)) => self.passes += 1,
             (Some(Marker::End), Some(i)) => self.ended[i] = true,
@@ -267,7 +306,11 @@ impl Judge {
                 self.guest_fail_count += 1;
                 if self.guest_fails.len() < MAX_KEPT {
                     let who = match (domain, source.domid()) {
-                        (Some(i), _) => self.exp.domains[i].name.clone(),
+                        (Some(i), _) => self
+                            .exp
+                            .all()
+                            .nth(i)
+                            .map_or(String::new(), |d| d.name.clone()),
                         (None, Some(d)) => format!("unknown domain d{d}"),
                         (None, None) => "a line without a domain prefix".to_owned(),
                     };
@@ -279,6 +322,12 @@ impl Judge {
         }
         for (seen, want) in self.contains_seen.iter_mut().zip(&self.exp.contains) {
             *seen = *seen || line.contains(want.as_str());
+        }
+        // One step per line at most: "a" then "b" must be on two lines, in this order.
+        if let Some(next) = self.exp.ordered.get(self.ordered_seen) {
+            if line.contains(next.as_str()) {
+                self.ordered_seen += 1;
+            }
         }
     }
 
@@ -294,8 +343,7 @@ impl Judge {
     /// Returns how many `expect_end` domains printed END.
     fn ends_seen(&self) -> usize {
         self.exp
-            .domains
-            .iter()
+            .all()
             .zip(&self.ended)
             .filter(|(d, &ended)| d.expect_end && ended)
             .count()
@@ -342,7 +390,7 @@ impl Judge {
             )),
             Some(_) => {}
         }
-        for (d, &ended) in self.exp.domains.iter().zip(&self.ended) {
+        for (d, &ended) in self.exp.all().zip(&self.ended) {
             if d.expect_end && !ended {
                 r.push(format!("{} did not end", d.name));
             }
@@ -354,6 +402,13 @@ impl Judge {
             if !seen {
                 r.push(format!("expected output {want:?} missing"));
             }
+        }
+        if let Some(missing) = self.exp.ordered.get(self.ordered_seen) {
+            let after = match self.ordered_seen.checked_sub(1) {
+                Some(k) => format!(" after {:?}", self.exp.ordered[k]),
+                None => String::new(),
+            };
+            r.push(format!("expected output {missing:?}{after} missing"));
         }
         match ending {
             Ending::Stopped => {}
@@ -476,8 +531,10 @@ mod tests {
                     expect_end: i < ends,
                 })
                 .collect(),
+            dom0: None,
             devices,
             contains: vec![],
+            ordered: vec![],
         }
     }
 
@@ -932,9 +989,110 @@ expect_end = false
             ]
         );
         assert_eq!((e.ends(), e.devices), (1, 1));
-        assert_eq!(
-            (e.index_of(0), e.index_of(1), e.index_of(2), e.index_of(3)),
-            (None, Some(0), Some(1), None)
+        assert_eq!(e.dom0, None);
+        let at = |d| e.index_of(Source::ConsoleIo(d));
+        assert_eq!((at(0), at(1), at(2), at(3)), (None, Some(0), Some(1), None));
+        assert_eq!(e.index_of(Source::Dom0Console), None);
+
+        // A dom0 changes no domid: it is domid 0, after the domUs in the judge's list.
+        let with_dom0 = toml.replace(
+            "\n[[domain]]\nname = \"linux\"",
+            "\n[dom0]\nmemory_mib = 256\ncpus = 1\nkernel = \"linux\"\n\n[[domain]]\nname = \"linux\"",
         );
+        let s = Scenario::parse(&with_dom0, std::path::Path::new("order.toml")).unwrap();
+        let e = Expectation::of(&s);
+        assert_eq!(
+            e.dom0,
+            Some(DomainExpectation {
+                name: "dom0".into(),
+                expect_end: true
+            })
+        );
+        let at = |d| e.index_of(Source::ConsoleIo(d));
+        assert_eq!((at(0), at(1), at(2)), (None, Some(0), Some(1)));
+        assert_eq!(e.index_of(Source::Dom0Console), Some(2));
+        assert_eq!(e.ends(), 2);
+    }
+
+    /// domU1 (d1, awaited), domU2 (d2, not awaited) and a dom0 (awaited).
+    fn with_dom0() -> Expectation {
+        let mut e = exp(1, 2);
+        e.dom0 = Some(DomainExpectation {
+            name: "dom0".into(),
+            expect_end: true,
+        });
+        e
+    }
+
+    #[test]
+    fn unprefixed_lines_are_dom0s_when_there_is_one() {
+        let log = [
+            " Xen 4.17.5",
+            BANNER2,
+            "(d1) SCENARIO smoke PASS x",
+            "(d1) SCENARIO smoke END",
+            "[    2.1] Run /init as init process",
+            "SCENARIO smoke PASS destroy d2: gone",
+        ];
+        let mut j = Judge::new(with_dom0());
+        log.iter().for_each(|l| j.feed(l));
+        assert!(!j.done(), "dom0 has not ended");
+        // Xen's own lines are never dom0's, even when they carry a marker.
+        j.feed("(XEN) SCENARIO smoke END");
+        assert!(!j.done());
+        j.feed("SCENARIO smoke END");
+        assert!(j.done());
+        let v = j.verdict(&Ending::Stopped);
+        assert!(v.pass, "{:?}", v.reasons);
+        assert_eq!((v.checks_passed, v.ends_seen, v.ends_expected), (2, 2, 2));
+
+        let v = judge(&with_dom0(), log[..4].iter().copied(), &Ending::Stopped);
+        assert_eq!(v.reasons, vec!["dom0 did not end"]);
+        let v = judge(
+            &with_dom0(),
+            [
+                BANNER2,
+                "(d1) SCENARIO smoke END",
+                "SCENARIO smoke FAIL destroy d2: EPERM",
+            ],
+            &Ending::Stopped,
+        );
+        assert_eq!(
+            v.reasons,
+            vec![
+                "dom0 FAIL destroy d2: EPERM",
+                "dom0 did not end",
+                "no 'SCENARIO smoke PASS' line"
+            ]
+        );
+        // Without a dom0 the same lines are nobody's (markers_from_no_scenario_domain).
+        let v = judge(&exp(1, 2), log, &Ending::Stopped);
+        assert_eq!(v.checks_passed, 1);
+    }
+
+    #[test]
+    fn ordered_strings_must_come_in_order_on_separate_lines() {
+        let mut e = exp(1, 2);
+        e.ordered = vec!["first".into(), "second".into()];
+        let base = [
+            BANNER2,
+            "(d1) SCENARIO smoke PASS x",
+            "(d1) SCENARIO smoke END",
+        ];
+        let run = |extra: &[&'static str]| {
+            let mut log: Vec<&str> = base.to_vec();
+            log.extend_from_slice(extra);
+            judge(&e, log, &Ending::Stopped).reasons
+        };
+        assert!(run(&["first", "x", "second"]).is_empty());
+        assert_eq!(
+            run(&["second", "first"]),
+            vec!["expected output \"second\" after \"first\" missing"]
+        );
+        assert_eq!(
+            run(&["first and second"]),
+            vec!["expected output \"second\" after \"first\" missing"]
+        );
+        assert_eq!(run(&[]), vec!["expected output \"first\" missing"]);
     }
 }

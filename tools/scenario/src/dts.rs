@@ -1,30 +1,36 @@
 //! Generated `host.dts`: QEMU's own tree (included as `virt.dts`) plus a second root block
-//! that dtc merges into it, carrying `/chosen/xen,xen-bootargs` and one `xen,domain` node per
-//! domain (Xen booting.txt, "Creating Multiple Domains directly from Xen") with its kernel
-//! module and its `xen,virtio-mmio-device` children (docs/binding.md).
+//! that dtc merges into it, carrying `/chosen/xen,xen-bootargs`, dom0's modules if there is a
+//! dom0 (Xen booting.txt, "Dom0 kernel and ramdisk modules") and one `xen,domain` node per
+//! dom0less domain ("Creating Multiple Domains directly from Xen") with its kernel module and
+//! its `xen,virtio-mmio-device` children (docs/binding.md).
 
 use std::fmt::Write as _;
 
-use crate::layout::{Module, ModuleKind};
+use crate::layout::{Module, ModuleKind, Owner};
 use crate::model::Scenario;
 
-/// Renders the host DTS for `scenario`, whose domains boot `modules` (`Module::domain` says
-/// whose; each domain has exactly one `Kernel` and at most one `Ramdisk`).
+/// Renders the host DTS for `scenario`, whose domains boot `modules` (`Module::owner` says
+/// whose; each domain, and dom0 if the scenario has one, has exactly one `Kernel` and at most
+/// one `Ramdisk`).
 ///
 /// Cells: `/chosen` and every domain node use 2/2, as Xen's ImageBuilder does. Xen reads a
 /// module's `reg` with the cells of its *parent*, the domain node (xen/arch/arm/bootfdt.c,
 /// `early_scan_node`), so module and device `reg`s are `<hi lo hi lo>`; `memory` is read as a
-/// plain 64-bit value and `cpus` as a u32, independent of the cells.
+/// plain 64-bit value and `cpus` as a u32, independent of the cells. Dom0's modules are read
+/// with `/chosen`'s cells, also 2/2.
 ///
 /// # Panics
-/// Panics if a domain does not have exactly one kernel module, or has more than one ramdisk
-/// (a bug in the caller).
+/// Panics if a domain (or the dom0) does not have exactly one kernel module, or has more than
+/// one ramdisk, or a module belongs to no domain of the scenario (a bug in the caller).
 pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
-    for i in 0..scenario.domains.len() {
+    let owners = (0..scenario.domains.len())
+        .map(Owner::Domain)
+        .chain(scenario.dom0.as_ref().map(|_| Owner::Dom0));
+    for owner in owners {
         let count = |k: ModuleKind| {
             modules
                 .iter()
-                .filter(|m| m.domain == i && m.kind == k)
+                .filter(|m| m.owner == owner && m.kind == k)
                 .count()
         };
         assert_eq!(count(ModuleKind::Kernel), 1, "one kernel per domain");
@@ -34,7 +40,10 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         );
     }
     assert!(
-        modules.iter().all(|m| m.domain < scenario.domains.len()),
+        modules.iter().all(|m| match m.owner {
+            Owner::Dom0 => scenario.dom0.is_some(),
+            Owner::Domain(i) => i < scenario.domains.len(),
+        }),
         "modules belong to domains"
     );
     let mut s = String::new();
@@ -55,6 +64,11 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         "\t\txen,xen-bootargs = {};",
         quote(&scenario.xen_bootargs)
     );
+    if let Some(dom0) = &scenario.dom0 {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "\t\t/* dom0 */");
+        write_modules(&mut s, "\t\t", modules, Owner::Dom0, &dom0.bootargs);
+    }
     for (i, d) in scenario.domains.iter().enumerate() {
         let kib = d.memory_mib * 1024; // validated not to overflow
         let _ = writeln!(s);
@@ -78,27 +92,7 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         if let Some(spi) = d.ioreq_notify_spi {
             let _ = writeln!(s, "\t\t\txen,ioreq-notify-spi = <{spi}>;");
         }
-        // Kernel first, then the ramdisk: Xen also accepts the ramdisk as the second module
-        // without its specific compatible, so keeping this order is the safe one.
-        for kind in [ModuleKind::Kernel, ModuleKind::Ramdisk] {
-            let Some(m) = modules.iter().find(|m| m.domain == i && m.kind == kind) else {
-                continue;
-            };
-            let [specific, generic] = kind.compatible();
-            let _ = writeln!(s);
-            let _ = writeln!(s, "\t\t\tmodule@{:x} {{", m.addr);
-            let _ = writeln!(s, "\t\t\t\tcompatible = \"{specific}\", \"{generic}\";");
-            let _ = writeln!(
-                s,
-                "\t\t\t\treg = <{} {}>;",
-                cells64(m.addr),
-                cells64(m.size)
-            );
-            if kind == ModuleKind::Kernel {
-                let _ = writeln!(s, "\t\t\t\tbootargs = {};", quote(&d.bootargs));
-            }
-            let _ = writeln!(s, "\t\t\t}};");
-        }
+        write_modules(&mut s, "\t\t\t", modules, Owner::Domain(i), &d.bootargs);
         for (j, dev) in d.devices.iter().enumerate() {
             let _ = writeln!(s);
             let served = dev
@@ -147,6 +141,31 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
     let _ = writeln!(s, "\t}};");
     let _ = writeln!(s, "}};");
     s
+}
+
+/// Writes the module nodes of `owner`, indented by `indent`: kernel first (with `bootargs`),
+/// then the ramdisk. Xen also accepts the ramdisk as the second module without its specific
+/// compatible, so keeping this order is the safe one.
+fn write_modules(s: &mut String, indent: &str, modules: &[Module], owner: Owner, bootargs: &str) {
+    for kind in [ModuleKind::Kernel, ModuleKind::Ramdisk] {
+        let Some(m) = modules.iter().find(|m| m.owner == owner && m.kind == kind) else {
+            continue;
+        };
+        let [specific, generic] = kind.compatible();
+        let _ = writeln!(s);
+        let _ = writeln!(s, "{indent}module@{:x} {{", m.addr);
+        let _ = writeln!(s, "{indent}\tcompatible = \"{specific}\", \"{generic}\";");
+        let _ = writeln!(
+            s,
+            "{indent}\treg = <{} {}>;",
+            cells64(m.addr),
+            cells64(m.size)
+        );
+        if kind == ModuleKind::Kernel {
+            let _ = writeln!(s, "{indent}\tbootargs = {};", quote(bootargs));
+        }
+        let _ = writeln!(s, "{indent}}};");
+    }
 }
 
 /// Formats a 64-bit value as two 32-bit DT cells, high first.
@@ -213,14 +232,14 @@ ioreq_notify_spi = 45
     fn modules() -> Vec<Module> {
         vec![
             Module {
-                domain: 0,
+                owner: Owner::Domain(0),
                 kind: ModuleKind::Kernel,
                 image: PathBuf::from("/i/front.img"),
                 addr: 0x5000_0000,
                 size: 0x1234,
             },
             Module {
-                domain: 1,
+                owner: Owner::Domain(1),
                 kind: ModuleKind::Kernel,
                 image: PathBuf::from("/i/back.img"),
                 addr: 0x5020_0000,
@@ -335,7 +354,7 @@ ioreq_notify_spi = 45
         m.insert(
             1,
             Module {
-                domain: 0,
+                owner: Owner::Domain(0),
                 kind: ModuleKind::Ramdisk,
                 image: PathBuf::from("/i/front.cpio.gz"),
                 addr: 0x5020_0000,

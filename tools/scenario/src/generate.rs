@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use crate::dts::host_dts;
 use crate::error::Error;
-use crate::layout::{place_modules, Module, ModuleKind, RAM_BASE};
+use crate::layout::{place_modules, Module, ModuleKind, Owner, RAM_BASE};
 use crate::model::Scenario;
 
 /// QEMU binary, looked up on `PATH` (Debian package `qemu-system-arm`).
@@ -74,8 +74,8 @@ pub struct Generated {
     pub qemu_args_file: PathBuf,
     /// Xen image, absolute.
     pub xen: PathBuf,
-    /// Boot modules in load order: per domain in scenario order, its kernel, then its ramdisk
-    /// if it has one.
+    /// Boot modules in load order: per dom0less domain in scenario order, its kernel, then its
+    /// ramdisk if it has one; then dom0's.
     pub modules: Vec<Module>,
     pub smp: u32,
     pub mem_mib: u64,
@@ -100,25 +100,46 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
     }
 
     // Images first: a missing image is a scenario problem, reported against its field.
-    // Modules are loaded in domain order, each domain's kernel then its ramdisk.
-    let mut found: Vec<(usize, ModuleKind, PathBuf, u64)> = Vec::new();
-    for (i, d) in scenario.domains.iter().enumerate() {
-        let kernel = (ModuleKind::Kernel, format!("{}.img", d.kernel), "kernel");
-        let ramdisk = d
-            .ramdisk
-            .as_ref()
-            .map(|r| (ModuleKind::Ramdisk, r.clone(), "ramdisk"));
+    // Modules are loaded in domain order, each domain's kernel then its ramdisk, then dom0's
+    // (last, so that adding a dom0 moves no dom0less module).
+    let mut images: Vec<(Owner, String, &str, &str, Option<&str>)> = scenario
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            (
+                Owner::Domain(i),
+                format!("domain[{i}]"),
+                d.name.as_str(),
+                d.kernel.as_str(),
+                d.ramdisk.as_deref(),
+            )
+        })
+        .collect();
+    if let Some(d) = &scenario.dom0 {
+        images.push((
+            Owner::Dom0,
+            "dom0".to_owned(),
+            "dom0",
+            d.kernel.as_str(),
+            d.ramdisk.as_deref(),
+        ));
+    }
+    let mut found: Vec<(Owner, ModuleKind, PathBuf, u64)> = Vec::new();
+    for (owner, field_base, name, kernel, ramdisk) in images {
+        let kernel = (ModuleKind::Kernel, format!("{kernel}.img"), "kernel");
+        let ramdisk = ramdisk.map(|r| (ModuleKind::Ramdisk, r.to_owned(), "ramdisk"));
         for (kind, file, field) in std::iter::once(kernel).chain(ramdisk) {
             let wanted = opts.images.join(file);
             let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
             let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
                 return Err(Error::invalid(
                     &scenario.path,
-                    format!("domain[{i}].{field}"),
-                    format!("image {} not found (domain {:?})", wanted.display(), d.name),
+                    format!("{field_base}.{field}"),
+                    format!("image {} not found (domain {name:?})", wanted.display()),
                 ));
             };
-            found.push((i, kind, abs, meta.len()));
+            found.push((owner, kind, abs, meta.len()));
         }
     }
     let sizes: Vec<u64> = found.iter().map(|f| f.3).collect();
@@ -135,8 +156,8 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
     let modules: Vec<Module> = found
         .into_iter()
         .zip(addrs)
-        .map(|((domain, kind, image, size), addr)| Module {
-            domain,
+        .map(|((owner, kind, image, size), addr)| Module {
+            owner,
             kind,
             image,
             addr,
@@ -390,14 +411,14 @@ mod tests {
             xen: "/x/xen".into(),
             modules: vec![
                 Module {
-                    domain: 0,
+                    owner: Owner::Domain(0),
                     kind: ModuleKind::Kernel,
                     image: "/i/a.img".into(),
                     addr: 0x5000_0000,
                     size: 1,
                 },
                 Module {
-                    domain: 1,
+                    owner: Owner::Domain(1),
                     kind: ModuleKind::Kernel,
                     image: "/i/b.img".into(),
                     addr: 0x5020_0000,

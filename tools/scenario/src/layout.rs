@@ -33,12 +33,22 @@ impl ModuleKind {
     }
 }
 
+/// Says which domain a boot module belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The dom0: its modules sit directly under `/chosen`.
+    Dom0,
+    /// The dom0less domain of this index in scenario order: its modules are children of its
+    /// `xen,domain` node.
+    Domain(usize),
+}
+
 /// Describes one placed boot module: a domain's kernel image or ramdisk and where QEMU loads
 /// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
-    /// Index of the domain (in scenario order) the module belongs to.
-    pub domain: usize,
+    /// The domain the module belongs to.
+    pub owner: Owner,
     pub kind: ModuleKind,
     /// Image file (absolute once `generate` has resolved it).
     pub image: PathBuf,

@@ -18,8 +18,8 @@ pub use generate::{
     generate, qemu_opt_escape, shell_quote, Console, GenOptions, Generated, DTC, QEMU,
 };
 pub use layout::{
-    place_modules, Module, ModuleKind, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE,
+    place_modules, Module, ModuleKind, Owner, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE,
 };
 pub use model::{
-    Device, Domain, Reg, Scenario, DEFAULT_MEM_MIB, DEFAULT_SMP, DEFAULT_XEN_BOOTARGS,
+    Device, Dom0, Domain, Reg, Scenario, DEFAULT_MEM_MIB, DEFAULT_SMP, DEFAULT_XEN_BOOTARGS,
 };

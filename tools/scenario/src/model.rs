@@ -38,10 +38,22 @@ struct RawScenario {
     qemu_smp: Option<u32>,
     qemu_mem_mib: Option<u64>,
     xen_bootargs: Option<String>,
+    dom0: Option<RawDom0>,
     #[serde(default, rename = "domain")]
     domains: Vec<RawDomain>,
     #[serde(default)]
     expect: RawExpect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDom0 {
+    memory_mib: u64,
+    cpus: u32,
+    kernel: String,
+    ramdisk: Option<String>,
+    bootargs: Option<String>,
+    expect_end: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -78,10 +90,12 @@ struct RawDevice {
 struct RawExpect {
     #[serde(default)]
     contains: Vec<String>,
+    #[serde(default)]
+    ordered: Vec<String>,
 }
 
-/// Describes one boot: QEMU's machine, Xen's command line, the dom0less domains and what the
-/// harness must see on the console.
+/// Describes one boot: QEMU's machine, Xen's command line, the optional dom0, the dom0less
+/// domains and what the harness must see on the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Scenario {
@@ -94,11 +108,37 @@ pub struct Scenario {
     pub timeout_s: u64,
     pub qemu_smp: u32,
     pub qemu_mem_mib: u64,
+    /// Xen's command line, with `dom0_mem=`/`dom0_max_vcpus=` appended when there is a dom0.
     pub xen_bootargs: String,
-    /// Domains in file order; module placement follows this order.
+    /// The hardware domain booted next to the dom0less domains, if any (domid 0).
+    pub dom0: Option<Dom0>,
+    /// Dom0less domains in file order (domids 1, 2, ... in this order); their modules are
+    /// placed in this order, before dom0's.
     pub domains: Vec<Domain>,
     /// Extra substrings that must appear somewhere in the console log.
     pub expect_contains: Vec<String>,
+    /// Substrings that must appear in this order, each on a later line than the one before.
+    pub expect_ordered: Vec<String>,
+}
+
+/// Describes the dom0 (Xen booting.txt, "Dom0 kernel and ramdisk modules"): its kernel and
+/// ramdisk are modules directly under `/chosen`, its memory and vCPUs are Xen command-line
+/// options. Xen builds it before the dom0less domains, so it is domid 0 and they keep 1, 2, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Dom0 {
+    /// `dom0_mem=<n>M`.
+    pub memory_mib: u64,
+    /// `dom0_max_vcpus=<n>`.
+    pub cpus: u32,
+    /// Image name: the file is `<images dir>/<kernel>.img`.
+    pub kernel: String,
+    /// Ramdisk file name in the images directory (`multiboot,ramdisk`).
+    pub ramdisk: Option<String>,
+    /// Kernel command line (the kernel module's `bootargs`).
+    pub bootargs: String,
+    /// Whether the harness waits for a `SCENARIO <name> END` line from dom0.
+    pub expect_end: bool,
 }
 
 /// Describes one dom0less domain (a `xen,domain` node under `/chosen`).
@@ -180,9 +220,10 @@ impl Scenario {
         self.domains.iter().map(|d| d.devices.len()).sum()
     }
 
-    /// Counts the domains the harness waits for an END marker from.
+    /// Counts the domains (dom0 included) the harness waits for an END marker from.
     pub fn expected_ends(&self) -> usize {
-        self.domains.iter().filter(|d| d.expect_end).count()
+        let dom0 = self.dom0.as_ref().is_some_and(|d| d.expect_end);
+        self.domains.iter().filter(|d| d.expect_end).count() + usize::from(dom0)
     }
 }
 
@@ -220,14 +261,18 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
     if qemu_mem_mib == 0 {
         return Err(bad("qemu_mem_mib", "must be at least 1".into()));
     }
-    let xen_bootargs = raw
+    let mut xen_bootargs = raw
         .xen_bootargs
         .unwrap_or_else(|| DEFAULT_XEN_BOOTARGS.to_owned());
     check_dts_string(&xen_bootargs).map_err(|m| bad("xen_bootargs", m))?;
-    if raw.domains.is_empty() {
+    let dom0 = match raw.dom0 {
+        None => None,
+        Some(d) => Some(validate_dom0(d, &raw.name, &mut xen_bootargs, path)?),
+    };
+    if raw.domains.is_empty() && dom0.is_none() {
         return Err(bad(
             "domain",
-            "at least one [[domain]] is needed (there is no dom0)".into(),
+            "at least one [[domain]] (or a [dom0]) is needed".into(),
         ));
     }
 
@@ -255,7 +300,7 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         }
     }
 
-    let mut total_mib: u64 = 0;
+    let mut total_mib: u64 = dom0.as_ref().map_or(0, |d| d.memory_mib);
     let mut domains = Vec::with_capacity(raw.domains.len());
     for (i, d) in raw.domains.into_iter().enumerate() {
         let f = |name: &str| format!("domain[{i}].{name}");
@@ -269,25 +314,10 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         if d.cpus == 0 {
             return Err(bad(&f("cpus"), "must be at least 1".into()));
         }
-        if !is_token(&d.kernel) || d.kernel.starts_with('.') {
-            return Err(bad(
-                &f("kernel"),
-                format!(
-                    "{:?} must be an image name (A-Z a-z 0-9 . _ -), not a path",
-                    d.kernel
-                ),
-            ));
-        }
+        check_file_name(&d.kernel, "an image name").map_err(|m| bad(&f("kernel"), m))?;
         if let Some(rd) = &d.ramdisk {
-            if !is_token(rd) || rd.starts_with('.') {
-                return Err(bad(
-                    &f("ramdisk"),
-                    format!(
-                        "{rd:?} must be a file name in the images directory \
-                         (A-Z a-z 0-9 . _ -), not a path"
-                    ),
-                ));
-            }
+            check_file_name(rd, "a file name in the images directory")
+                .map_err(|m| bad(&f("ramdisk"), m))?;
         }
         let bootargs = d
             .bootargs
@@ -370,12 +400,17 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         ));
     }
 
-    for (k, c) in raw.expect.contains.iter().enumerate() {
-        if c.is_empty() {
-            return Err(bad(
-                &format!("expect.contains[{k}]"),
-                "must not be empty".into(),
-            ));
+    for (list, strings) in [
+        ("contains", &raw.expect.contains),
+        ("ordered", &raw.expect.ordered),
+    ] {
+        for (k, c) in strings.iter().enumerate() {
+            if c.is_empty() {
+                return Err(bad(
+                    &format!("expect.{list}[{k}]"),
+                    "must not be empty".into(),
+                ));
+            }
         }
     }
 
@@ -387,9 +422,74 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         qemu_smp,
         qemu_mem_mib,
         xen_bootargs,
+        dom0,
         domains,
         expect_contains: raw.expect.contains,
+        expect_ordered: raw.expect.ordered,
     })
+}
+
+/// Validates `[dom0]` and appends its memory and vCPU count to Xen's command line, which must
+/// not set them itself (one place to say it, so the two cannot disagree).
+fn validate_dom0(
+    d: RawDom0,
+    scenario: &str,
+    xen_bootargs: &mut String,
+    path: &Path,
+) -> Result<Dom0, Error> {
+    let bad = |field: &str, msg: String| Error::invalid(path, format!("dom0.{field}"), msg);
+    for option in ["dom0_mem=", "dom0_max_vcpus="] {
+        if xen_bootargs
+            .split_ascii_whitespace()
+            .any(|w| w.starts_with(option))
+        {
+            return Err(Error::invalid(
+                path,
+                "xen_bootargs",
+                format!("sets {option}; with a [dom0], say it with dom0.memory_mib and dom0.cpus"),
+            ));
+        }
+    }
+    if d.memory_mib == 0 || d.memory_mib.checked_mul(1 << 20).is_none() {
+        return Err(bad(
+            "memory_mib",
+            format!("{} is not a usable size", d.memory_mib),
+        ));
+    }
+    if d.cpus == 0 {
+        return Err(bad("cpus", "must be at least 1".into()));
+    }
+    check_file_name(&d.kernel, "an image name").map_err(|m| bad("kernel", m))?;
+    if let Some(rd) = &d.ramdisk {
+        check_file_name(rd, "a file name in the images directory")
+            .map_err(|m| bad("ramdisk", m))?;
+    }
+    let bootargs = d
+        .bootargs
+        .unwrap_or_else(|| format!("console=hvc0 scenario={scenario}"));
+    check_dts_string(&bootargs).map_err(|m| bad("bootargs", m))?;
+    xen_bootargs.push_str(&format!(
+        " dom0_mem={}M dom0_max_vcpus={}",
+        d.memory_mib, d.cpus
+    ));
+    Ok(Dom0 {
+        memory_mib: d.memory_mib,
+        cpus: d.cpus,
+        kernel: d.kernel,
+        ramdisk: d.ramdisk,
+        bootargs,
+        expect_end: d.expect_end.unwrap_or(true),
+    })
+}
+
+/// Checks that `name` is a plain file name in the images directory (`what` says which kind).
+fn check_file_name(name: &str, what: &str) -> Result<(), String> {
+    if !is_token(name) || name.starts_with('.') {
+        return Err(format!(
+            "{name:?} must be {what} (A-Z a-z 0-9 . _ -), not a path"
+        ));
+    }
+    Ok(())
 }
 
 /// Tells whether `s` is a non-empty run of `[A-Za-z0-9._-]`.
@@ -689,6 +789,111 @@ contains = ["Freed"]
     fn no_domains_is_refused() {
         let msg = err("name = \"boot-smoke\"\ntimeout_s = 1\n");
         assert!(msg.contains("domain: at least one"), "{msg}");
+    }
+
+    const DOM0: &str = "[dom0]\nmemory_mib = 256\ncpus = 1\nkernel = \"linux\"\n\
+                        ramdisk = \"dom0.cpio.gz\"\n\n";
+
+    #[test]
+    fn dom0_sets_xen_options_and_counts() {
+        let s = parse(&SMOKE.replace(
+            "[[domain]]\nname = \"domU1\"",
+            &format!("{DOM0}[[domain]]\nname = \"domU1\""),
+        ))
+        .expect("valid");
+        let d = s.dom0.as_ref().expect("dom0");
+        assert_eq!((d.memory_mib, d.cpus, d.kernel.as_str()), (256, 1, "linux"));
+        assert_eq!(d.ramdisk.as_deref(), Some("dom0.cpio.gz"));
+        assert_eq!(d.bootargs, "console=hvc0 scenario=boot-smoke");
+        assert!(d.expect_end);
+        assert_eq!(
+            s.xen_bootargs,
+            format!("{DEFAULT_XEN_BOOTARGS} dom0_mem=256M dom0_max_vcpus=1")
+        );
+        // The domUs keep their order (and domids 1, 2); dom0's END is awaited too.
+        assert_eq!(s.domains[0].name, "domU1");
+        assert_eq!(s.expected_ends(), 2);
+        assert_eq!(parse(SMOKE).expect("valid").dom0, None);
+    }
+
+    #[test]
+    fn dom0_alone_is_a_scenario() {
+        let s = parse(&format!(
+            "name = \"boot-smoke\"\ntimeout_s = 1\n{}",
+            DOM0.replace(
+                "cpus = 1",
+                "cpus = 2\nbootargs = \"console=hvc0 x\"\nexpect_end = false"
+            )
+        ))
+        .expect("valid");
+        assert!(s.domains.is_empty());
+        let d = s.dom0.expect("dom0");
+        assert_eq!(
+            (d.cpus, d.bootargs.as_str(), d.expect_end),
+            (2, "console=hvc0 x", false)
+        );
+    }
+
+    #[test]
+    fn dom0_errors_name_their_field() {
+        let place = |dom0: &str| {
+            SMOKE.replacen(
+                "\n[[domain]]\nname = \"domU1\"",
+                &format!("\n{dom0}[[domain]]\nname = \"domU1\""),
+                1,
+            )
+        };
+        for (from, to, field) in [
+            ("memory_mib = 256", "memory_mib = 0", "dom0.memory_mib:"),
+            ("cpus = 1", "cpus = 0", "dom0.cpus:"),
+            (
+                "kernel = \"linux\"",
+                "kernel = \"../linux\"",
+                "dom0.kernel:",
+            ),
+            (
+                "ramdisk = \"dom0.cpio.gz\"",
+                "ramdisk = \"a/b\"",
+                "dom0.ramdisk:",
+            ),
+            (
+                "cpus = 1",
+                "cpus = 1\nbootargs = \"a\\tb\"",
+                "dom0.bootargs:",
+            ),
+        ] {
+            let msg = err(&place(&DOM0.replace(from, to)));
+            assert!(msg.contains(field), "{to:?}: expected {field:?} in {msg:?}");
+        }
+        let msg = err(&place(&DOM0.replace("cpus = 1", "cpus = 1\nname = \"x\"")));
+        assert!(msg.contains("unknown field `name`"), "{msg}");
+        for option in ["dom0_mem=1G", "dom0_max_vcpus=2"] {
+            let msg = err(&place(DOM0).replace(
+                "timeout_s = 60",
+                &format!("timeout_s = 60\nxen_bootargs = \"console=dtuart {option}\""),
+            ));
+            assert!(msg.contains("xen_bootargs: sets "), "{msg}");
+        }
+        // Dom0's memory counts against QEMU's.
+        let msg = err(&place(
+            &DOM0.replace("memory_mib = 256", "memory_mib = 2000"),
+        ));
+        assert!(msg.contains("qemu_mem_mib:"), "{msg}");
+    }
+
+    #[test]
+    fn ordered_expectations_are_kept_in_order() {
+        let s = parse(&SMOKE.replace(
+            "contains = [\"Freed\"]",
+            "contains = [\"Freed\"]\nordered = [\"b\", \"a\"]",
+        ))
+        .expect("valid");
+        assert_eq!(s.expect_ordered, vec!["b".to_owned(), "a".to_owned()]);
+        let msg = err(&SMOKE.replace(
+            "contains = [\"Freed\"]",
+            "contains = [\"Freed\"]\nordered = [\"b\", \"\"]",
+        ));
+        assert!(msg.contains("expect.ordered[1]:"), "{msg}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use scenario::{generate, Console, Error, GenOptions, ModuleKind, Scenario, MODULE_BASE};
+use scenario::{generate, Console, Error, GenOptions, ModuleKind, Owner, Scenario, MODULE_BASE};
 
 const SCENARIO: &str = r#"
 name = "gen-test"
@@ -132,14 +132,24 @@ fn generates_mergeable_host_dtb() {
     let placed: Vec<_> = g
         .modules
         .iter()
-        .map(|m| (m.domain, m.kind, m.addr, m.size))
+        .map(|m| (m.owner, m.kind, m.addr, m.size))
         .collect();
     assert_eq!(
         placed,
         [
-            (0, ModuleKind::Kernel, MODULE_BASE, 3 << 20),
-            (0, ModuleKind::Ramdisk, MODULE_BASE + (4 << 20), 5000),
-            (1, ModuleKind::Kernel, MODULE_BASE + (6 << 20), 4096),
+            (Owner::Domain(0), ModuleKind::Kernel, MODULE_BASE, 3 << 20),
+            (
+                Owner::Domain(0),
+                ModuleKind::Ramdisk,
+                MODULE_BASE + (4 << 20),
+                5000
+            ),
+            (
+                Owner::Domain(1),
+                ModuleKind::Kernel,
+                MODULE_BASE + (6 << 20),
+                4096
+            ),
         ]
     );
 
@@ -267,6 +277,77 @@ fn image_beyond_ram_is_refused() {
     let msg = generate(&mut_s, &opts).expect_err("too big").to_string();
     assert!(
         msg.contains("cannot place the kernel and ramdisk images: module 0 would end at"),
+        "{msg}"
+    );
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn dom0_modules_sit_under_chosen_after_the_domus() {
+    let (_, opts, dir) = setup("dom0", 100);
+    fs::write(opts.images.join("linux.img"), vec![0u8; 3 << 20]).expect("write image");
+    fs::write(opts.images.join("dom0.cpio.gz"), vec![0u8; 7000]).expect("write ramdisk");
+    let text = SCENARIO.replace(
+        "\n[[domain]]\nname = \"domU1\"",
+        "\n[dom0]\nmemory_mib = 256\ncpus = 1\nkernel = \"linux\"\nramdisk = \"dom0.cpio.gz\"\n\
+         bootargs = \"console=hvc0 scenario=gen-test\"\n\n[[domain]]\nname = \"domU1\"",
+    );
+    let s = Scenario::parse(&text, Path::new("tests/scenarios/gen-test.toml")).expect("valid");
+    let g = generate(&s, &opts).expect("generate");
+    // The domUs' modules are where they are without a dom0; dom0's follow.
+    let placed: Vec<_> = g
+        .modules
+        .iter()
+        .map(|m| (m.owner, m.kind, m.addr))
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            (Owner::Domain(0), ModuleKind::Kernel, MODULE_BASE),
+            (
+                Owner::Domain(0),
+                ModuleKind::Ramdisk,
+                MODULE_BASE + (2 << 20)
+            ),
+            (
+                Owner::Domain(1),
+                ModuleKind::Kernel,
+                MODULE_BASE + (4 << 20)
+            ),
+            (Owner::Dom0, ModuleKind::Kernel, MODULE_BASE + (6 << 20)),
+            (Owner::Dom0, ModuleKind::Ramdisk, MODULE_BASE + (10 << 20)),
+        ]
+    );
+    let dtb = &g.host_dtb;
+    let kernel = "/chosen/module@50600000";
+    assert_eq!(
+        fdtget(dtb, kernel, "compatible", "s"),
+        "multiboot,kernel multiboot,module"
+    );
+    assert_eq!(fdtget(dtb, kernel, "reg", "x"), "0 50600000 0 300000");
+    assert_eq!(
+        fdtget(dtb, kernel, "bootargs", "s"),
+        "console=hvc0 scenario=gen-test"
+    );
+    let ramdisk = "/chosen/module@50a00000";
+    assert_eq!(
+        fdtget(dtb, ramdisk, "compatible", "s"),
+        "multiboot,ramdisk multiboot,module"
+    );
+    assert_eq!(fdtget(dtb, ramdisk, "reg", "x"), "0 50a00000 0 1b58");
+    assert!(!has_property(dtb, ramdisk, "bootargs"));
+    assert!(fdtget(dtb, "/chosen", "xen,xen-bootargs", "s")
+        .ends_with(" dom0_mem=256M dom0_max_vcpus=1"));
+    // The domU modules did not move under /chosen.
+    assert_eq!(
+        fdtget(dtb, "/chosen/domU2/module@50400000", "bootargs", "s"),
+        "role=backend"
+    );
+
+    fs::remove_file(opts.images.join("linux.img")).expect("rm");
+    let msg = generate(&s, &opts).expect_err("no dom0 kernel").to_string();
+    assert!(
+        msg.starts_with("tests/scenarios/gen-test.toml: dom0.kernel: image "),
         "{msg}"
     );
     let _ = fs::remove_dir_all(dir);
