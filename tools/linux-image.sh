@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-#! Builds the Linux frontend guest from pinned Debian 12 arm64 packages: build/linux/Image + initramfs.cpio.gz.
+#! Builds the Linux guests from pinned Debian 12 arm64 packages: build/linux/Image, initramfs.cpio.gz (frontend) and dom0-initramfs.cpio.gz (dom0).
 #
 # Usage: tools/linux-image.sh [BUILD_DIR]      (BUILD_DIR defaults to <repo>/build)
 #
@@ -16,9 +16,14 @@
 #     loads (the ones in MODULES plus everything their `depends=` names, transitively, read
 #     from each .ko's .modinfo section: the .deb ships no modules.dep), the load order in
 #     /lib/modules/load-order, and /init = tests/linux/init.
-#  5. build/guests/linux.img and build/guests/linux-initramfs.cpio.gz: symlinks to the two
-#     outputs, so that scenarios can say `kernel = "linux"` and
-#     `ramdisk = "linux-initramfs.cpio.gz"` (tools/scenario loads images from build/guests).
+#  5. build/linux/dom0-initramfs.cpio.gz, the same way for the dom0 of dom0-destroy.toml:
+#     the modules in DOM0_MODULES (xen-privcmd: /dev/xen/privcmd), /init =
+#     tests/linux/dom0-init, and /bin/xen-domctl, tests/linux/xen-domctl.c compiled here with
+#     aarch64-linux-gnu-gcc -static (package libc6-dev-arm64-cross, tools/setup.sh).
+#  6. build/guests/linux.img, build/guests/linux-initramfs.cpio.gz and
+#     build/guests/linux-dom0-initramfs.cpio.gz: symlinks to the outputs, so that scenarios
+#     can say `kernel = "linux"` and `ramdisk = "linux-initramfs.cpio.gz"` (tools/scenario
+#     loads images from build/guests).
 #
 # Re-pinning (when the mirror no longer serves a pinned version, `apt-get download` fails and
 # this script lists what apt offers): set KERNEL_ABI/KERNEL_VERSION/BUSYBOX_VERSION to the
@@ -42,10 +47,14 @@ BUSYBOX_SHA256=732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575afef2a52f5
 # crc32c` (not a `depends=`), without which its mount fails with "Cannot load crc32c driver".
 MODULES=(drivers/virtio/virtio_mmio.ko drivers/block/virtio_blk.ko
          drivers/char/hw_random/virtio-rng.ko crypto/crc32c_generic.ko fs/ext4/ext4.ko)
-# Config options the initramfs relies on: =y (built in) or =m (a module above).
+# Modules the dom0's /init loads: xen-privcmd gives /dev/xen/privcmd (no `depends=` in 6.1).
+DOM0_MODULES=(drivers/xen/xen-privcmd.ko)
+# Config options the initramfs relies on: =y (built in) or =m (a module above). The dom0 needs
+# Xen's dom0 support and hvc0 on Xen's console built in.
 NEED_CONFIG=(CONFIG_VIRTIO=y CONFIG_VIRTIO_MMIO=m CONFIG_VIRTIO_BLK=m CONFIG_HW_RANDOM_VIRTIO=m
              CONFIG_CRYPTO_CRC32C=m CONFIG_EXT4_FS=m CONFIG_EXT4_USE_FOR_EXT2=y CONFIG_DEVTMPFS=y
-             CONFIG_BLK_DEV_INITRD=y CONFIG_RD_GZIP=y CONFIG_SERIAL_AMBA_PL011_CONSOLE=y)
+             CONFIG_BLK_DEV_INITRD=y CONFIG_RD_GZIP=y CONFIG_SERIAL_AMBA_PL011_CONSOLE=y
+             CONFIG_XEN=y CONFIG_XEN_DOM0=y CONFIG_HVC_XEN=y CONFIG_XEN_PRIVCMD=m)
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
@@ -55,6 +64,8 @@ out=$build/linux
 debs=$out/debs
 root=$out/root
 init_src=$top/tests/linux/init
+dom0_init_src=$top/tests/linux/dom0-init
+domctl_src=$top/tests/linux/xen-domctl.c
 kver=$KERNEL_ABI-arm64
 
 say() { printf 'linux-image: %s\n' "$*" >&2; }
@@ -163,7 +174,8 @@ ko_path() {
     echo "$hits"
 }
 
-# Prints the module paths in load order: every module after the ones it depends on.
+# Prints the paths of the modules given as arguments in load order: every module after the
+# ones it depends on.
 load_order() {
     local -A seen=()
     local order=()
@@ -179,7 +191,7 @@ load_order() {
         order+=("$rel")
     }
     local m
-    for m in "${MODULES[@]}"; do visit "$m"; done
+    for m in "$@"; do visit "$m"; done
     printf '%s\n' "${order[@]}"
 }
 
@@ -203,21 +215,30 @@ console_node_cpio() {
     head -c $(( (4 - (110 + ${#trailer} + 1) % 4) % 4 )) /dev/zero
 }
 
+# Builds initramfs $1 with /init = $2, the modules $4... (and their dependencies) and, when $3
+# is not empty, the static program compiled from C source $3 as /bin/<its name without .c>.
 build_initramfs() {
-    local dest=$out/initramfs.cpio.gz stage=$out/initramfs.tmp rel name
-    [ -f "$init_src" ] || die "no $init_src"
-    # Rebuilt when the init script, this script or the packages changed.
-    if [ -f "$dest" ] && [ "$dest" -nt "$init_src" ] && [ "$dest" -nt "$0" ] \
-            && [ "$dest" -nt "$root/.extracted" ]; then
+    local dest=$1 init=$2 program=$3 stage=$1.tmp.d rel name
+    shift 3
+    [ -f "$init" ] || die "no $init"
+    # Rebuilt when its inputs, this script or the packages changed.
+    if [ -f "$dest" ] && [ "$dest" -nt "$init" ] && [ "$dest" -nt "$0" ] \
+            && [ "$dest" -nt "$root/.extracted" ] && { [ -z "$program" ] || [ "$dest" -nt "$program" ]; }; then
         return 0
     fi
     local order
-    order=$(load_order)
+    order=$(load_order "$@")
     rm -rf "$stage"
     mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,mnt,lib/modules}
     cp "$root/bin/busybox" "$stage/bin/busybox"
     ln -s busybox "$stage/bin/sh"
-    install -m 0755 "$init_src" "$stage/init"
+    install -m 0755 "$init" "$stage/init"
+    if [ -n "$program" ]; then
+        command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc missing (run make setup)"
+        aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror \
+            -o "$stage/bin/$(basename "$program" .c)" "$program" \
+            || die "cannot build $program (static: needs libc6-dev-arm64-cross)"
+    fi
     : > "$stage/lib/modules/load-order"
     while read -r rel; do
         name=$(basename "$rel" .ko)
@@ -241,6 +262,7 @@ link_images() {
     mkdir -p "$build/guests"
     ln -sfn ../linux/Image "$build/guests/linux.img"
     ln -sfn ../linux/initramfs.cpio.gz "$build/guests/linux-initramfs.cpio.gz"
+    ln -sfn ../linux/dom0-initramfs.cpio.gz "$build/guests/linux-dom0-initramfs.cpio.gz"
 }
 
 mkdir -p "$debs"
@@ -249,5 +271,6 @@ fetch_deb "$BUSYBOX_PKG" "$BUSYBOX_VERSION" "$BUSYBOX_SHA256" "$busybox_deb"
 extract
 check_config
 install_image
-build_initramfs
+build_initramfs "$out/initramfs.cpio.gz" "$init_src" "" "${MODULES[@]}"
+build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "${DOM0_MODULES[@]}"
 link_images

@@ -7,7 +7,14 @@
 //!   list, in address order; checked when given;
 //! - `frontend.probe-unclaimed=<hex address>`: unclaimed mode. Instead of the device tests, read
 //!   and write this address (inside Xen's virtio MMIO window but claimed by no device) and check
-//!   that both accesses take a data abort.
+//!   that both accesses take a data abort;
+//! - `frontend.soak-ms=<n>`: after the first disk's checks, keep writing and reading it back for
+//!   `n` ms (an innocent frontend doing I/O while other domains are destroyed);
+//! - `frontend.until-vanished-ms=<n>`: vanish mode. Instead of the device tests, write and read
+//!   back the first disk in a loop until its backend disappears (MagicValue reads all ones),
+//!   within `n` ms, then check the vanished device's registers answer at once;
+//! - `frontend.linger=1`: after `END`, do not power off: keep reading the first device's
+//!   MagicValue every millisecond until the domain is destroyed (a dom0 destroys it).
 
 /// Default pattern seed.
 const DEFAULT_SEED: u64 = 1;
@@ -21,10 +28,16 @@ pub struct Args {
     pub expect: Option<&'static str>,
     /// Unclaimed mode: the address to probe (or the text that did not parse).
     pub probe_unclaimed: Option<Result<usize, &'static str>>,
+    /// Milliseconds of extra I/O on the first disk after its checks.
+    pub soak_ms: Option<u64>,
+    /// Vanish mode: how long the first disk's backend may take to disappear, in ms.
+    pub until_vanished_ms: Option<u64>,
+    /// Whether to stay alive after `END`, reading the first device.
+    pub linger: bool,
     /// Words starting with `frontend.` that mean nothing here (reported, so a typo is noticed).
     pub unknown: Option<&'static str>,
-    /// A `frontend.seed` value that did not parse.
-    pub bad_seed: Option<&'static str>,
+    /// A `frontend.<option>=<value>` word whose value did not parse.
+    pub bad_value: Option<&'static str>,
 }
 
 /// Parses a number in decimal or with a `0x` prefix in hexadecimal.
@@ -51,18 +64,33 @@ impl Args {
             seed: DEFAULT_SEED,
             expect: None,
             probe_unclaimed: None,
+            soak_ms: None,
+            until_vanished_ms: None,
+            linger: false,
             unknown: None,
-            bad_seed: None,
+            bad_value: None,
         };
         for word in bootargs.split_ascii_whitespace() {
             let Some(rest) = word.strip_prefix("frontend.") else {
                 continue;
             };
             let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            let mut number = |slot: &mut Option<u64>| match parse_number(value) {
+                Some(n) => *slot = Some(n),
+                None => args.bad_value = Some(word),
+            };
             match key {
-                "seed" => match parse_number(value) {
-                    Some(seed) => args.seed = seed,
-                    None => args.bad_seed = Some(value),
+                "seed" => {
+                    let mut seed = None;
+                    number(&mut seed);
+                    args.seed = seed.unwrap_or(args.seed);
+                }
+                "soak-ms" => number(&mut args.soak_ms),
+                "until-vanished-ms" => number(&mut args.until_vanished_ms),
+                "linger" => match value {
+                    "1" => args.linger = true,
+                    "0" => args.linger = false,
+                    _ => args.bad_value = Some(word),
                 },
                 "expect" => args.expect = Some(value),
                 "probe-unclaimed" => {

@@ -1,7 +1,9 @@
 //! virtio-blk checks (virtio 1.2 §5.2) through virtio-drivers' `VirtIOBlk`: patterned single- and
 //! multi-sector writes read back and compared, one request completed by waiting for the device
 //! interrupt, the last sector, requests past the capacity (must end with VIRTIO_BLK_S_IOERR),
-//! GET_ID, FLUSH, and with two vCPUs concurrent I/O from both on different sector ranges.
+//! GET_ID, FLUSH, with two vCPUs concurrent I/O from both on different sector ranges, and
+//! optionally a timed soak of more I/O. Vanish mode (`until_vanished`) does I/O until the
+//! backend disappears and checks the vanished device.
 //!
 //! Requests are submitted with the non-blocking API and waited for with a deadline, so a device
 //! that never answers gives a FAIL line instead of a hang. The data pattern depends on the sector
@@ -42,6 +44,17 @@ const SMP_ROUNDS: usize = 8;
 const SMP_MMIO_READS: usize = 100;
 /// Time the boot vCPU waits for vCPU 1 to finish the two-vCPU phase.
 const SMP_WAIT_MS: u64 = 30_000;
+/// First sector of the soak range, above the two-vCPU ranges (`smp_base`, up to 4 vCPUs).
+const SOAK_BASE: u64 = 5120;
+/// 8-sector slots the soak cycles through.
+const SOAK_SLOTS: u64 = 16;
+/// Interval of the soak's progress lines.
+const SOAK_REPORT_MS: u64 = 2_000;
+/// Reads of each identification register, and QueueNotify writes, once the device vanished.
+const VANISHED_ACCESSES: usize = 100;
+/// MagicValue (virtio 1.2 §4.2.2), and what a vanished device reads as (docs/backend-abi.md).
+const MAGIC: u32 = 0x7472_6976;
+const VANISHED: u32 = 0xffff_ffff;
 
 /// virtio feature bits (virtio 1.2 §5.2.3, §6).
 const F_RO: u64 = 1 << 5;
@@ -347,7 +360,13 @@ type Written = List<(u64, usize), 16>;
 
 /// Runs every check on the disk at `node` (transport already probed) from the boot vCPU; with
 /// `with_cpu1` (vCPU 1 is running and idle), also the two-vCPU phase.
-pub fn run(node: &VirtioNode, mut transport: MmioTransport<'static>, seed: u64, with_cpu1: bool) {
+pub fn run(
+    node: &VirtioNode,
+    mut transport: MmioTransport<'static>,
+    seed: u64,
+    with_cpu1: bool,
+    soak_ms: Option<u64>,
+) {
     let prefix = name!("blk@{:x}", node.base);
     let prefix = prefix.as_str();
     let features = transport.read_device_features();
@@ -435,6 +454,14 @@ pub fn run(node: &VirtioNode, mut transport: MmioTransport<'static>, seed: u64, 
         two_vcpus(blk, prefix, node, seed, &mut written)
     } else {
         Some(blk)
+    };
+
+    let blk = match (blk, soak_ms) {
+        (Some(mut blk), Some(ms)) => {
+            soak(&mut blk, prefix, buf, seed, capacity, ms);
+            Some(blk)
+        }
+        (blk, _) => blk,
     };
 
     // Everything written must still be there: catches a backend that mixes up disks, frontends
@@ -765,4 +792,270 @@ fn smp_io(cpu: usize, prefix: &str, base: usize, seed: u64) {
             first + (SMP_ROUNDS * MULTI) as u64 - 1
         ),
     );
+}
+
+/// Writes and reads back 8-sector slots for `ms` milliseconds, a different pattern each round
+/// (seed + round), so that a stale read of an earlier round never compares equal.
+fn soak(blk: &mut Blk, prefix: &str, buf: &mut [u8], seed: u64, capacity: u64, ms: u64) {
+    let check = name!("{prefix}-soak");
+    let end = SOAK_BASE + SOAK_SLOTS * MULTI as u64;
+    // The last sector belongs to check_edges.
+    if end >= capacity {
+        scenario::check(
+            check.as_str(),
+            false,
+            format_args!(
+                "the soak needs sectors {SOAK_BASE}-{end}: capacity {capacity} is too small"
+            ),
+        );
+        return;
+    }
+    let start = timer::now();
+    let deadline = Deadline::after_ms(ms);
+    let mut report = Deadline::after_ms(SOAK_REPORT_MS);
+    let mut rounds: u64 = 0;
+    while !deadline.expired() {
+        let sector = SOAK_BASE + (rounds % SOAK_SLOTS) * MULTI as u64;
+        let round_seed = seed.wrapping_add(rounds + 1);
+        if !write_pattern(blk, check.as_str(), buf, round_seed, sector, MULTI) {
+            return;
+        }
+        if let Err(e) = read_compare(blk, check.as_str(), buf, round_seed, sector, MULTI) {
+            scenario::check(check.as_str(), false, format_args!("round {rounds}: {e}"));
+            return;
+        }
+        rounds += 1;
+        if report.expired() {
+            println!("{prefix}: soak: {rounds} rounds");
+            report = Deadline::after_ms(SOAK_REPORT_MS);
+        }
+    }
+    let millis = timer::ticks_to_us(timer::now().wrapping_sub(start)) / 1000;
+    scenario::check(
+        check.as_str(),
+        rounds > 0,
+        format_args!(
+            "{rounds} rounds of {MULTI}-sector write + read-back in {millis} ms (sectors \
+             {SOAK_BASE}-{}), a new pattern each round",
+            end - 1
+        ),
+    );
+}
+
+/// How a vanish-mode request ended.
+enum Vanish {
+    /// The device completed it.
+    Done(Result<RespStatus, virtio_drivers::Error>),
+    /// MagicValue read as all ones while it was in flight: the backend is gone.
+    Vanished,
+}
+
+/// Submits one request and waits for it, reading MagicValue at `base` while it waits, so that
+/// a backend that disappears ends the wait (its used ring will never move) instead of hanging.
+/// The request's buffers stay the device's for ever when it vanished: the caller never reuses
+/// them (vanish mode ends in `linger` or powers off).
+fn transfer_or_vanish(
+    blk: &mut Blk,
+    base: usize,
+    dir: Dir,
+    sector: u64,
+    buf: &mut [u8],
+    req: &mut BlkReq,
+    resp: &mut BlkResp,
+) -> Vanish {
+    let Ok(block) = usize::try_from(sector) else {
+        return Vanish::Done(Err(virtio_drivers::Error::InvalidParam));
+    };
+    // SAFETY: `req`, `buf` and `resp` are not touched again until the device has used the
+    // request and `complete_*` has taken them back; if it never does (the backend vanished),
+    // the caller never touches them again either.
+    let token = unsafe {
+        match dir {
+            Dir::Read => blk.read_blocks_nb(block, req, buf, resp),
+            Dir::Write => blk.write_blocks_nb(block, req, buf, resp),
+        }
+    };
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => return Vanish::Done(Err(e)),
+    };
+    loop {
+        if blk.peek_used() == Some(token) {
+            break;
+        }
+        // SAFETY: `base` is the disk's register window; MagicValue is read-only and reading
+        // it has no side effect; a fault is caught.
+        match unsafe { exception::try_read_u32(base) } {
+            Ok(MAGIC) => {}
+            _ => return Vanish::Vanished,
+        }
+    }
+    // SAFETY: the same `req`, `buf` and `resp` as the submission, and the device has used the
+    // request.
+    let popped = unsafe {
+        match dir {
+            Dir::Read => blk.complete_read_blocks(token, req, buf, resp),
+            Dir::Write => blk.complete_write_blocks(token, req, buf, resp),
+        }
+    };
+    Vanish::Done(match popped {
+        Err(virtio_drivers::Error::WrongToken) => Err(virtio_drivers::Error::WrongToken),
+        _ => Ok(resp.status()),
+    })
+}
+
+/// Vanish mode: 8-sector write + read-back rounds on the disk until its backend disappears
+/// (within `ms`), then checks that the vanished device's registers answer at once: reads all
+/// ones, writes dropped, no fault and no wait.
+pub fn until_vanished(node: &VirtioNode, transport: MmioTransport<'static>, seed: u64, ms: u64) {
+    let prefix = name!("blk@{:x}", node.base);
+    let prefix = prefix.as_str();
+    let check = name!("{prefix}-vanish");
+    let mut blk = match Blk::new(transport) {
+        Ok(blk) => blk,
+        Err(e) => {
+            scenario::check(check.as_str(), false, format_args!("VirtIOBlk::new: {e}"));
+            return;
+        }
+    };
+    blk.disable_interrupts();
+    // The buffers of the request in flight when the backend vanishes stay the device's: they
+    // live in the pool for the guest's life, and the request header on this stack frame, which
+    // this function never leaves afterwards without powering off or lingering.
+    let buf = hal::buffer(1);
+    let mut req = BlkReq::default();
+    let mut resp = BlkResp::default();
+    let start = timer::now();
+    let deadline = Deadline::after_ms(ms);
+    let mut rounds: u64 = 0;
+    let in_flight = loop {
+        if deadline.expired() {
+            scenario::check(
+                check.as_str(),
+                false,
+                format_args!("{rounds} rounds of I/O in {ms} ms and the backend is still there"),
+            );
+            return;
+        }
+        let sector = (rounds % SOAK_SLOTS) * MULTI as u64;
+        let round_seed = seed.wrapping_add(rounds + 1);
+        let data = &mut buf[..MULTI_BYTES];
+        fill(data, round_seed, sector);
+        match transfer_or_vanish(
+            &mut blk,
+            node.base,
+            Dir::Write,
+            sector,
+            data,
+            &mut req,
+            &mut resp,
+        ) {
+            Vanish::Vanished => break (Dir::Write, sector),
+            Vanish::Done(Ok(s)) if s == RespStatus::OK => {}
+            Vanish::Done(status) => {
+                scenario::check(
+                    check.as_str(),
+                    false,
+                    format_args!(
+                        "round {rounds}: write of sector {sector}: {}",
+                        StatusText(status)
+                    ),
+                );
+                return;
+            }
+        }
+        data.fill(0);
+        match transfer_or_vanish(
+            &mut blk,
+            node.base,
+            Dir::Read,
+            sector,
+            data,
+            &mut req,
+            &mut resp,
+        ) {
+            Vanish::Vanished => break (Dir::Read, sector),
+            Vanish::Done(Ok(s)) if s == RespStatus::OK => {}
+            Vanish::Done(status) => {
+                scenario::check(
+                    check.as_str(),
+                    false,
+                    format_args!(
+                        "round {rounds}: read of sector {sector}: {}",
+                        StatusText(status)
+                    ),
+                );
+                return;
+            }
+        }
+        if let Err(m) = compare(data, round_seed, sector) {
+            check_compare(
+                check.as_str(),
+                Err(m),
+                format_args!("round {rounds}: read-back of sector {sector}"),
+            );
+            return;
+        }
+        rounds += 1;
+    };
+    let millis = timer::ticks_to_us(timer::now().wrapping_sub(start)) / 1000;
+    scenario::check(
+        check.as_str(),
+        rounds > 0,
+        format_args!(
+            "{rounds} rounds of {MULTI}-sector write + read-back verified, then after {millis} ms \
+             MagicValue read {VANISHED:#x} with the {:?} of sector {} in flight: the backend is \
+             gone{}",
+            in_flight.0,
+            in_flight.1,
+            if rounds == 0 {
+                " before any I/O completed"
+            } else {
+                ""
+            }
+        ),
+    );
+
+    // Every access now completes at once, without reaching anyone.
+    let check = name!("{prefix}-vanished-registers");
+    let t0 = timer::now();
+    let mut bad = None;
+    for i in 0..VANISHED_ACCESSES {
+        // MagicValue, Version, DeviceID, VendorID (virtio 1.2 §4.2.2), then a QueueNotify
+        // write (0x50) of queue 0.
+        for offset in [0x0, 0x4, 0x8, 0xc] {
+            // SAFETY: the disk's register window; identification registers are read-only.
+            match unsafe { exception::try_read_u32(node.base + offset) } {
+                Ok(VANISHED) => {}
+                other => bad = Some((i, offset, other.map_err(|_| ()))),
+            }
+        }
+        // SAFETY: a notify of queue 0 of a device that is gone; nothing can act on it.
+        if unsafe { exception::try_write_u32(node.base + 0x50, 0) }.is_err() {
+            bad = Some((i, 0x50, Err(())));
+        }
+        if bad.is_some() {
+            break;
+        }
+    }
+    let micros = timer::ticks_to_us(timer::now().wrapping_sub(t0));
+    match bad {
+        None => scenario::check(
+            check.as_str(),
+            true,
+            format_args!(
+                "{} register reads all {VANISHED:#x}, {VANISHED_ACCESSES} QueueNotify writes \
+                 dropped, in {micros} us",
+                4 * VANISHED_ACCESSES
+            ),
+        ),
+        Some((i, offset, got)) => scenario::check(
+            check.as_str(),
+            false,
+            format_args!("access {i} to register {offset:#x}: {got:x?}, want {VANISHED:#x}"),
+        ),
+    };
+    // Not dropped: VirtIOBlk's drop unsets the queue and waits for QueueReady to read 0, which
+    // a vanished device (all ones) never does; and the request in flight still owns buffers.
+    core::mem::forget(blk);
 }

@@ -3,8 +3,11 @@
 //! crate (virtio 1.2 §4.2 MMIO transport, §5.2 block, §5.4 entropy), one SCENARIO line per check.
 //!
 //! Modes (bootargs, see `args.rs`): the default starts the second vCPU if the device tree lists
-//! one and runs every device test, the first disk's with block I/O from both vCPUs; `frontend.probe-unclaimed=<addr>` leaves the
-//! devices alone and checks that an access to an address nothing claims takes a data abort.
+//! one and runs every device test, the first disk's with block I/O from both vCPUs (then, with
+//! `frontend.soak-ms`, more I/O for a while); `frontend.probe-unclaimed=<addr>` leaves the
+//! devices alone and checks that an access to an address nothing claims takes a data abort;
+//! `frontend.until-vanished-ms` does I/O on the first disk until its backend is destroyed.
+//! `frontend.linger=1` keeps the guest alive after `END`, accessing its first device.
 
 #![no_std]
 #![no_main]
@@ -48,12 +51,8 @@ fn main(boot: &Boot) {
     if let Some(word) = args.unknown {
         scenario::check("bootargs", false, format_args!("unknown option {word}"));
     }
-    if let Some(value) = args.bad_seed {
-        scenario::check(
-            "bootargs",
-            false,
-            format_args!("frontend.seed={value} is not a number"),
-        );
+    if let Some(word) = args.bad_value {
+        scenario::check("bootargs", false, format_args!("{word}: bad value"));
     }
     let nodes = dt::virtio_nodes(&dt);
     let cpus = dt::cpus(&dt);
@@ -90,9 +89,10 @@ fn main(boot: &Boot) {
         Err(e) => println!("gic-init: {e}"),
     }
 
-    match args.probe_unclaimed {
-        Some(addr) => unclaimed(&nodes, addr),
-        None => {
+    match (args.probe_unclaimed, args.until_vanished_ms) {
+        (Some(addr), _) => unclaimed(&nodes, addr),
+        (None, Some(ms)) => until_vanished(&nodes, &args, ms),
+        (None, None) => {
             // vCPU 1 first, before any device: the SMP machinery is checked on its own.
             let with_cpu1 = cpus.len() > 1 && cpu1::start(&cpus);
             if with_cpu1 {
@@ -103,6 +103,60 @@ fn main(boot: &Boot) {
         }
     }
     scenario::end();
+    if args.linger {
+        linger(&nodes);
+    }
+}
+
+/// Vanish mode: probes the first node and does I/O on its disk until the backend disappears.
+fn until_vanished(nodes: &List<VirtioNode, MAX_DEVICES>, args: &Args, ms: u64) {
+    let Some(node) = nodes.iter().next() else {
+        scenario::check("vanish", false, "no virtio,mmio node in the device tree");
+        return;
+    };
+    let Some(transport) = probe::probe(&node) else {
+        return;
+    };
+    if transport.device_type() != DeviceType::Block {
+        scenario::check(
+            "vanish",
+            false,
+            format_args!(
+                "the first device is a {:?}, not a disk",
+                transport.device_type()
+            ),
+        );
+        return;
+    }
+    blk::until_vanished(&node, transport, args.seed, ms);
+}
+
+/// Never returns: reads the first device's MagicValue every millisecond, each read a request
+/// to its backend (or, once the backend is gone, an access completed by Xen), until the domain
+/// is destroyed.
+fn linger(nodes: &List<VirtioNode, MAX_DEVICES>) -> ! {
+    let base = nodes.iter().next().map(|n| n.base);
+    println!(
+        "frontend: lingering: reading MagicValue at {} every ms until destroyed",
+        base.map_or(0, |b| b)
+    );
+    let mut reads: u64 = 0;
+    loop {
+        if let Some(base) = base {
+            // SAFETY: `base` is the register window of a virtio-mmio device from the device
+            // tree; MagicValue is read-only and reading it has no side effect; a fault is
+            // caught.
+            let _ = unsafe { exception::try_read_u32(base) };
+            reads += 1;
+            if reads.is_multiple_of(10_000) {
+                println!("frontend: lingering: {reads} reads");
+            }
+        }
+        let wait = Deadline::after_ms(1);
+        while !wait.expired() {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Checks the IRQ path on its own: the virtual timer's PPI, taken through the vector table while
@@ -214,8 +268,9 @@ fn devices(nodes: &List<VirtioNode, MAX_DEVICES>, args: &Args, with_cpu1: bool) 
         };
         match transport.device_type() {
             DeviceType::Block => {
-                // Only the first disk gets the two-vCPU phase.
-                blk::run(&node, transport, args.seed, with_cpu1 && !smp_used);
+                // Only the first disk gets the two-vCPU phase and the soak.
+                let soak_ms = if smp_used { None } else { args.soak_ms };
+                blk::run(&node, transport, args.seed, with_cpu1 && !smp_used, soak_ms);
                 smp_used = true;
             }
             DeviceType::EntropySource => rng::run(&node, transport),

@@ -1,0 +1,315 @@
+/*
+ * xen-domctl: the few domain-control hypercalls a toolstack issues to destroy a domain, for the
+ * dom0 of tests/scenarios/dom0-destroy.toml (tests/linux/dom0-init runs it).
+ *
+ * Usage: xen-domctl info|pause|unpause|destroy|create <domid>
+ *        xen-domctl wait-gone <domid> <milliseconds>
+ *
+ *   info       prints the domain's state; exit 0 if it exists (dying or not), 2 if not
+ *   pause      XEN_DOMCTL_pausedomain (what `xl destroy` does first)
+ *   destroy    XEN_DOMCTL_destroydomain (domain_kill(); Xen restarts it internally until done)
+ *   create     XEN_DOMCTL_createdomain of an empty domain (1 vCPU, no memory, never started)
+ *              with exactly this domid: exit 0, or 3 when Xen says EEXIST (the domid is taken,
+ *              e.g. by a destroyed domain that still holds pages: a zombie)
+ *   wait-gone  polls `info` until the domain no longer exists; exit 0 and prints how long it
+ *              took, or 1 with its last state after the given time
+ * Any other failure: a message naming the hypercall and errno, exit 1.
+ *
+ * Every hypercall goes through Linux's /dev/xen/privcmd (IOCTL_PRIVCMD_HYPERCALL), whose result
+ * is the hypercall's: negative Xen errno values come back as errno, and Xen's errno values are
+ * Linux's for everything seen here.
+ *
+ * The structures below are this program's own minimal definitions of the Xen 4.17 ABI, checked
+ * against build/xen-pristine/xen/include/public/ (after `make xen-source`):
+ * (the sizes and offsets the _Static_asserts pin are those of the Xen headers compiled with
+ * aarch64-linux-gnu-gcc and __XEN_TOOLS__):
+ *   xen.h           __HYPERVISOR_domctl = 36; domid_t = uint16_t; xen_domain_handle_t = 16 bytes
+ *   domctl.h        XEN_DOMCTL_INTERFACE_VERSION 0x00000015; commands createdomain 1,
+ *                   destroydomain 2, pausedomain 3, unpausedomain 4, getdomaininfo 5;
+ *                   struct xen_domctl = cmd, interface_version, domain, _pad[3], then a union
+ *                   whose largest member is uint8_t pad[128] (144 bytes in all);
+ *                   struct xen_domctl_getdomaininfo and struct xen_domctl_createdomain, field by
+ *                   field as below; XEN_DOMINF_* bits; XEN_DOMCTL_CDF_hvm|hap (required on Arm,
+ *                   arch/arm/domain.c arch_sanitise_domain_config); XEN_DOMCTL_GRANT_version(1)
+ *   arch-arm.h      struct xen_arch_domainconfig = gic_version (u8), tee_type (u16), nr_spis,
+ *                   clock_frequency (u32); XEN_DOMCTL_CONFIG_GIC_NATIVE 0, TEE_NONE 0
+ * Xen reads and writes the buffer through the caller's page tables (copy_{from,to}_guest on Arm
+ * translate the guest virtual address), so it is locked in memory before each call.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * Linux include/uapi/xen/privcmd.h (not usable as it is: it includes <xen/interface/xen.h>,
+ * which the UAPI headers do not ship): struct privcmd_hypercall and IOCTL_PRIVCMD_HYPERCALL.
+ */
+struct privcmd_hypercall {
+    uint64_t op;
+    uint64_t arg[5];
+};
+#define IOCTL_PRIVCMD_HYPERCALL _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall))
+
+#define HYPERVISOR_DOMCTL 36
+#define DOMCTL_INTERFACE_VERSION 0x00000015u
+
+#define DOMCTL_CREATEDOMAIN 1
+#define DOMCTL_DESTROYDOMAIN 2
+#define DOMCTL_PAUSEDOMAIN 3
+#define DOMCTL_UNPAUSEDOMAIN 4
+#define DOMCTL_GETDOMAININFO 5
+
+#define CDF_HVM (1u << 0)
+#define CDF_HAP (1u << 1)
+#define GRANT_VERSION_1 1u
+/* An event-channel limit as libxl's default; any value works for a domain never started. */
+#define MAX_EVTCHN_PORT 1023u
+
+#define DOMID_FIRST_RESERVED 0x7ff0u
+
+struct arch_domainconfig {
+    uint8_t gic_version;
+    uint16_t tee_type;
+    uint32_t nr_spis;
+    uint32_t clock_frequency;
+};
+
+struct domctl_createdomain {
+    uint32_t ssidref;
+    uint8_t handle[16];
+    uint32_t flags;
+    uint32_t iommu_opts;
+    uint32_t max_vcpus;
+    uint32_t max_evtchn_port;
+    int32_t max_grant_frames;
+    int32_t max_maptrack_frames;
+    uint32_t grant_opts;
+    uint32_t vmtrace_size;
+    uint32_t cpupool_id;
+    struct arch_domainconfig arch;
+};
+
+#define DOMINF_DYING (1u << 0)
+#define DOMINF_SHUTDOWN (1u << 2)
+#define DOMINF_PAUSED (1u << 3)
+#define DOMINF_BLOCKED (1u << 4)
+#define DOMINF_RUNNING (1u << 5)
+#define DOMINF_SHUTDOWN_SHIFT 16
+#define DOMINF_SHUTDOWN_MASK 255u
+
+struct domctl_getdomaininfo {
+    uint16_t domain;
+    uint16_t pad1;
+    uint32_t flags;
+    uint64_t tot_pages;
+    uint64_t max_pages;
+    uint64_t outstanding_pages;
+    uint64_t shr_pages;
+    uint64_t paged_pages;
+    uint64_t shared_info_frame;
+    uint64_t cpu_time;
+    uint32_t nr_online_vcpus;
+    uint32_t max_vcpu_id;
+    uint32_t ssidref;
+    uint8_t handle[16];
+    uint32_t cpupool;
+    uint8_t gpaddr_bits;
+    uint8_t pad2[7];
+    struct arch_domainconfig arch_config;
+};
+
+struct domctl {
+    uint32_t cmd;
+    uint32_t interface_version;
+    uint16_t domain;
+    uint16_t pad[3];
+    union {
+        struct domctl_createdomain createdomain;
+        struct domctl_getdomaininfo getdomaininfo;
+        uint8_t pad[128];
+    } u;
+};
+
+_Static_assert(sizeof(struct arch_domainconfig) == 12, "xen_arch_domainconfig");
+_Static_assert(sizeof(struct domctl_createdomain) == 68, "xen_domctl_createdomain");
+_Static_assert(__builtin_offsetof(struct domctl_createdomain, arch) == 56, "createdomain.arch");
+_Static_assert(sizeof(struct domctl_getdomaininfo) == 120, "xen_domctl_getdomaininfo");
+_Static_assert(__builtin_offsetof(struct domctl_getdomaininfo, tot_pages) == 8, "tot_pages");
+_Static_assert(__builtin_offsetof(struct domctl_getdomaininfo, cpupool) == 92, "cpupool");
+_Static_assert(__builtin_offsetof(struct domctl, u) == 16, "xen_domctl.u");
+_Static_assert(sizeof(struct domctl) == 144, "xen_domctl");
+
+static int privcmd = -1;
+/* The one hypercall buffer, locked in memory for Xen's copy_from/to_guest. */
+static struct domctl op __attribute__((aligned(4096)));
+
+/* Issues domctl `cmd` on `domid` with `op.u` as prepared by the caller; returns 0 or -errno. */
+static int domctl(uint32_t cmd, uint16_t domid)
+{
+    struct privcmd_hypercall call = {
+        .op = HYPERVISOR_DOMCTL,
+        .arg = { (uint64_t)(uintptr_t)&op },
+    };
+
+    op.cmd = cmd;
+    op.interface_version = DOMCTL_INTERFACE_VERSION;
+    op.domain = domid;
+    if (ioctl(privcmd, IOCTL_PRIVCMD_HYPERCALL, &call) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Reads domain `domid`'s info into op.u.getdomaininfo: 1 if it exists, 0 if not, -errno. */
+static int getinfo(uint16_t domid)
+{
+    int rc;
+
+    memset(&op.u, 0, sizeof(op.u));
+    rc = domctl(DOMCTL_GETDOMAININFO, domid);
+    if (rc == -ESRCH)
+        return 0;
+    if (rc < 0)
+        return rc;
+    /* Xen answers with the first domain at or above `domid`: another one means none. */
+    return op.u.getdomaininfo.domain == domid;
+}
+
+static void print_info(uint16_t domid)
+{
+    const struct domctl_getdomaininfo *i = &op.u.getdomaininfo;
+    uint32_t f = i->flags;
+    char shutdown[32] = "";
+
+    if (f & DOMINF_SHUTDOWN)
+        snprintf(shutdown, sizeof(shutdown), "shutdown (code %u) ",
+                 (f >> DOMINF_SHUTDOWN_SHIFT) & DOMINF_SHUTDOWN_MASK);
+    printf("d%u: %s%s%s%s%s, %u vCPU(s) online, %llu pages, cpu time %llu ms\n", domid,
+           f & DOMINF_DYING ? "dying " : "", shutdown, f & DOMINF_PAUSED ? "paused " : "",
+           f & DOMINF_BLOCKED ? "blocked " : "", f & DOMINF_RUNNING ? "running" : "not running",
+           i->nr_online_vcpus, (unsigned long long)i->tot_pages,
+           (unsigned long long)(i->cpu_time / 1000000));
+}
+
+static long long now_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int fail(const char *what, uint16_t domid, int rc)
+{
+    printf("d%u: %s: %s (errno %d)\n", domid, what, strerror(-rc), -rc);
+    return 1;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: xen-domctl info|pause|unpause|destroy|create <domid>\n"
+                    "       xen-domctl wait-gone <domid> <milliseconds>\n");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    char *end;
+    unsigned long domid;
+    int rc;
+
+    if (argc < 3)
+        return usage();
+    domid = strtoul(argv[2], &end, 0);
+    if (*argv[2] == '\0' || *end != '\0' || domid >= DOMID_FIRST_RESERVED)
+        return usage();
+    privcmd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
+    if (privcmd < 0) {
+        printf("open /dev/xen/privcmd: %s\n", strerror(errno));
+        return 1;
+    }
+    if (mlock(&op, sizeof(op)) < 0) {
+        printf("mlock: %s\n", strerror(errno));
+        return 1;
+    }
+
+    if (strcmp(argv[1], "info") == 0 && argc == 3) {
+        rc = getinfo(domid);
+        if (rc < 0)
+            return fail("getdomaininfo", domid, rc);
+        if (rc == 0) {
+            printf("d%lu: no such domain\n", domid);
+            return 2;
+        }
+        print_info(domid);
+        return 0;
+    }
+    if (strcmp(argv[1], "wait-gone") == 0 && argc == 4) {
+        long long limit = strtoll(argv[3], &end, 0), start = now_ms(), waited;
+
+        if (*argv[3] == '\0' || *end != '\0' || limit < 0)
+            return usage();
+        for (;;) {
+            rc = getinfo(domid);
+            waited = now_ms() - start;
+            if (rc < 0)
+                return fail("getdomaininfo", domid, rc);
+            if (rc == 0) {
+                printf("d%lu: gone after %lld ms\n", domid, waited);
+                return 0;
+            }
+            if (waited > limit) {
+                printf("still there after %lld ms: ", waited);
+                print_info(domid);
+                return 1;
+            }
+            usleep(10000);
+        }
+    }
+    if (argc != 3)
+        return usage();
+    memset(&op.u, 0, sizeof(op.u));
+    if (strcmp(argv[1], "pause") == 0) {
+        rc = domctl(DOMCTL_PAUSEDOMAIN, domid);
+        return rc < 0 ? fail("pausedomain", domid, rc) : 0;
+    }
+    if (strcmp(argv[1], "unpause") == 0) {
+        rc = domctl(DOMCTL_UNPAUSEDOMAIN, domid);
+        return rc < 0 ? fail("unpausedomain", domid, rc) : 0;
+    }
+    if (strcmp(argv[1], "destroy") == 0) {
+        rc = domctl(DOMCTL_DESTROYDOMAIN, domid);
+        return rc < 0 ? fail("destroydomain", domid, rc) : 0;
+    }
+    if (strcmp(argv[1], "create") == 0) {
+        struct domctl_createdomain *c = &op.u.createdomain;
+
+        c->flags = CDF_HVM | CDF_HAP;
+        c->max_vcpus = 1;
+        c->max_evtchn_port = MAX_EVTCHN_PORT;
+        c->max_grant_frames = -1;
+        c->max_maptrack_frames = -1;
+        c->grant_opts = GRANT_VERSION_1;
+        rc = domctl(DOMCTL_CREATEDOMAIN, domid);
+        if (rc == -EEXIST) {
+            printf("d%lu: createdomain: the domid is taken (EEXIST)\n", domid);
+            return 3;
+        }
+        if (rc < 0)
+            return fail("createdomain", domid, rc);
+        if (op.domain != domid) {
+            printf("d%lu: createdomain made d%u instead\n", domid, op.domain);
+            return 1;
+        }
+        printf("d%lu: created (empty, never started)\n", domid);
+        return 0;
+    }
+    return usage();
+}
