@@ -4,6 +4,7 @@
  *
  * Usage: xen-domctl info|pause|unpause|destroy|create <domid>
  *        xen-domctl wait-gone <domid> <milliseconds>
+ *        xen-domctl free
  *
  *   info       prints the domain's state; exit 0 if it exists (dying or not), 2 if not
  *   pause      XEN_DOMCTL_pausedomain (what `xl destroy` does first)
@@ -13,6 +14,7 @@
  *              e.g. by a destroyed domain that still holds pages: a zombie)
  *   wait-gone  polls `info` until the domain no longer exists; exit 0 and prints how long it
  *              took, or 1 with its last state after the given time
+ *   free       prints Xen's free memory in pages (XEN_SYSCTL_physinfo free_pages)
  * Any other failure: a message naming the hypercall and errno, exit 1.
  *
  * Every hypercall goes through Linux's /dev/xen/privcmd (IOCTL_PRIVCMD_HYPERCALL), whose result
@@ -23,7 +25,8 @@
  * against build/xen-pristine/xen/include/public/ (after `make xen-source`):
  * (the sizes and offsets the _Static_asserts pin are those of the Xen headers compiled with
  * aarch64-linux-gnu-gcc and __XEN_TOOLS__):
- *   xen.h           __HYPERVISOR_domctl = 36; domid_t = uint16_t; xen_domain_handle_t = 16 bytes
+ *   xen.h           __HYPERVISOR_domctl = 36, __HYPERVISOR_sysctl = 35; domid_t = uint16_t;
+ *                   xen_domain_handle_t = 16 bytes
  *   domctl.h        XEN_DOMCTL_INTERFACE_VERSION 0x00000015; commands createdomain 1,
  *                   destroydomain 2, pausedomain 3, unpausedomain 4, getdomaininfo 5;
  *                   struct xen_domctl = cmd, interface_version, domain, _pad[3], then a union
@@ -31,6 +34,9 @@
  *                   struct xen_domctl_getdomaininfo and struct xen_domctl_createdomain, field by
  *                   field as below; XEN_DOMINF_* bits; XEN_DOMCTL_CDF_hvm|hap (required on Arm,
  *                   arch/arm/domain.c arch_sanitise_domain_config); XEN_DOMCTL_GRANT_version(1)
+ *   sysctl.h        XEN_SYSCTL_INTERFACE_VERSION 0x00000015; XEN_SYSCTL_physinfo 3;
+ *                   struct xen_sysctl = cmd, interface_version, then a union whose largest
+ *                   member is uint8_t pad[128] (136 bytes); struct xen_sysctl_physinfo
  *   arch-arm.h      struct xen_arch_domainconfig = gic_version (u8), tee_type (u16), nr_spis,
  *                   clock_frequency (u32); XEN_DOMCTL_CONFIG_GIC_NATIVE 0, TEE_NONE 0
  * Xen reads and writes the buffer through the caller's page tables (copy_{from,to}_guest on Arm
@@ -60,6 +66,9 @@ struct privcmd_hypercall {
 
 #define HYPERVISOR_DOMCTL 36
 #define DOMCTL_INTERFACE_VERSION 0x00000015u
+#define HYPERVISOR_SYSCTL 35
+#define SYSCTL_INTERFACE_VERSION 0x00000015u
+#define SYSCTL_PHYSINFO 3
 
 #define DOMCTL_CREATEDOMAIN 1
 #define DOMCTL_DESTROYDOMAIN 2
@@ -138,6 +147,38 @@ struct domctl {
     } u;
 };
 
+struct sysctl_physinfo {
+    uint32_t threads_per_core;
+    uint32_t cores_per_socket;
+    uint32_t nr_cpus;
+    uint32_t max_cpu_id;
+    uint32_t nr_nodes;
+    uint32_t max_node_id;
+    uint32_t cpu_khz;
+    uint32_t capabilities;
+    uint32_t arch_capabilities;
+    uint32_t pad;
+    uint64_t total_pages;
+    uint64_t free_pages;
+    uint64_t scrub_pages;
+    uint64_t outstanding_pages;
+    uint64_t max_mfn;
+    uint32_t hw_cap[8];
+};
+
+struct sysctl {
+    uint32_t cmd;
+    uint32_t interface_version;
+    union {
+        struct sysctl_physinfo physinfo;
+        uint8_t pad[128];
+    } u;
+};
+
+_Static_assert(sizeof(struct sysctl_physinfo) == 112, "xen_sysctl_physinfo");
+_Static_assert(__builtin_offsetof(struct sysctl_physinfo, free_pages) == 48, "free_pages");
+_Static_assert(__builtin_offsetof(struct sysctl, u) == 8, "xen_sysctl.u");
+_Static_assert(sizeof(struct sysctl) == 136, "xen_sysctl");
 _Static_assert(sizeof(struct arch_domainconfig) == 12, "xen_arch_domainconfig");
 _Static_assert(sizeof(struct domctl_createdomain) == 68, "xen_domctl_createdomain");
 _Static_assert(__builtin_offsetof(struct domctl_createdomain, arch) == 56, "createdomain.arch");
@@ -148,43 +189,65 @@ _Static_assert(__builtin_offsetof(struct domctl, u) == 16, "xen_domctl.u");
 _Static_assert(sizeof(struct domctl) == 144, "xen_domctl");
 
 static int privcmd = -1;
-/* The one hypercall buffer, locked in memory for Xen's copy_from/to_guest. */
-static struct domctl op __attribute__((aligned(4096)));
+/* The hypercall buffers, locked in memory for Xen's copy_from/to_guest (one page). */
+static struct {
+    struct domctl domctl;
+    struct sysctl sys;
+} buffers __attribute__((aligned(4096)));
 
-/* Issues domctl `cmd` on `domid` with `op.u` as prepared by the caller; returns 0 or -errno. */
+/* Issues domctl `cmd` on `domid` with `buffers.domctl.u` as the caller prepared it; returns 0
+ * or -errno. */
 static int domctl(uint32_t cmd, uint16_t domid)
 {
     struct privcmd_hypercall call = {
         .op = HYPERVISOR_DOMCTL,
-        .arg = { (uint64_t)(uintptr_t)&op },
+        .arg = { (uint64_t)(uintptr_t)&buffers.domctl },
     };
 
-    op.cmd = cmd;
-    op.interface_version = DOMCTL_INTERFACE_VERSION;
-    op.domain = domid;
+    buffers.domctl.cmd = cmd;
+    buffers.domctl.interface_version = DOMCTL_INTERFACE_VERSION;
+    buffers.domctl.domain = domid;
     if (ioctl(privcmd, IOCTL_PRIVCMD_HYPERCALL, &call) < 0)
         return -errno;
     return 0;
 }
 
-/* Reads domain `domid`'s info into op.u.getdomaininfo: 1 if it exists, 0 if not, -errno. */
+/* Prints Xen's free memory in pages; returns 0 or -errno. */
+static int print_free(void)
+{
+    struct privcmd_hypercall call = {
+        .op = HYPERVISOR_SYSCTL,
+        .arg = { (uint64_t)(uintptr_t)&buffers.sys },
+    };
+
+    memset(&buffers.sys, 0, sizeof(buffers.sys));
+    buffers.sys.cmd = SYSCTL_PHYSINFO;
+    buffers.sys.interface_version = SYSCTL_INTERFACE_VERSION;
+    if (ioctl(privcmd, IOCTL_PRIVCMD_HYPERCALL, &call) < 0)
+        return -errno;
+    printf("%llu\n", (unsigned long long)buffers.sys.u.physinfo.free_pages);
+    return 0;
+}
+
+/* Reads domain `domid`'s info into buffers.domctl.u.getdomaininfo: 1 if it exists, 0 if not,
+ * or -errno. */
 static int getinfo(uint16_t domid)
 {
     int rc;
 
-    memset(&op.u, 0, sizeof(op.u));
+    memset(&buffers.domctl.u, 0, sizeof(buffers.domctl.u));
     rc = domctl(DOMCTL_GETDOMAININFO, domid);
     if (rc == -ESRCH)
         return 0;
     if (rc < 0)
         return rc;
     /* Xen answers with the first domain at or above `domid`: another one means none. */
-    return op.u.getdomaininfo.domain == domid;
+    return buffers.domctl.u.getdomaininfo.domain == domid;
 }
 
 static void print_info(uint16_t domid)
 {
-    const struct domctl_getdomaininfo *i = &op.u.getdomaininfo;
+    const struct domctl_getdomaininfo *i = &buffers.domctl.u.getdomaininfo;
     uint32_t f = i->flags;
     char shutdown[32] = "";
 
@@ -215,7 +278,8 @@ static int fail(const char *what, uint16_t domid, int rc)
 static int usage(void)
 {
     fprintf(stderr, "usage: xen-domctl info|pause|unpause|destroy|create <domid>\n"
-                    "       xen-domctl wait-gone <domid> <milliseconds>\n");
+                    "       xen-domctl wait-gone <domid> <milliseconds>\n"
+                    "       xen-domctl free\n");
     return 1;
 }
 
@@ -225,20 +289,30 @@ int main(int argc, char **argv)
     unsigned long domid;
     int rc;
 
-    if (argc < 3)
-        return usage();
-    domid = strtoul(argv[2], &end, 0);
-    if (*argv[2] == '\0' || *end != '\0' || domid >= DOMID_FIRST_RESERVED)
+    if (argc < 2)
         return usage();
     privcmd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
     if (privcmd < 0) {
         printf("open /dev/xen/privcmd: %s\n", strerror(errno));
         return 1;
     }
-    if (mlock(&op, sizeof(op)) < 0) {
+    if (mlock(&buffers, sizeof(buffers)) < 0) {
         printf("mlock: %s\n", strerror(errno));
         return 1;
     }
+    if (strcmp(argv[1], "free") == 0 && argc == 2) {
+        rc = print_free();
+        if (rc < 0) {
+            printf("sysctl physinfo: %s (errno %d)\n", strerror(-rc), -rc);
+            return 1;
+        }
+        return 0;
+    }
+    if (argc < 3)
+        return usage();
+    domid = strtoul(argv[2], &end, 0);
+    if (*argv[2] == '\0' || *end != '\0' || domid >= DOMID_FIRST_RESERVED)
+        return usage();
 
     if (strcmp(argv[1], "info") == 0 && argc == 3) {
         rc = getinfo(domid);
@@ -275,7 +349,7 @@ int main(int argc, char **argv)
     }
     if (argc != 3)
         return usage();
-    memset(&op.u, 0, sizeof(op.u));
+    memset(&buffers.domctl.u, 0, sizeof(buffers.domctl.u));
     if (strcmp(argv[1], "pause") == 0) {
         rc = domctl(DOMCTL_PAUSEDOMAIN, domid);
         return rc < 0 ? fail("pausedomain", domid, rc) : 0;
@@ -289,7 +363,7 @@ int main(int argc, char **argv)
         return rc < 0 ? fail("destroydomain", domid, rc) : 0;
     }
     if (strcmp(argv[1], "create") == 0) {
-        struct domctl_createdomain *c = &op.u.createdomain;
+        struct domctl_createdomain *c = &buffers.domctl.u.createdomain;
 
         c->flags = CDF_HVM | CDF_HAP;
         c->max_vcpus = 1;
@@ -304,8 +378,8 @@ int main(int argc, char **argv)
         }
         if (rc < 0)
             return fail("createdomain", domid, rc);
-        if (op.domain != domid) {
-            printf("d%lu: createdomain made d%u instead\n", domid, op.domain);
+        if (buffers.domctl.domain != domid) {
+            printf("d%lu: createdomain made d%u instead\n", domid, buffers.domctl.domain);
             return 1;
         }
         printf("d%lu: created (empty, never started)\n", domid);

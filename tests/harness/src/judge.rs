@@ -11,7 +11,10 @@
 //! not change that. Dom0's console (`hvc0`, `HYPERVISOR_console_io` of the hardware domain) is
 //! written to the serial line as it is, without a prefix (console.c `guest_console_write`):
 //! in a scenario with a dom0, a line that starts with neither a domain prefix nor `(XEN)` is
-//! dom0's; without one it is nobody's. A scenario ends when every `expect_end` domain printed
+//! dom0's; without one it is nobody's. Xen writes dom0's output in chunks of at most
+//! [`DOM0_CHUNK`] bytes, each under the console lock, so a whole line of Xen's or of another
+//! domain can land between two chunks of one dom0 line: an unprefixed line with a prefix inside
+//! it is a dom0 head followed by that line, and the head is joined with dom0's next line. A scenario ends when every `expect_end` domain printed
 //! its own END: an END from a backend cannot stand in for a frontend that hangs. PASS and END
 //! count only from a scenario domain; a FAIL fails the scenario whoever printed it.
 //!
@@ -67,6 +70,10 @@ const VPL011_TAIL: &str = ": ";
 /// Bytes of a line the vpl011 prints at most per chunk: `SBSA_UART_OUT_BUF_SIZE` (128,
 /// xen/arch/arm/include/asm/vpl011.h) less the newline and NUL `vpl011_write_data_xen` adds.
 pub const VPL011_CHUNK: usize = 126;
+
+/// Bytes of dom0 output Xen writes at a time: `kbuf[128]` less the NUL in
+/// `guest_console_write` (xen/drivers/char/console.c).
+pub const DOM0_CHUNK: usize = 127;
 
 /// Keeps at most this many crash and guest-FAIL lines for the report.
 const MAX_KEPT: usize = 3;
@@ -225,6 +232,8 @@ pub struct Judge {
     ordered_seen: usize,
     /// Heads of vpl011 lines still waiting for their next chunk, by domid.
     partial: BTreeMap<u32, String>,
+    /// The head of a dom0 line another line cut into, waiting for the rest.
+    dom0_head: Option<String>,
 }
 
 /// Classifies a scenario marker line.
@@ -252,6 +261,7 @@ impl Judge {
             contains_seen: vec![false; n],
             ordered_seen: 0,
             partial: BTreeMap::new(),
+            dom0_head: None,
         }
     }
 
@@ -263,6 +273,10 @@ impl Judge {
             }
             other => other,
         };
+        if source == Source::Dom0Console {
+            self.feed_dom0(line);
+            return;
+        }
         let Source::Vpl011(domid) = source else {
             self.take(source, line, text);
             return;
@@ -284,6 +298,26 @@ impl Judge {
                 &joined,
             );
         }
+    }
+
+    /// Takes an unprefixed line of a scenario with a dom0: a piece of a dom0 line, possibly
+    /// followed by a whole line of another source that Xen printed between two dom0 chunks.
+    fn feed_dom0(&mut self, line: &str) {
+        if let Some(at) = embedded_prefix(line) {
+            self.dom0_head
+                .get_or_insert_with(String::new)
+                .push_str(&line[..at]);
+            self.feed(&line[at..]);
+            return;
+        }
+        let joined = match self.dom0_head.take() {
+            Some(mut head) => {
+                head.push_str(line);
+                head
+            }
+            None => line.to_owned(),
+        };
+        self.take(Source::Dom0Console, &joined, &joined);
     }
 
     /// Takes one whole console line into account: `line` as printed (vpl011 chunks joined),
@@ -334,6 +368,9 @@ impl Judge {
     /// Takes the vpl011 line heads still held into account as they are (their domain printed
     /// nothing more).
     fn flush(&mut self) {
+        if let Some(head) = self.dom0_head.take() {
+            self.take(Source::Dom0Console, &head, &head);
+        }
         for (domid, text) in std::mem::take(&mut self.partial) {
             let line = format!("{VPL011_HEAD}{domid}{VPL011_TAIL}{text}");
             self.take(Source::Vpl011(domid), &line, &text);
@@ -471,6 +508,15 @@ fn split_source(line: &str) -> (Source, &str) {
         return (Source::ConsoleIo(d), text);
     }
     (Source::Xen, line)
+}
+
+/// Returns where in `line` (after its first byte) a line of Xen's or of a domain starts, if one
+/// does: `(XEN) ` or `(d<digits>) `.
+fn embedded_prefix(line: &str) -> Option<usize> {
+    line.match_indices('(').map(|(i, _)| i).find(|&i| {
+        let rest = &line[i..];
+        i > 0 && (rest.starts_with("(XEN) ") || split_source(rest).0 != Source::Xen)
+    })
 }
 
 /// Extracts the device count from a banner line, if `line` contains one.
@@ -1068,6 +1114,59 @@ expect_end = false
         // Without a dom0 the same lines are nobody's (markers_from_no_scenario_domain).
         let v = judge(&exp(1, 2), log, &Ending::Stopped);
         assert_eq!(v.checks_passed, 1);
+    }
+
+    #[test]
+    fn a_dom0_line_cut_by_another_line_is_joined() {
+        // As seen in build/logs/dom0-destroy.log: Xen wrote the first 127 bytes of dom0's line,
+        // then a whole line of d1's, then the rest of dom0's line.
+        let dom0 = format!("SCENARIO smoke PASS destroy-d3 {}pages", "x".repeat(100));
+        let (head, tail) = dom0.split_at(DOM0_CHUNK);
+        let cut = format!("{head}(d1) SCENARIO smoke END");
+        let mut e = with_dom0();
+        e.contains = vec![format!("destroy-d3 {}pages", "x".repeat(100))];
+        let mut j = Judge::new(e);
+        for l in [BANNER2, cut.as_str()] {
+            j.feed(l);
+        }
+        assert!(!j.done(), "dom0 has not ended");
+        for l in [tail, "SCENARIO smoke END"] {
+            j.feed(l);
+        }
+        assert!(j.done());
+        let v = j.verdict(&Ending::Stopped);
+        assert!(v.pass, "{:?}", v.reasons);
+        assert_eq!((v.checks_passed, v.ends_seen), (1, 2));
+
+        // Xen's own line can cut in too, and a FAIL keeps its whole detail and its domain.
+        let v = judge(
+            &with_dom0(),
+            [
+                BANNER2,
+                "(d1) SCENARIO smoke PASS x",
+                "(d1) SCENARIO smoke END",
+                "SCENARIO smoke FAIL destroy-d2: lin(XEN) rust-ioreq: something",
+                "gers",
+                "SCENARIO smoke END",
+            ],
+            &Ending::Stopped,
+        );
+        assert_eq!(v.reasons, vec!["dom0 FAIL destroy-d2: lingers"]);
+        // A head with nothing after it is judged at the end.
+        let v = judge(
+            &with_dom0(),
+            [
+                BANNER2,
+                "(d1) SCENARIO smoke END",
+                "SCENARIO smoke FAIL x(d1) y",
+            ],
+            &Ending::Stopped,
+        );
+        assert_eq!(v.reasons[0], "dom0 FAIL x");
+        assert_eq!(embedded_prefix("(d1) x"), None);
+        assert_eq!(embedded_prefix("a (d) (dx) (d1)x"), None);
+        assert_eq!(embedded_prefix("ab(d12) x"), Some(2));
+        assert_eq!(embedded_prefix("a(XEN) x"), Some(1));
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   that both accesses take a data abort;
 //! - `frontend.soak-ms=<n>`: after the first disk's checks, keep writing and reading it back for
 //!   `n` ms (an innocent frontend doing I/O while other domains are destroyed);
+//! - `frontend.sentinel=<hex address>`: the device at this address is not tested, only watched:
+//!   with `soak-ms`, the soak ends as soon as its MagicValue reads all ones (its backend was
+//!   destroyed: a dom0 saying "done"), and must end that way within the `n` ms;
 //! - `frontend.until-vanished-ms=<n>`: vanish mode. Instead of the device tests, write and read
 //!   back the first disk in a loop until its backend disappears (MagicValue reads all ones),
 //!   within `n` ms, then check the vanished device's registers answer at once;
@@ -30,6 +33,8 @@ pub struct Args {
     pub probe_unclaimed: Option<Result<usize, &'static str>>,
     /// Milliseconds of extra I/O on the first disk after its checks.
     pub soak_ms: Option<u64>,
+    /// Address of a device that is only watched (or the text that did not parse).
+    pub sentinel: Option<Result<usize, &'static str>>,
     /// Vanish mode: how long the first disk's backend may take to disappear, in ms.
     pub until_vanished_ms: Option<u64>,
     /// Whether to stay alive after `END`, reading the first device.
@@ -65,6 +70,7 @@ impl Args {
             expect: None,
             probe_unclaimed: None,
             soak_ms: None,
+            sentinel: None,
             until_vanished_ms: None,
             linger: false,
             unknown: None,
@@ -86,6 +92,7 @@ impl Args {
                     args.seed = seed.unwrap_or(args.seed);
                 }
                 "soak-ms" => number(&mut args.soak_ms),
+                "sentinel" => args.sentinel = Some(parse_hex(value).ok_or(value)),
                 "until-vanished-ms" => number(&mut args.until_vanished_ms),
                 "linger" => match value {
                     "1" => args.linger = true,

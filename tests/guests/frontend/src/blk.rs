@@ -25,7 +25,7 @@ use crate::cpu1;
 use crate::dt::{List, VirtioNode};
 use crate::hal::{self, GuestHal};
 use crate::name;
-use crate::report::give_up;
+use crate::report::{give_up, Name};
 
 /// The driver type for one disk.
 pub type Blk = VirtIOBlk<GuestHal, MmioTransport<'static>>;
@@ -365,7 +365,7 @@ pub fn run(
     mut transport: MmioTransport<'static>,
     seed: u64,
     with_cpu1: bool,
-    soak_ms: Option<u64>,
+    soak: Option<Soak>,
 ) {
     let prefix = name!("blk@{:x}", node.base);
     let prefix = prefix.as_str();
@@ -456,9 +456,9 @@ pub fn run(
         Some(blk)
     };
 
-    let blk = match (blk, soak_ms) {
-        (Some(mut blk), Some(ms)) => {
-            soak(&mut blk, prefix, buf, seed, capacity, ms);
+    let blk = match (blk, soak) {
+        (Some(mut blk), Some(how)) => {
+            run_soak(&mut blk, prefix, buf, seed, capacity, how);
             Some(blk)
         }
         (blk, _) => blk,
@@ -794,9 +794,26 @@ fn smp_io(cpu: usize, prefix: &str, base: usize, seed: u64) {
     );
 }
 
-/// Writes and reads back 8-sector slots for `ms` milliseconds, a different pattern each round
-/// (seed + round), so that a stale read of an earlier round never compares equal.
-fn soak(blk: &mut Blk, prefix: &str, buf: &mut [u8], seed: u64, capacity: u64, ms: u64) {
+/// How long the soak lasts.
+#[derive(Clone, Copy, Debug)]
+pub struct Soak {
+    /// At most this long, in milliseconds.
+    pub ms: u64,
+    /// Until the device at this address vanishes (MagicValue all ones), which must happen
+    /// within `ms`; without one, exactly `ms`.
+    pub sentinel: Option<usize>,
+}
+
+/// Reads MagicValue at `base`: whether a device still answers there.
+fn answers(base: usize) -> bool {
+    // SAFETY: `base` is a virtio-mmio register window from the device tree; MagicValue is
+    // read-only and reading it has no side effect; a fault is caught.
+    matches!(unsafe { exception::try_read_u32(base) }, Ok(MAGIC))
+}
+
+/// Writes and reads back 8-sector slots until the soak ends (see [`Soak`]), a different pattern
+/// each round (seed + round), so that a stale read of an earlier round never compares equal.
+fn run_soak(blk: &mut Blk, prefix: &str, buf: &mut [u8], seed: u64, capacity: u64, how: Soak) {
     let check = name!("{prefix}-soak");
     let end = SOAK_BASE + SOAK_SLOTS * MULTI as u64;
     // The last sector belongs to check_edges.
@@ -810,10 +827,21 @@ fn soak(blk: &mut Blk, prefix: &str, buf: &mut [u8], seed: u64, capacity: u64, m
         );
         return;
     }
+    if let Some(base) = how.sentinel {
+        if !answers(base) {
+            scenario::check(
+                check.as_str(),
+                false,
+                format_args!("the sentinel device at {base:#x} is not there at the start"),
+            );
+            return;
+        }
+    }
     let start = timer::now();
-    let deadline = Deadline::after_ms(ms);
+    let deadline = Deadline::after_ms(how.ms);
     let mut report = Deadline::after_ms(SOAK_REPORT_MS);
     let mut rounds: u64 = 0;
+    let mut sentinel_gone = false;
     while !deadline.expired() {
         let sector = SOAK_BASE + (rounds % SOAK_SLOTS) * MULTI as u64;
         let round_seed = seed.wrapping_add(rounds + 1);
@@ -829,15 +857,25 @@ fn soak(blk: &mut Blk, prefix: &str, buf: &mut [u8], seed: u64, capacity: u64, m
             println!("{prefix}: soak: {rounds} rounds");
             report = Deadline::after_ms(SOAK_REPORT_MS);
         }
+        if how.sentinel.is_some_and(|base| !answers(base)) {
+            sentinel_gone = true;
+            break;
+        }
     }
     let millis = timer::ticks_to_us(timer::now().wrapping_sub(start)) / 1000;
+    let until = match how.sentinel {
+        Some(base) if sentinel_gone => {
+            Name::new(format_args!(", until the sentinel at {base:#x} vanished"))
+        }
+        Some(base) => Name::new(format_args!("; the sentinel at {base:#x} is still there")),
+        None => Name::new(format_args!("")),
+    };
     scenario::check(
         check.as_str(),
-        rounds > 0,
+        rounds > 0 && (how.sentinel.is_none() || sentinel_gone),
         format_args!(
-            "{rounds} rounds of {MULTI}-sector write + read-back in {millis} ms (sectors \
-             {SOAK_BASE}-{}), a new pattern each round",
-            end - 1
+            "{rounds} rounds of {MULTI}-sector write + read-back in {millis} ms{}",
+            until.as_str()
         ),
     );
 }
@@ -997,6 +1035,8 @@ pub fn until_vanished(node: &VirtioNode, transport: MmioTransport<'static>, seed
             return;
         }
         rounds += 1;
+        // I/O all along, but leaving most of the pCPU to the other domains (the dom0 above all).
+        crate::sleep_ms(1);
     };
     let millis = timer::ticks_to_us(timer::now().wrapping_sub(start)) / 1000;
     scenario::check(
