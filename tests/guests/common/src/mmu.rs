@@ -66,8 +66,8 @@
 //!   instruction is fetched and executes with translation on. The code runs from the identity
 //!   map, so the PC stays valid across the switch.
 //!
-//! Cache maintenance: none is needed, because nothing is written before the MMU is on and no data
-//! is read with it off but the tables, by the walker after it is on. Xen loads the image (tables
+//! Cache maintenance: none is needed, because no data is read or written with the MMU off (the
+//! walker reads the tables only once it is on). Xen loads the image (tables
 //! included) and the device tree through its cacheable mapping and cleans them to the point of
 //! coherency, as Linux's arm64 booting.rst requires of any loader; cached copies are then either
 //! clean or newer than memory, and with the MMU on every access sees them. .bss is zeroed, the
@@ -104,7 +104,7 @@ const GUEST_RAM1: (u64, u64) = (0x2_0000_0000, 0x100_0000_0000);
 /// pages after it, docs/backend-abi.md).
 pub const SHARED_BLOCK_BASE: u64 = 0x3e00_0000;
 
-// MAIR_EL1 attribute indices and their encodings (Arm ARM D19.2.97 MAIR_EL1).
+// MAIR_EL1 attribute indices and their encodings (Arm ARM, register MAIR_EL1).
 const ATTR_DEVICE: u64 = 0;
 const ATTR_NORMAL: u64 = 1;
 /// MAIR encoding of Device-nGnRE.
@@ -114,7 +114,7 @@ pub const MAIR_NORMAL_WB: u8 = 0xff;
 const MAIR: u64 = ((MAIR_DEVICE_NGNRE as u64) << (8 * ATTR_DEVICE))
     | ((MAIR_NORMAL_WB as u64) << (8 * ATTR_NORMAL));
 
-// TCR_EL1 fields (Arm ARM D19.2.139). IPS is inserted at run time, see `__guest_mmu_on`.
+// TCR_EL1 fields (Arm ARM, register TCR_EL1). IPS is inserted at run time, see `__guest_mmu_on`.
 const TCR_T0SZ: u64 = 64 - VA_BITS;
 const TCR_IRGN0_WBWA: u64 = 0b01 << 8;
 const TCR_ORGN0_WBWA: u64 = 0b01 << 10;
@@ -136,7 +136,7 @@ const PA_40_BITS: u64 = 0b010;
 /// Bit position of TCR_EL1.IPS.
 const TCR_IPS_SHIFT: u64 = 32;
 
-// SCTLR_EL1 bits (Arm ARM D19.2.118).
+// SCTLR_EL1 bits (Arm ARM, register SCTLR_EL1).
 /// SCTLR_EL1.M: stage-1 translation on.
 pub const SCTLR_M: u64 = 1 << 0;
 /// SCTLR_EL1.C: data accesses to Normal memory cacheable.
@@ -145,7 +145,7 @@ pub const SCTLR_C: u64 = 1 << 2;
 pub const SCTLR_I: u64 = 1 << 12;
 const SCTLR_WXN: u64 = 1 << 19;
 
-// Descriptor bits, VMSAv8-64 stage 1 (Arm ARM D8.3).
+// Descriptor bits, VMSAv8-64 stage 1 (Arm ARM, "VMSAv8-64 translation table format descriptors").
 const DESC_TABLE: u64 = 0b11;
 const DESC_BLOCK: u64 = 0b01;
 const DESC_PAGE: u64 = 0b11;
@@ -367,7 +367,8 @@ impl fmt::Display for MemoryType {
     }
 }
 
-/// PAR_EL1 after an `AT S1E1R`: the stage-1 translation of one address (Arm ARM D19.2.93).
+/// PAR_EL1 after an `AT S1E1R`: the stage-1 translation of one address (Arm ARM, register
+/// PAR_EL1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation(u64);
 
@@ -489,8 +490,8 @@ impl fmt::Display for MapError {
 }
 
 /// Remaps the page at `addr` of the backend-interface block as Normal Write-Back Inner
-/// Shareable, no execute (it was Device), with break-before-make (Arm ARM D8.16.1: a change of
-/// memory type needs it).
+/// Shareable, no execute (it was Device), with break-before-make (a change of memory type needs
+/// it: Arm ARM, "Using break-before-make when updating translation table entries").
 ///
 /// # Safety
 /// `addr` must be a page of RAM that Xen shares with this guest (a backend's ioreq page), that
