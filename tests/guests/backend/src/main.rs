@@ -87,6 +87,12 @@ fn main(boot: &Boot) {
         Err(e) => return fail(format_args!("{e}")),
     };
     for fe in config.frontends() {
+        if fe.ioreq_page == config.doorbell {
+            return fail(format_args!(
+                "frontend@{}: rust-ioreq,ioreq-page {:#x} is the doorbell page (reg)",
+                fe.index, fe.ioreq_page
+            ));
+        }
         // SAFETY: `ioreq_page` is the frontend's ioreq page from this domain's backend node: RAM
         // Xen shares with this domain, which nothing here has touched yet (the server reads it
         // later); only this vCPU runs.
@@ -98,7 +104,8 @@ fn main(boot: &Boot) {
         }
         if !mmu::is_ram(fe.window.base, fe.window.size) {
             return fail(format_args!(
-                "frontend@{}: rust-ioreq,ram-window {} is not inside Xen's GUEST_RAM0/1 layout,                  which the stage-1 map has as Normal memory",
+                "frontend@{}: rust-ioreq,ram-window {} is not inside Xen's GUEST_RAM0/1 layout, \
+                 which the stage-1 map has as Normal memory",
                 fe.index, fe.window
             ));
         }
