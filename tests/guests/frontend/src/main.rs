@@ -5,6 +5,9 @@
 //! Modes (bootargs, see `args.rs`): the default starts the second vCPU if the device tree lists
 //! one and runs every device test, the first disk's with block I/O from both vCPUs; `frontend.probe-unclaimed=<addr>` leaves the
 //! devices alone and checks that an access to an address nothing claims takes a data abort.
+//!
+//! Like every test guest it runs with the MMU and caches on (guest-common `mmu`), and checks it
+//! (`mmu-on`, and `mmu-on-cpu1` on the second vCPU).
 
 #![no_std]
 #![no_main]
@@ -19,6 +22,7 @@ mod report;
 mod rng;
 
 use guest_common::exception::{self, EC_DATA_ABORT_SAME_EL};
+use guest_common::mmu::{self, Probe};
 use guest_common::sync::BakeryLock;
 use guest_common::timer::{self, Deadline};
 use guest_common::{entry, gic, println, scenario, Boot};
@@ -70,6 +74,7 @@ fn main(boot: &Boot) {
     for node in nodes.iter() {
         println!("frontend:   virtio,mmio {node}");
     }
+    check_mmu(boot, &nodes, &args);
 
     let gic = gic::init_distributor().and_then(|()| gic::init_cpu());
     scenario::check(
@@ -103,6 +108,24 @@ fn main(boot: &Boot) {
         }
     }
     scenario::end();
+}
+
+/// Checks that the MMU and caches are on and that what this guest shares or traps is mapped as
+/// it must be: the DMA pool (which the backend reads and writes through its window) Normal
+/// Write-Back like the rest of RAM, every virtio-mmio window Device, and so is the address of
+/// unclaimed mode. Test added for the MMU-on guests; fails on d2a38d4 (MMU off).
+fn check_mmu(boot: &Boot, nodes: &List<VirtioNode, MAX_DEVICES>, args: &Args) {
+    let mut expect = [Probe::ram("dma-pool", hal::pool_base() as u64); MAX_DEVICES + 2];
+    let mut n = 1;
+    for node in nodes.iter() {
+        expect[n] = Probe::device("virtio", node.base as u64);
+        n += 1;
+    }
+    if let Some(Ok(addr)) = args.probe_unclaimed {
+        expect[n] = Probe::device("unclaimed", addr as u64);
+        n += 1;
+    }
+    mmu::check("mmu-on", Some(boot), &expect[..n]);
 }
 
 /// Checks the IRQ path on its own: the virtual timer's PPI, taken through the vector table while
