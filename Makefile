@@ -19,7 +19,8 @@ RUN_TIMEOUT ?=
 HARNESS_ARGS := --xen $(XEN) --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
-        fmt-check clippy host-test check scenarios test run bench clean distclean
+        fmt-check clippy host-test bad-configs check-config check scenarios test run bench \
+        clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
@@ -27,6 +28,7 @@ help:
 	@echo "make test   fmt + clippy + host tests + Xen build + every QEMU scenario"
 	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
+	@echo "make check-config DTB=<host.dtb|.dts>   check a host device tree as Xen will at boot"
 
 setup:
 	@tools/setup.sh packages
@@ -55,7 +57,7 @@ linux: setup
 	@tools/linux-image.sh $(BUILD)
 
 host-tools:
-	@cargo build -q --release -p harness
+	@cargo build -q --release -p harness -p rust-ioreq-check
 
 fmt-check:
 	cargo fmt --all --check
@@ -67,9 +69,19 @@ clippy:
 	cargo clippy -q --workspace --all-targets -- -D warnings
 	cd arch && cargo clippy -q -- -D warnings
 
+# The workspace tests include the bad-configuration corpus (tests/bad-configs/, needs dtc from
+# `make setup`); `make bad-configs` runs it alone.
 host-test:
 	cargo test -q --workspace
 	python3 tools/check-fpsimd.py --self-test
+
+bad-configs:
+	cargo test -q -p rust-ioreq-check --test bad_configs
+
+# ARGS passes options (--ipa-bits, --gic-spis, --module <addr>=<file>).
+check-config: host-tools
+	@test -n "$(DTB)" || { echo "usage: make check-config DTB=<host.dtb|host.dts> [ARGS=...]"; exit 2; }
+	target/release/rust-ioreq-check $(ARGS) $(DTB)
 
 check: fmt-check clippy host-test
 

@@ -115,6 +115,9 @@ pub type Text = FixedStr<120>;
 pub struct Domain {
     /// Full node name under `/chosen`, unit address included (`be@1`).
     pub name: Name,
+    /// Position among all the `xen,domain` nodes of `/chosen`, involved or not: Xen 4.17 gives
+    /// dom0less domains domids from 1 in that order (`create_domUs()`), so this is domid - 1.
+    pub chosen_position: usize,
     /// `phandle` (or `linux,phandle`), if the node has one.
     pub phandle: Option<u32>,
     /// `cpus`.
@@ -253,6 +256,8 @@ pub enum ErrorKind {
         what: &'static str,
         /// Where it is.
         range: GpaRange,
+        /// The interface pages or the window it overlaps.
+        ours: GpaRange,
         /// `None`: the interface pages; `Some(frontend)`: the RAM window onto that frontend.
         window_of: Option<Name>,
     },
@@ -291,7 +296,10 @@ pub enum ErrorKind {
     /// `xen,backend-args` longer than [`ARGS_MAX`].
     ArgsTooLong,
     /// A node name longer than [`NAME_MAX`].
-    NameTooLong,
+    NameTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// Two `xen,domain` nodes in `/chosen` with the same full name.
     DuplicateName,
     /// Another node of the tree carries the same phandle.
@@ -440,17 +448,13 @@ impl ConfigError {
             ErrorKind::BackendSpaceOverlap {
                 what,
                 range,
+                ours,
                 window_of,
             } => {
                 write!(f, "{what} {range} overlaps ")?;
                 match window_of {
-                    None => write!(
-                        f,
-                        "{BACKEND_PAGES_WHAT} [{:#x}, {:#x})",
-                        BACKEND_PAGES.1,
-                        BACKEND_PAGES.1 + BACKEND_PAGES.2
-                    ),
-                    Some(fe) => write!(f, "the RAM window onto {fe}"),
+                    None => write!(f, "{BACKEND_PAGES_WHAT} {ours}"),
+                    Some(fe) => write!(f, "the RAM window onto {fe} {ours}"),
                 }
             }
             ErrorKind::SpiOutOfRange { spi, limit } => {
@@ -480,10 +484,10 @@ impl ConfigError {
             }
             ErrorKind::NoVcpus => f.write_str("0 vCPUs: a domain needs at least one"),
             ErrorKind::ArgsTooLong => write!(f, "longer than {ARGS_MAX} bytes"),
-            ErrorKind::NameTooLong => write!(
+            ErrorKind::NameTooLong { len } => write!(
                 f,
-                "node name longer than {NAME_MAX} bytes (Xen finds domains by their full node \
-                 name, which must not be cut)"
+                "node name of {len} bytes, longer than {NAME_MAX} (shown cut here; Xen finds \
+                 domains by their full node name, which must not be cut)"
             ),
             ErrorKind::DuplicateName => f.write_str(
                 "another xen,domain node in /chosen has the same name (Xen finds domains by \
@@ -662,12 +666,19 @@ impl Config {
         // The involved domain nodes, index = domain index.
         let mut nodes: Vec<FdtNode<'_, '_>> = Vec::new();
         let static_cells = memory::Cells::of_chosen(&fdt, chosen);
-        for node in domain_nodes(chosen).filter(is_involved) {
+        let involved = domain_nodes(chosen)
+            .enumerate()
+            .filter(|(_, n)| is_involved(n));
+        for (position, node) in involved {
             let path = Path::domain(node.name);
             if node.name.len() > NAME_MAX {
-                return Err(err(&path, "", ErrorKind::NameTooLong));
+                let kind = ErrorKind::NameTooLong {
+                    len: node.name.len(),
+                };
+                return Err(err(&path, "", kind));
             }
-            let domain = parse_domain(&node, &path, host.gic_spis, static_cells)?;
+            let mut domain = parse_domain(&node, &path, host.gic_spis, static_cells)?;
+            domain.chosen_position = position;
             config
                 .domains
                 .push(domain)
@@ -682,7 +693,10 @@ impl Config {
             for (nth, dev) in devices.enumerate() {
                 let path = Path::child(node.name, dev.name);
                 if dev.name.len() > NAME_MAX {
-                    return Err(err(&path, "", ErrorKind::NameTooLong));
+                    let kind = ErrorKind::NameTooLong {
+                        len: dev.name.len(),
+                    };
+                    return Err(err(&path, "", kind));
                 }
                 let device = config.parse_device(chosen, node, &dev, &path, index as u8, nth)?;
                 config.add_device(device, &path)?;
@@ -991,6 +1005,7 @@ fn parse_domain(
     };
     let mut domain = Domain {
         name: Name::from_str(node.name),
+        chosen_position: 0,
         phandle,
         vcpus,
         vpl011,

@@ -22,6 +22,7 @@ pub mod engine;
 mod fdtcheck;
 pub mod fixed;
 pub mod platform;
+pub mod report;
 pub mod syndrome;
 pub mod types;
 

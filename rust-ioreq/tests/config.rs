@@ -1042,8 +1042,8 @@ fn refuses_a_name_longer_than_name_max() {
         &format!("/chosen/{cut}"),
         "",
         &format!(
-            "/chosen/{cut}: node name longer than 63 bytes (Xen finds domains by their full node \
-             name, which must not be cut)"
+            "/chosen/{cut}: node name of 64 bytes, longer than 63 (shown cut here; Xen finds \
+             domains by their full node name, which must not be cut)"
         ),
     );
     // A device name too.
@@ -1052,8 +1052,8 @@ fn refuses_a_name_longer_than_name_max() {
         &format!("/chosen/fe/{cut}"),
         "",
         &format!(
-            "/chosen/fe/{cut}: node name longer than 63 bytes (Xen finds domains by their full \
-             node name, which must not be cut)"
+            "/chosen/fe/{cut}: node name of 64 bytes, longer than 63 (shown cut here; Xen finds \
+             domains by their full node name, which must not be cut)"
         ),
     );
     // Exactly NAME_MAX is fine; so is any name on a domain that uses no device.
@@ -1174,10 +1174,17 @@ fn domains_that_use_no_device_never_stop_the_boot() {
             .prop("direct-map", vec![]),
     );
     doms.push(Dom::new(&format!("x@{}", "1".repeat(80))));
+    // A frontend after all of them: its index counts involved domains only, its position in
+    // /chosen (domid - 1) counts them all.
+    let late = doms.len();
+    doms.push(Dom::new("late").device(Dev::new("d", BE)));
     let config = ok(&doms);
-    assert_eq!(config.domains().len(), 2);
+    assert_eq!(config.domains().len(), 3);
     assert_eq!(config.domain_index("be"), Some(1));
     assert_eq!(config.domain_index("idle0"), None);
+    assert_eq!(config.domain_index("late"), Some(2));
+    assert_eq!(config.domains()[2].chosen_position, late);
+    assert_eq!(config.domains()[1].chosen_position, 1);
 }
 
 /// 1 GiB in KiB.
@@ -1501,7 +1508,8 @@ fn refuses_backend_regions_over_its_interface_pages_and_windows() {
         "/chosen/be/shm@0",
         "xen,shared-mem",
         "/chosen/be/shm@0: property 'xen,shared-mem': the shared memory \
-         [0x1000000000, 0x1000001000) overlaps the RAM window onto fe",
+         [0x1000000000, 0x1000001000) overlaps the RAM window onto fe \
+         [0x1000000000, 0x2000000000)",
     );
     ok(&be(shm("shm@0", 0x7000_0000, 0x3e00_9000, 0x1000)));
     // A direct-mapped backend's RAM over its doorbell.
@@ -1807,7 +1815,7 @@ fn every_error_kind_is_covered_here() {
                 "refuses_backend_regions_over_its_interface_pages_and_windows"
             }
             ErrorKind::NoVcpus => "refuses_zero_vcpus_on_an_involved_domain",
-            ErrorKind::NameTooLong => "refuses_a_name_longer_than_name_max",
+            ErrorKind::NameTooLong { .. } => "refuses_a_name_longer_than_name_max",
             ErrorKind::DuplicateName => "refuses_duplicate_domain_names",
             ErrorKind::DuplicatePhandle { .. } => "refuses_duplicate_phandles",
             ErrorKind::Cycle(_) => "refuses_backends_serving_each_other_in_a_cycle",

@@ -524,6 +524,7 @@ fn check_backend_space(
             let kind = ErrorKind::BackendSpaceOverlap {
                 what: r.what,
                 range: r.range,
+                ours,
                 window_of,
             };
             return Err(err(&r.path, r.property, kind));
