@@ -81,7 +81,7 @@ bad-configs:
 # ARGS passes options (--ipa-bits, --gic-spis, --module <addr>=<file>).
 check-config: host-tools
 	@test -n "$(DTB)" || { echo "usage: make check-config DTB=<host.dtb|host.dts> [ARGS=...]"; exit 2; }
-	target/release/rust-ioreq-check $(ARGS) $(DTB)
+	@target/release/rust-ioreq-check $(ARGS) $(DTB)
 
 check: fmt-check clippy host-test
 

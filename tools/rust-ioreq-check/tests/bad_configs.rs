@@ -260,7 +260,7 @@ fn the_checker_reads_sources_and_prints_every_boot_line() {
             )
             .as_str(),
             "(XEN) rust-ioreq: fe/virtio@2000000: [0x2000000, 0x2000200) SPI 33 -> backend be device 0 \"virtio-blk\"",
-            "(XEN) rust-ioreq: fe/virtio-rng: [0x2000200, 0x2000400) SPI 34 -> backend be device 1 \"virtio-blk\"",
+            "(XEN) rust-ioreq: fe/virtio-rng: [0x2000200, 0x2000400) SPI 34 -> backend be device 1 \"virtio-rng\"",
             "(XEN) rust-ioreq: be (d2) serves 1 frontend(s), notify SPI 44",
             "(XEN) rust-ioreq: be: RAM of fe mapped at 0x1000000000",
         ]
