@@ -16,8 +16,8 @@
 //! 4. each device, in DT order (region, SPI, backend reference, capacities);
 //! 5. cycles of backends;
 //! 6. guest-physical memory: RAM against the windows, the IPA size, the P2M pool, overlaps in
-//!    each frontend's and each backend's address space ([`memory`]);
-//! 7. `sched=null` against the number of pCPUs ([`host`]).
+//!    each frontend's and each backend's address space (`config/memory.rs`);
+//! 7. `sched=null` against the number of pCPUs (`config/host.rs`).
 
 // A `ConfigError` carries whole node names (up to 2 x 64 bytes) so that the message Xen prints
 // is exact; it is built once, on the boot path, and ends the boot: its size on the stack is no
@@ -79,7 +79,7 @@ pub const DEVICE_REGION_UNIT: u64 = 0x200;
 /// device must not overlap. The vpl011 region only counts for domains with `vpl011`.
 ///
 /// A direct-mapped domain has its RAM, vGIC and vpl011 at host addresses instead
-/// ([`memory`] checks those); these stay refused for it too, which costs nothing and keeps one
+/// (`config/memory.rs` checks those); these stay refused for it too, which costs nothing and keeps one
 /// rule for every frontend.
 const RESERVED: [(&str, u64, u64); 6] = [
     ("guest RAM bank 0 (GUEST_RAM0)", 0x4000_0000, 0xc000_0000),
@@ -736,9 +736,21 @@ impl Config {
         self.domain_index(path.strip_prefix("/chosen/")?)
     }
 
-    /// Returns the pages of P2M tables backend `backend` (a domain index) needs for its RAM
-    /// windows and ioreq pages, on top of what its own RAM needs; 0 for a domain that serves
-    /// nothing. See [`memory::window_p2m_pages`] for the arithmetic.
+    /// Returns the pages of P2M (stage-2) tables backend `backend` (a domain index) needs for
+    /// its ioreq pages and RAM windows, on top of what its own RAM needs; 0 for a domain that
+    /// serves nothing. Xen grows the backend's P2M pool by this much before it maps them.
+    ///
+    /// The mappings: the ioreq pages (one 4 KiB page per frontend at 0x3e001000), and each
+    /// frontend `k`'s RAM ([`Domain::ram`]) at `window(k) + GPA`, all with 4 KiB pages. With
+    /// Xen 4.17 on this platform (4 KiB granule, 40-bit IPA, `VTCR_EL2.SL0 = 1`: 3 levels, the
+    /// level-1 root two concatenated pages that `p2m_allocate_root()` takes outside the pool),
+    /// every 2 MiB block touched needs one level-3 table page and every 1 GiB block touched
+    /// one level-2 table page; a block shared by two ranges counts once, and partial blocks
+    /// round up to whole ones. A window is 64 GiB-aligned, so a frontend's RAM keeps its
+    /// alignment there: 64 MiB at GPA 0x40000000 is 32 + 1 pages, 1 GiB is 512 + 1, 4 GiB
+    /// (3 GiB in GUEST_RAM0, 1 GiB in GUEST_RAM1) 2048 + 4; the ioreq pages add 1 + 1. Above
+    /// 42 IPA bits Xen uses 4 levels with a level-0 root, and each 512 GiB block touched adds
+    /// a level-1 page.
     pub fn window_p2m_pages(&self, backend: usize) -> u64 {
         memory::window_p2m_pages(self, backend)
     }

@@ -218,16 +218,7 @@ fn interface_mappings(config: &Config, backend: usize) -> Vec<GpaRange> {
 }
 
 /// Returns the pages of P2M tables backend `backend` needs for its ioreq pages and its RAM
-/// windows, mapped with 4 KiB pages: what the pool must grow by before they are mapped.
-///
-/// With Xen 4.17 on this platform (4 KiB granule, 40-bit IPA, `VTCR_EL2.SL0 = 1`: 3 levels,
-/// the level-1 root two concatenated pages allocated outside the pool), every 2 MiB block of
-/// mapped window takes one level-3 table page and every 1 GiB block one level-2 table page. A
-/// window is 64 GiB-aligned, so a frontend's RAM keeps its alignment there: 64 MiB at GPA
-/// 0x40000000 is 32 level-3 pages and 1 level-2 page; 1 GiB is 512 + 1; 4 GiB (3 GiB in bank 0
-/// and 1 GiB in bank 1) is 2048 + 4. The ioreq pages (at 0x3e001000) add one of each. Blocks
-/// are counted once even when shared, the root never; with a 4-level P2M (more than 42 IPA
-/// bits) each 512 GiB block adds a level-1 page.
+/// windows (the arithmetic: [`Config::window_p2m_pages`]).
 pub(super) fn window_p2m_pages(config: &Config, backend: usize) -> u64 {
     let mut ranges = interface_mappings(config, backend);
     table_pages(&mut ranges, config.ipa_bits())
