@@ -79,8 +79,8 @@ pub const DEVICE_REGION_UNIT: u64 = 0x200;
 /// device must not overlap. The vpl011 region only counts for domains with `vpl011`.
 ///
 /// A direct-mapped domain has its RAM, vGIC and vpl011 at host addresses instead
-/// (`config/memory.rs` checks those); these stay refused for it too, which costs nothing and keeps one
-/// rule for every frontend.
+/// (`config/memory.rs` checks those); these stay refused for it too, which costs nothing and
+/// keeps one rule for every frontend.
 const RESERVED: [(&str, u64, u64); 6] = [
     ("guest RAM bank 0 (GUEST_RAM0)", 0x4000_0000, 0xc000_0000),
     (
