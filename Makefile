@@ -24,7 +24,8 @@ HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
-        fmt-check clippy host-test check scenarios test run bench clean distclean
+        fmt-check clippy host-test bad-configs check-config check scenarios test run bench \
+        clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
@@ -32,6 +33,7 @@ help:
 	@echo "make test   fmt + clippy + host tests + Xen builds + every QEMU scenario (debug Xen)"
 	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
+	@echo "make check-config DTB=<host.dtb|.dts>   check a host device tree as Xen will at boot"
 
 setup:
 	@tools/setup.sh packages
@@ -63,7 +65,7 @@ linux: setup
 	@tools/linux-image.sh $(BUILD)
 
 host-tools:
-	@cargo build -q --release -p harness
+	@cargo build -q --release -p harness -p rust-ioreq-check
 
 fmt-check:
 	cargo fmt --all --check
@@ -76,11 +78,21 @@ clippy:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo clippy -q -p rust-ioreq --test loom -- -D warnings
 	cd arch && cargo clippy -q -- -D warnings
 
-# tests/loom.rs model-checks the engine's atomics: a build of its own (`--cfg loom`).
+# The workspace tests include the bad-configuration corpus (tests/bad-configs/, needs dtc from
+# `make setup`); `make bad-configs` runs it alone. tests/loom.rs model-checks the engine's
+# atomics: a build of its own (`--cfg loom`).
 host-test:
 	cargo test -q --workspace
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -q -p rust-ioreq --test loom --release
 	python3 tools/check-fpsimd.py --self-test
+
+bad-configs:
+	cargo test -q -p rust-ioreq-check --test bad_configs
+
+# ARGS passes options (--ipa-bits, --gic-spis, --module <addr>=<file>).
+check-config: host-tools
+	@test -n "$(DTB)" || { echo "usage: make check-config DTB=<host.dtb|host.dts> [ARGS=...]"; exit 2; }
+	@target/release/rust-ioreq-check $(ARGS) $(DTB)
 
 check: fmt-check clippy host-test
 

@@ -106,8 +106,11 @@ _Static_assert(offsetof(struct rust_ioreq_completion, post_imm9) == 16, "complet
 
 /* --- Implemented in Rust ----------------------------------------------------------------- */
 
-/* Boot: reads and validates the configuration (before create_domUs()). 0 or -EINVAL. */
-int rust_ioreq_init(const void *host_fdt, unsigned int gic_spis);
+/*
+ * Boot: reads and validates the configuration (before create_domUs()), given the SPIs a domU
+ * gets by default and the IPA size of every domain (p2m_ipa_bits). 0 or -EINVAL.
+ */
+int rust_ioreq_init(const void *host_fdt, unsigned int gic_spis, unsigned int ipa_bits);
 /*
  * Boot: a dom0less domain was created from the node whose full path (dt_node_full_name(),
  * unit address included) is `path`. 0 or -errno.
@@ -115,7 +118,10 @@ int rust_ioreq_init(const void *host_fdt, unsigned int gic_spis);
 int rust_ioreq_domain_created(struct domain *d, const char *path, uint16_t domid);
 /* Boot: adds the component's nodes under the open root of domain domid's generated DT. */
 int rust_ioreq_make_dt_nodes(uint16_t domid, void *fdt);
-/* Boot: every dom0less domain is built; freezes the tables and maps the RAM windows. */
+/*
+ * Boot: every dom0less domain is built; freezes the tables, grows backends' P2M pools, maps
+ * their ioreq pages and RAM windows.
+ */
 int rust_ioreq_domains_built(void);
 /* Trap: a frontend's stage-2 data abort. Returns RUST_IOREQ_MMIO_*. */
 int rust_ioreq_handle_mmio(const struct rust_ioreq_trap *trap, const struct cpu_user_regs *regs);
@@ -139,8 +145,11 @@ bool rust_xen_reserve_spi(struct domain *d, unsigned int spi);
 void *rust_xen_map_ioreq_page(unsigned int index, unsigned int k, struct domain *d,
                               uint64_t gpa);
 int rust_xen_register_doorbell(struct domain *d, uint64_t gpa, uint64_t size);
-int rust_xen_map_window(struct domain *backend, struct domain *frontend, uint64_t base);
-int rust_xen_unmap_window(struct domain *backend, struct domain *frontend, uint64_t base);
+int rust_xen_map_ram(struct domain *backend, struct domain *frontend, uint64_t gpa,
+                     uint64_t size, uint64_t at);
+int rust_xen_unmap_ram(struct domain *backend, struct domain *frontend, uint64_t gpa,
+                       uint64_t size, uint64_t at);
+int rust_xen_grow_p2m_pool(struct domain *d, uint64_t pages);
 int rust_xen_init_timers(unsigned int index);
 void rust_xen_set_timer(unsigned int index, unsigned int vcpu, uint64_t deadline);
 uint64_t rust_xen_now(void);

@@ -4,12 +4,13 @@
 use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use core::sync::atomic::Ordering;
 
-use rust_ioreq::abi::backend_layout;
+use rust_ioreq::abi::backend_layout::{self, window};
 use rust_ioreq::abi::doorbell;
-use rust_ioreq::config::Config;
+use rust_ioreq::config::{Config, HostFacts};
 use rust_ioreq::dt::{self, DtWriter};
 use rust_ioreq::engine::{Builder, DoorbellEvent, Engine, MmioOutcome, Trap, Work};
 use rust_ioreq::ratelimit::RateLimit;
+use rust_ioreq::report;
 use rust_ioreq::syndrome::XenDecode;
 use rust_ioreq::types::{DomId, Gpa, VcpuId, Width};
 
@@ -42,7 +43,11 @@ unsafe fn fdt_total_size(fdt: *const u8) -> Option<usize> {
 /// `fdt` is Xen's `device_tree_flattened`: a mapped, complete host FDT that stays mapped and
 /// unchanged while this runs.
 #[no_mangle]
-pub unsafe extern "C" fn rust_ioreq_init(fdt: *const u8, gic_spis: c_uint) -> c_int {
+pub unsafe extern "C" fn rust_ioreq_init(
+    fdt: *const u8,
+    gic_spis: c_uint,
+    ipa_bits: c_uint,
+) -> c_int {
     if fdt.is_null() {
         log!("no host device tree");
         return -EINVAL;
@@ -55,31 +60,23 @@ pub unsafe extern "C" fn rust_ioreq_init(fdt: *const u8, gic_spis: c_uint) -> c_
     // SAFETY: the header says the blob is `size` bytes long, it is mapped and nothing writes
     // it during boot (see the function's contract).
     let blob = unsafe { core::slice::from_raw_parts(fdt, size) };
-    let config = match Config::from_fdt(blob, gic_spis) {
+    let facts = HostFacts {
+        gic_spis,
+        ipa_bits,
+        // Passthrough partial device trees are not read: their `xen,reg` ranges are not
+        // checked at boot (docs/binding.md).
+        modules: None,
+    };
+    let config = match Config::from_fdt(blob, facts) {
         Ok(c) => c,
         Err(e) => {
-            log!("invalid configuration: {}", e);
+            log!("{}", report::InvalidConfig(&e));
             return -EINVAL;
         }
     };
-    crate::log::print_line(format_args!(
-        "rust-ioreq v{} ready: {} xen,virtio-mmio-device node(s) in /chosen",
-        rust_ioreq::VERSION,
-        config.devices().len()
-    ));
+    crate::log::print_line(format_args!("{}", report::Banner(&config)));
     for d in config.devices() {
-        let fe = &config.domains()[usize::from(d.frontend)];
-        let be = &config.domains()[usize::from(d.backend)];
-        log!(
-            "{}/{}: {} SPI {} -> backend {} device {} \"{}\"",
-            fe.name,
-            d.name,
-            d.mmio,
-            d.spi.0,
-            be.name,
-            d.index_in_backend,
-            d.args
-        );
+        log!("{}", report::DeviceLine(&config, d));
     }
     BUDGETS.call_once(|| core::array::from_fn(|_| RateLimit::new()));
     *BUILDER.lock() = Some(Builder::new(config));
@@ -160,17 +157,6 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
         );
         return -EINVAL;
     }
-    let slots = PAGES[index].iter().take(backend.frontends.len());
-    for (k, slot) in slots.enumerate() {
-        let gpa = backend_layout::ioreq_page(k);
-        // SAFETY: `d` is live and held; the glue allocates and maps a fresh page.
-        let page = unsafe { xen::rust_xen_map_ioreq_page(index as c_uint, k as c_uint, d, gpa) };
-        if page.is_null() {
-            log!("{}: cannot map the ioreq page of frontend {}", path, k);
-            return -ENOMEM;
-        }
-        slot.store(page, Ordering::Release);
-    }
     // SAFETY: `d` is live; the doorbell region does not overlap the domain's other handlers.
     let rc =
         unsafe { xen::rust_xen_register_doorbell(d, backend_layout::DOORBELL_GPA, doorbell::SIZE) };
@@ -178,14 +164,7 @@ pub unsafe extern "C" fn rust_ioreq_domain_created(
         log!("{}: cannot register the doorbell ({})", path, rc);
         return rc;
     }
-    log!(
-        "{} (d{}) serves {} frontend(s), notify SPI {}, timeout {} ms",
-        path,
-        domid,
-        backend.frontends.len(),
-        backend.notify_spi.0,
-        backend.timeout_ms
-    );
+    log!("{}", report::BackendLine(config, index, DomId(domid)));
     0
 }
 
@@ -301,32 +280,72 @@ pub extern "C" fn rust_ioreq_domains_built() -> c_int {
             return rc;
         }
     }
-    for (b, dom) in config.domains().iter().enumerate() {
-        let Some(backend) = dom.backend else { continue };
-        for (k, &f) in backend.frontends.iter().enumerate() {
-            let window = backend_layout::window(k);
-            // SAFETY: both domains were created and recorded (freeze checked it) and are
-            // fully constructed: create_domUs() calls this after the last construct_domU().
-            let rc = unsafe { xen::rust_xen_map_window(domain(b), domain(usize::from(f)), window) };
-            if rc != 0 {
-                log!(
-                    "/chosen/{}: cannot map the RAM of {} at {:#x} ({})",
-                    dom.name,
-                    config.domains()[usize::from(f)].name,
-                    window,
-                    rc
-                );
-                return rc;
-            }
-            log!(
-                "{}: RAM of {} mapped at {:#x}",
-                dom.name,
-                config.domains()[usize::from(f)].name,
-                window
-            );
+    for b in 0..config.domains().len() {
+        if let Err(rc) = connect_backend(config, b) {
+            return rc;
         }
     }
     0
+}
+
+/// Gives backend `b` (a domain index; nothing for a domain that serves nobody) its P2M pool
+/// growth, its ioreq pages and its frontends' RAM windows. Runs after every domain was
+/// constructed: `construct_domU()` sets the P2M pool, and later Xens start it empty.
+fn connect_backend(config: &Config, b: usize) -> Result<(), c_int> {
+    let dom = &config.domains()[b];
+    let Some(backend) = dom.backend else {
+        return Ok(());
+    };
+    let bd = domain(b);
+    // An explicit `xen,domain-p2m-mem-mb` was checked to cover the windows already.
+    if dom.p2m_mem_mb.is_none() {
+        let pages = config.window_p2m_pages(b);
+        // SAFETY: `bd` is created, held and constructed (freeze checked it), not running yet.
+        let rc = unsafe { xen::rust_xen_grow_p2m_pool(bd, pages) };
+        if rc != 0 {
+            log!(
+                "{}: cannot grow its P2M pool by {} pages ({})",
+                dom.name,
+                pages,
+                rc
+            );
+            return Err(rc);
+        }
+    }
+    let slots = PAGES[b].iter().take(backend.frontends.len());
+    for (k, slot) in slots.enumerate() {
+        let gpa = backend_layout::ioreq_page(k);
+        // SAFETY: `bd` is live and held; the glue allocates and maps a fresh page.
+        let page = unsafe { xen::rust_xen_map_ioreq_page(b as c_uint, k as c_uint, bd, gpa) };
+        if page.is_null() {
+            log!("{}: cannot map the ioreq page of frontend {}", dom.name, k);
+            return Err(-ENOMEM);
+        }
+        slot.store(page, Ordering::Release);
+    }
+    for (k, &f) in backend.frontends.iter().enumerate() {
+        let frontend = &config.domains()[usize::from(f)];
+        for ram in frontend.ram() {
+            let (gpa, size) = (ram.start().0, ram.size());
+            // SAFETY: both domains are created, held and constructed; the glue maps only the
+            // frontend's RAM pages, with a reference each that the backend's p2m keeps.
+            let rc = unsafe {
+                xen::rust_xen_map_ram(bd, domain(usize::from(f)), gpa, size, window(k) + gpa)
+            };
+            if rc != 0 {
+                log!(
+                    "{}: cannot map the RAM of {} at {:#x} ({})",
+                    dom.name,
+                    frontend.name,
+                    window(k) + gpa,
+                    rc
+                );
+                return Err(rc);
+            }
+        }
+        log!("{}", report::WindowLine(config, b, k));
+    }
+    Ok(())
 }
 
 /// Handles a frontend's stage-2 data abort, before Xen's own IOREQ forwarding. Returns a
@@ -553,15 +572,18 @@ fn unmap_windows_of(engine: &Engine, index: usize) {
         if bd.is_null() || fd.is_null() {
             continue;
         }
-        // SAFETY: both domains are held (non-null in `DOMAINS`); the glue removes only the
-        // foreign mappings of `fd`'s pages it added at boot.
-        let rc = unsafe { xen::rust_xen_unmap_window(bd, fd, backend_layout::window(k)) };
-        if rc != 0 {
-            log!(
-                "{}: cannot unmap the RAM of a destroyed frontend ({})",
-                dom.name,
-                rc
-            );
+        for ram in config.domains()[index].ram() {
+            let (gpa, size) = (ram.start().0, ram.size());
+            // SAFETY: both domains are held (non-null in `DOMAINS`); the glue removes only the
+            // foreign mappings of `fd`'s pages it added at boot.
+            let rc = unsafe { xen::rust_xen_unmap_ram(bd, fd, gpa, size, window(k) + gpa) };
+            if rc != 0 {
+                log!(
+                    "{}: cannot unmap the RAM of a destroyed frontend ({})",
+                    dom.name,
+                    rc
+                );
+            }
         }
     }
 }

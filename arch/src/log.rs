@@ -4,7 +4,7 @@ use core::ffi::c_int;
 use core::fmt;
 
 /// Longest line the log keeps; longer lines are cut and end in `...`.
-const LINE_MAX: usize = 160;
+const LINE_MAX: usize = 512;
 
 /// A fixed-size line buffer that truncates instead of failing or allocating.
 pub struct Line {

@@ -57,18 +57,24 @@ extern "C" {
     ) -> *mut u8;
     /// Registers the doorbell MMIO handler of backend `d` at `[gpa, gpa + size)`.
     pub fn rust_xen_register_doorbell(d: *mut XenDomain, gpa: u64, size: u64) -> c_int;
-    /// Maps every RAM page of `frontend` into `backend` at `base + its GPA`.
-    pub fn rust_xen_map_window(
+    /// Maps the RAM pages of `frontend` at `[gpa, gpa + size)` into `backend` at `at`.
+    pub fn rust_xen_map_ram(
         backend: *mut XenDomain,
         frontend: *mut XenDomain,
-        base: u64,
+        gpa: u64,
+        size: u64,
+        at: u64,
     ) -> c_int;
-    /// Removes from `backend` the window of `frontend`'s RAM mapped at `base`.
-    pub fn rust_xen_unmap_window(
+    /// Removes from `backend` what `rust_xen_map_ram` mapped with the same arguments.
+    pub fn rust_xen_unmap_ram(
         backend: *mut XenDomain,
         frontend: *mut XenDomain,
-        base: u64,
+        gpa: u64,
+        size: u64,
+        at: u64,
     ) -> c_int;
+    /// Grows the P2M pool of `d` by `pages` pages.
+    pub fn rust_xen_grow_p2m_pool(d: *mut XenDomain, pages: u64) -> c_int;
     /// Creates one timer per vCPU of frontend entry `index` (whose domain was held); each
     /// calls `rust_ioreq_timeout(index, vcpu)` when it fires.
     pub fn rust_xen_init_timers(index: c_uint) -> c_int;

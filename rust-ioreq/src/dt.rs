@@ -173,13 +173,9 @@ pub fn write_backend_node<W: DtWriter>(
             .u64(backend_layout::WINDOW_SIZE);
         w.property("rust-ioreq,ram-window", window.as_bytes())?;
         // The frontend's RAM, in its own addresses: what the window actually maps.
-        let ram = fe
-            .ram_banks()
-            .iter()
-            .flatten()
-            .fold(Cells::new(), |c, bank| {
-                c.u64(bank.start().0).u64(bank.size())
-            });
+        let ram = fe.ram().iter().fold(Cells::new(), |c, bank| {
+            c.u64(bank.start().0).u64(bank.size())
+        });
         w.property("rust-ioreq,ram", ram.as_bytes())?;
         w.property("#address-cells", Cells::new().u32(1).as_bytes())?;
         w.property("#size-cells", Cells::new().u32(0).as_bytes())?;

@@ -23,6 +23,7 @@ mod fdtcheck;
 pub mod fixed;
 pub mod platform;
 pub mod ratelimit;
+pub mod report;
 mod sync;
 pub mod syndrome;
 pub mod types;

@@ -5,17 +5,21 @@
 
 // Test data: indices and cells are small, and narrowing them is the point of some cases.
 #![allow(clippy::cast_possible_truncation)]
+// The helpers return the library's `ConfigError`, large on purpose (whole node names).
+#![allow(clippy::result_large_err)]
 
 mod common;
 
 use common::hostdt::{
-    cells, host_dtb, host_dtb_with, string, Dev, Dom, GIC_SPIS, HOST_GIC_PHANDLE,
+    cells, host_dtb, host_dtb_full, host_dtb_with, string, Dev, Dom, Host, Node, GIC_SPIS,
+    HOST_GIC_PHANDLE,
 };
 use rust_ioreq::config::{
-    Config, ConfigError, ErrorKind, Name, ARGS_MAX, DEFAULT_NOTIFY_SPI, GUEST_VIRTIO_MMIO_BASE,
-    MAX_DEVICES, MAX_DOMAINS, MAX_FRONTENDS_PER_BACKEND,
+    ram_p2m_pages, xen_default_p2m_pages, Config, ConfigError, ErrorKind, HostFacts, ModuleReader,
+    Name, Text, ARGS_MAX, DEFAULT_NOTIFY_SPI, GUEST_VIRTIO_MMIO_BASE, MAX_DEVICES, MAX_DOMAINS,
+    MAX_FRONTENDS_PER_BACKEND, MAX_RAM_BANKS, NAME_MAX,
 };
-use rust_ioreq::types::{Gpa, Spi};
+use rust_ioreq::types::{Gpa, GpaRange, Spi};
 
 /// Phandle of the usual backend.
 const BE: u32 = 0x100;
@@ -251,8 +255,13 @@ fn capacities_are_reachable() {
     }
     assert_eq!(n, MAX_DEVICES);
     doms[1] = doms[1].clone().cpus(128);
+    // Backends serving nothing still count as involved domains.
     for i in doms.len()..MAX_DOMAINS {
-        doms.push(Dom::new(&format!("idle{i}")));
+        doms.push(Dom::backend(&format!("idle{i}"), 0x1000 + i as u32));
+    }
+    // Domains that use no device do not count at all.
+    for i in 0..4 {
+        doms.push(Dom::new(&format!("other{i}")));
     }
     let config = ok(&doms);
     assert_eq!(config.domains().len(), MAX_DOMAINS);
@@ -808,20 +817,34 @@ fn refuses_malformed_single_cell_properties() {
             "/chosen/fe/d",
             "xen,backend",
         ),
+        // Domain properties are read strictly only on domains involved in the binding (here
+        // backends); see domains_that_use_no_device_never_stop_the_boot.
         (
-            vec![Dom::new("fe").prop("cpus", two.clone())],
+            vec![Dom::new("fe").ioreq_server().prop("cpus", two.clone())],
             "/chosen/fe",
             "cpus",
         ),
         (
-            vec![Dom::new("fe").prop("nr_spis", vec![0, 1])],
+            vec![Dom::new("fe").ioreq_server().prop("nr_spis", vec![0, 1])],
             "/chosen/fe",
             "nr_spis",
         ),
         (
-            vec![Dom::new("fe").prop("phandle", two.clone())],
+            vec![Dom::new("fe").ioreq_server().prop("phandle", two.clone())],
             "/chosen/fe",
             "phandle",
+        ),
+        (
+            vec![Dom::new("fe")
+                .ioreq_server()
+                .prop("memory", cells(&[0, 0, 1]))],
+            "/chosen/fe",
+            "memory",
+        ),
+        (
+            vec![Dom::backend("be", BE).prop("xen,domain-p2m-mem-mb", vec![0, 0, 1])],
+            "/chosen/be",
+            "xen,domain-p2m-mem-mb",
         ),
         (
             vec![Dom::backend("be", BE).prop("xen,ioreq-notify-spi", vec![])],
@@ -893,15 +916,19 @@ fn refuses_a_ninth_frontend_on_one_backend() {
 
 #[test]
 fn refuses_a_seventeenth_domain() {
-    let doms: Vec<Dom> = (0..=MAX_DOMAINS)
-        .map(|i| Dom::new(&format!("d{i}")))
+    // Seventeen involved domains (backends, even serving nothing); uninvolved ones in between
+    // do not count.
+    let mut doms: Vec<Dom> = (0..=MAX_DOMAINS)
+        .map(|i| Dom::backend(&format!("d{i}"), 0x10 + i as u32))
         .collect();
+    doms.insert(3, Dom::new("other"));
     refused(
         &doms,
         "/chosen/d16",
         "",
         ErrorKind::TooManyDomains,
-        "/chosen/d16: more than 16 domains",
+        "/chosen/d16: more than 16 domains use virtio devices (frontends and backends count, \
+         other domains do not)",
     );
 }
 
@@ -919,6 +946,847 @@ fn refuses_a_frontend_with_more_vcpus_than_slots() {
     );
     // A domain that is no frontend may have more.
     ok(&[Dom::backend("be", BE).cpus(129)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 7). Each of these tests fails on main at d2a38d4, where the configuration
+// accepted what they refuse (or had no API for what they look up).
+
+/// Parses `doms` in a host tree shaped by `host`, with `facts`.
+fn parse_with(doms: &[Dom], host: &Host, facts: HostFacts<'_>) -> Result<Box<Config>, ConfigError> {
+    Config::from_fdt(&host_dtb_full(doms, host), facts)
+}
+
+/// The facts of QEMU virt with Cortex-A57 (the default), and no module reader.
+fn facts() -> HostFacts<'static> {
+    HostFacts::from(GIC_SPIS)
+}
+
+/// Checks an error's node, property and exact message.
+#[track_caller]
+fn is_error(
+    result: Result<Box<Config>, ConfigError>,
+    node: &str,
+    property: &str,
+    text: &str,
+) -> ErrorKind {
+    let e = result.expect_err("configuration accepted");
+    assert_eq!(
+        (e.node.to_string().as_str(), e.property),
+        (node, property),
+        "{e}"
+    );
+    assert_eq!(e.to_string(), text);
+    e.kind
+}
+
+#[test]
+fn domains_are_found_by_their_full_path() {
+    // Defect 3: Xen 4.17's dt_node_name() gives `be` for both nodes; the configuration keys
+    // domains by full node name so that Xen can pass dt_node_full_name().
+    let doms = [
+        Dom::backend("be", BE),
+        Dom::new("be@1").device(Dev::new("d", BE)),
+    ];
+    let config = ok(&doms);
+    assert_eq!(config.domain_index_by_path("/chosen/be"), Some(0));
+    assert_eq!(config.domain_index_by_path("/chosen/be@1"), Some(1));
+    assert_eq!(config.domain_index_by_path("/chosen/be@2"), None);
+    assert_eq!(config.domain_index_by_path("be@1"), None);
+    assert_eq!(config.domain_index("be@1"), Some(1));
+    assert_eq!(config.domains()[1].name.as_str(), "be@1");
+    // Messages print the full name too.
+    refused(
+        &[
+            Dom::backend("be", BE),
+            Dom::new("be@1").device(Dev::new("d", BE).irq(20)),
+        ],
+        "/chosen/be@1/d",
+        "interrupts",
+        ErrorKind::SpiOutOfRange {
+            spi: 20,
+            limit: 288,
+        },
+        "/chosen/be@1/d: property 'interrupts': SPI 20 is outside the domain's SPIs 32..288",
+    );
+}
+
+#[test]
+fn names_past_31_bytes_are_kept_whole() {
+    // 31 bytes of node name plus a unit address: the old 31-byte names cut both to the same
+    // 31 `a`s, so both paths found the first domain.
+    let long = "a".repeat(31);
+    let (fe, be) = (format!("{long}@1"), format!("{long}@2"));
+    let config = ok(&[
+        Dom::new(&fe).device(Dev::new("d", BE)),
+        Dom::backend(&be, BE),
+    ]);
+    assert_eq!(
+        config.domain_index_by_path(&format!("/chosen/{fe}")),
+        Some(0)
+    );
+    assert_eq!(
+        config.domain_index_by_path(&format!("/chosen/{be}")),
+        Some(1)
+    );
+    assert_eq!(config.domains()[1].name.as_str(), be);
+}
+
+#[test]
+fn refuses_a_name_longer_than_name_max() {
+    let long = format!("{}@{}", "a".repeat(31), "1".repeat(NAME_MAX - 31));
+    assert_eq!(long.len(), NAME_MAX + 1);
+    let cut = &long[..NAME_MAX];
+    is_error(
+        parse(&[Dom::backend(&long, BE)]),
+        &format!("/chosen/{cut}"),
+        "",
+        &format!(
+            "/chosen/{cut}: node name of 64 bytes, longer than 63 (shown cut here; Xen finds \
+             domains by their full node name, which must not be cut)"
+        ),
+    );
+    // A device name too.
+    is_error(
+        parse(&fe_be(vec![Dev::new(&long, BE)])),
+        &format!("/chosen/fe/{cut}"),
+        "",
+        &format!(
+            "/chosen/fe/{cut}: node name of 64 bytes, longer than 63 (shown cut here; Xen finds \
+             domains by their full node name, which must not be cut)"
+        ),
+    );
+    // Exactly NAME_MAX is fine; so is any name on a domain that uses no device.
+    ok(&[Dom::backend(&long[..NAME_MAX], BE), Dom::new(&long)]);
+}
+
+#[test]
+fn refuses_duplicate_domain_names() {
+    let text = "/chosen/be: another xen,domain node in /chosen has the same name (Xen finds \
+                domains by their full node name)";
+    let kind = is_error(
+        parse(&[
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+            Dom::backend("be", 0x200),
+        ]),
+        "/chosen/be",
+        "",
+        text,
+    );
+    assert_eq!(kind, ErrorKind::DuplicateName);
+    // Also when the other node is not involved: Xen would give both the same identity.
+    is_error(
+        parse(&[
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+            Dom::new("be"),
+        ]),
+        "/chosen/be",
+        "",
+        text,
+    );
+    // Two uninvolved domains with one name are Xen's business.
+    ok(&[
+        Dom::new("fe").device(Dev::new("d", BE)),
+        Dom::backend("be", BE),
+        Dom::new("x"),
+        Dom::new("x"),
+    ]);
+}
+
+#[test]
+fn refuses_duplicate_phandles() {
+    // The backend's phandle is also the host GIC's: the device's xen,backend is ambiguous.
+    let kind = is_error(
+        parse(&[
+            Dom::new("fe").device(Dev::new("d", HOST_GIC_PHANDLE)),
+            Dom::backend("be", HOST_GIC_PHANDLE),
+        ]),
+        "/chosen/be",
+        "phandle",
+        "/chosen/be: property 'phandle': phandle 0x8001 is also carried by /intc@8000000",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::DuplicatePhandle {
+            phandle: HOST_GIC_PHANDLE,
+            other: Text::from_str("/intc@8000000"),
+        }
+    );
+    // Two domains with one phandle (one of them not involved, with linux,phandle).
+    is_error(
+        parse(&[
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+            Dom::new("other").prop("linux,phandle", cells(&[BE])),
+        ]),
+        "/chosen/be",
+        "phandle",
+        "/chosen/be: property 'phandle': phandle 0x100 is also carried by /chosen/other",
+    );
+    // phandle and linux,phandle on the same node are one carrier.
+    ok(&[
+        Dom::new("fe").device(Dev::new("d", BE)),
+        Dom::backend("be", BE).prop("linux,phandle", cells(&[BE])),
+    ]);
+}
+
+#[test]
+fn refuses_zero_vcpus_on_an_involved_domain() {
+    refused(
+        &[
+            Dom::new("fe").cpus(0).device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+        ],
+        "/chosen/fe",
+        "cpus",
+        ErrorKind::NoVcpus,
+        "/chosen/fe: property 'cpus': 0 vCPUs: a domain needs at least one",
+    );
+    ok(&[
+        Dom::new("fe").device(Dev::new("d", BE)),
+        Dom::backend("be", BE),
+        Dom::new("idle").cpus(0),
+    ]);
+}
+
+#[test]
+fn domains_that_use_no_device_never_stop_the_boot() {
+    // Defect 7c: more than 16 domain nodes, and odd encodings on the ones no device involves.
+    let mut doms = vec![
+        Dom::new("fe").device(Dev::new("d", BE)),
+        Dom::backend("be", BE),
+    ];
+    for i in 0..20 {
+        doms.push(Dom::new(&format!("idle{i}")));
+    }
+    doms.push(Dom::new("cpus64").prop("cpus", cells(&[0, 1])));
+    doms.push(Dom::new("spis").prop("nr_spis", vec![1]));
+    doms.push(Dom::new("phandle").prop("phandle", cells(&[1, 2, 3])));
+    doms.push(Dom::new("mem").prop("memory", cells(&[0, 0, 0, 1])));
+    doms.push(Dom::new("p2m").prop("xen,domain-p2m-mem-mb", vec![]));
+    doms.push(Dom::new("notify").prop("xen,ioreq-notify-spi", vec![1]));
+    doms.push(Dom::new("cells").prop("#address-cells", vec![]));
+    doms.push(
+        Dom::new("static")
+            .prop("xen,static-mem", vec![1, 2, 3])
+            .prop("direct-map", vec![]),
+    );
+    doms.push(Dom::new(&format!("x@{}", "1".repeat(80))));
+    // A frontend after all of them: its index counts involved domains only, its position in
+    // /chosen (domid - 1) counts them all.
+    let late = doms.len();
+    doms.push(Dom::new("late").device(Dev::new("d", BE)));
+    let config = ok(&doms);
+    assert_eq!(config.domains().len(), 3);
+    assert_eq!(config.domain_index("be"), Some(1));
+    assert_eq!(config.domain_index("idle0"), None);
+    assert_eq!(config.domain_index("late"), Some(2));
+    assert_eq!(config.domains()[2].chosen_position, late);
+    assert_eq!(config.domains()[1].chosen_position, 1);
+}
+
+/// 1 GiB in KiB.
+const GIB_KIB: u32 = 1024 * 1024;
+
+#[test]
+fn refuses_a_frontend_whose_ram_passes_its_window() {
+    // 59 GiB: 3 GiB in GUEST_RAM0, 56 in GUEST_RAM1 up to 0x1000000000 exactly: fits.
+    let fe = |gib: u32| {
+        [
+            Dom::new("fe")
+                .prop("memory", cells(&[0, gib * GIB_KIB]))
+                .device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+        ]
+    };
+    let config = ok(&fe(59));
+    assert_eq!(config.domains()[0].ram_end(), 0x10_0000_0000);
+    refused(
+        &fe(60),
+        "/chosen/fe",
+        "memory",
+        ErrorKind::RamPastWindow {
+            end: 0x10_4000_0000,
+        },
+        "/chosen/fe: property 'memory': RAM ends at 0x1040000000, past 64 GiB: its backend's RAM \
+         window onto it is 64 GiB, the rest would land in the next frontend's window",
+    );
+    // A domain that is no frontend may have more.
+    ok(&[Dom::new("big").prop("memory", cells(&[0, 60 * GIB_KIB]))]);
+}
+
+#[test]
+fn refuses_a_backend_whose_ram_reaches_its_windows() {
+    let be = |gib: u32| {
+        [
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE).prop("memory", cells(&[0, gib * GIB_KIB])),
+        ]
+    };
+    ok(&be(59));
+    refused(
+        &be(60),
+        "/chosen/be",
+        "memory",
+        ErrorKind::RamReachesWindows {
+            end: 0x10_4000_0000,
+        },
+        "/chosen/be: property 'memory': RAM ends at 0x1040000000, past 0x1000000000 where the \
+         backend's RAM windows start",
+    );
+    // A backend serving nothing has no window.
+    ok(&[Dom::backend("be", BE).prop("memory", cells(&[0, 60 * GIB_KIB]))]);
+}
+
+#[test]
+fn refuses_windows_past_the_ipa_size() {
+    // Four frontends: windows end at 128, 192, 256 and 320 GiB.
+    let mut doms = vec![Dom::backend("be", BE)];
+    for f in 0..4 {
+        doms.push(Dom::new(&format!("fe{f}")).device(Dev::new("d", BE)));
+    }
+    let blob = host_dtb(&doms);
+    let with_bits = |ipa_bits| HostFacts {
+        ipa_bits,
+        ..facts()
+    };
+    assert!(Config::from_fdt(&blob, with_bits(40)).is_ok());
+    assert_eq!(
+        Config::from_fdt(&blob, with_bits(40))
+            .map(|c| c.ipa_bits())
+            .ok(),
+        Some(40)
+    );
+    // 38 bits: 256 GiB.
+    is_error(
+        Config::from_fdt(&blob, with_bits(38)),
+        "/chosen/be",
+        "xen,ioreq-server",
+        "/chosen/be: property 'xen,ioreq-server': the RAM window onto fe3 ends at 0x5000000000, \
+         past the 38-bit guest-physical address space (0x4000000000): serve fewer frontends \
+         from this backend",
+    );
+    // 36 bits: 64 GiB, no window fits.
+    let kind = is_error(
+        Config::from_fdt(&blob, with_bits(36)),
+        "/chosen/be",
+        "xen,ioreq-server",
+        "/chosen/be: property 'xen,ioreq-server': the RAM window onto fe0 ends at 0x2000000000, \
+         past the 36-bit guest-physical address space (0x1000000000): serve fewer frontends \
+         from this backend",
+    );
+    assert!(matches!(
+        kind,
+        ErrorKind::WindowPastIpa { ipa_bits: 36, .. }
+    ));
+}
+
+#[test]
+fn window_p2m_pages_counts_the_tables_of_every_window() {
+    let mem = |mib: u32| cells(&[0, mib * 1024]);
+    let config = ok(&[
+        Dom::new("fe64")
+            .prop("memory", mem(64))
+            .device(Dev::new("d", BE)),
+        Dom::new("fe1g")
+            .prop("memory", mem(1024))
+            .device(Dev::new("d", BE)),
+        Dom::new("fe4g")
+            .prop("memory", mem(4096))
+            .device(Dev::new("d", 0x200)),
+        Dom::backend("be", BE).prop("memory", mem(64)),
+        Dom::backend("be2", 0x200).notify_spi(45),
+        Dom::backend("idle", 0x300).notify_spi(46),
+    ]);
+    // The default IPA is QEMU virt's 44 bits: 4 levels, so everything below 512 GiB also
+    // shares one level-1 page (+ 1).
+    // be: ioreq pages (1 L3 + 1 L2), 64 MiB (32 + 1) and 1 GiB (512 + 1).
+    assert_eq!(config.window_p2m_pages(3), 2 + 33 + 513 + 1);
+    // be2: ioreq page, 3 GiB in bank 0 (1536 L3 + 3 L2) and 1 GiB in bank 1 (512 + 1).
+    assert_eq!(config.window_p2m_pages(4), 2 + 1536 + 3 + 512 + 1 + 1);
+    // A backend serving nothing and a domain that serves nothing need none.
+    assert_eq!(config.window_p2m_pages(5), 0);
+    assert_eq!(config.window_p2m_pages(0), 0);
+    assert_eq!(config.window_p2m_pages(99), 0);
+    // Xen's default pool for the 64 MiB backend: 2 MiB, far from the 548 pages its windows
+    // need on top (1 GiB panicked a 64 MiB backend's boot before the pool grew).
+    assert_eq!(xen_default_p2m_pages(64 * 1024, 1), 512);
+    assert_eq!(ram_p2m_pages(&config.domains()[3], 40), 33);
+}
+
+#[test]
+fn refuses_an_explicit_p2m_pool_too_small_for_the_windows() {
+    // 128 MiB backend (64 + 1 pages at worst) serving a 1 GiB frontend (513 + 2 ioreq): 580,
+    // and with the default 44-bit IPA (4 levels) one level-1 page for each: 582.
+    let with = |mb: u32| {
+        [
+            Dom::new("fe")
+                .prop("memory", cells(&[0, GIB_KIB]))
+                .device(Dev::new("d", BE)),
+            Dom::backend("be", BE).prop("xen,domain-p2m-mem-mb", cells(&[mb])),
+        ]
+    };
+    ok(&with(3));
+    refused(
+        &with(2),
+        "/chosen/be",
+        "xen,domain-p2m-mem-mb",
+        ErrorKind::P2mPoolTooSmall {
+            mb: 2,
+            need_pages: 582,
+        },
+        "/chosen/be: property 'xen,domain-p2m-mem-mb': 2 MiB is too small: the domain's RAM and \
+         its RAM windows need 582 pages of P2M tables (3 MiB)",
+    );
+    // Without the property the pool is grown for the windows (Config::window_p2m_pages).
+    ok(&[
+        Dom::new("fe")
+            .prop("memory", cells(&[0, GIB_KIB]))
+            .device(Dev::new("d", BE)),
+        Dom::backend("be", BE),
+    ]);
+}
+
+/// `xen,static-mem` (in /chosen's 2/2 cells) and `direct-map`.
+fn direct_map(dom: Dom, base: u64, size: u64) -> Dom {
+    dom.prop(
+        "xen,static-mem",
+        cells(&[
+            (base >> 32) as u32,
+            base as u32,
+            (size >> 32) as u32,
+            size as u32,
+        ]),
+    )
+    .prop("direct-map", vec![])
+    .prop("memory", cells(&[0, (size / 1024) as u32]))
+}
+
+#[test]
+fn a_direct_mapped_domain_has_its_ram_at_host_addresses() {
+    let config = ok(&[
+        direct_map(Dom::new("fe"), 0x6000_0000, 0x400_0000).device(Dev::new("d", BE)),
+        Dom::backend("be", BE)
+            .prop("xen,static-mem", cells(&[0, 0x8000_0000, 0, 0x800_0000]))
+            .prop("memory", cells(&[0, 0x2_0000])),
+    ]);
+    let fe = &config.domains()[0];
+    assert!(fe.direct_map);
+    assert_eq!(
+        fe.ram(),
+        &[GpaRange::new(Gpa(0x6000_0000), 0x400_0000).unwrap()]
+    );
+    // Static memory without direct-map is placed like allocated memory.
+    let be = &config.domains()[1];
+    assert!(!be.direct_map);
+    assert_eq!(
+        be.ram(),
+        &[GpaRange::new(Gpa(0x4000_0000), 0x800_0000).unwrap()]
+    );
+    // The window maps exactly that: 32 + 1 tables for 64 MiB, + the ioreq page's 2, + the
+    // level-1 page of a 44-bit IPA.
+    assert_eq!(config.window_p2m_pages(1), 36);
+}
+
+#[test]
+fn refuses_device_regions_over_a_direct_mapped_domains_own_regions() {
+    let fe = |dev: Dev| {
+        [
+            direct_map(Dom::new("fe"), 0x0c00_0000, 0x400_0000)
+                .vpl011()
+                .device(dev),
+            Dom::backend("be", BE),
+        ]
+    };
+    for (base, what, range) in [
+        (
+            0x0c00_0000,
+            "its static memory (xen,static-mem, direct-map)",
+            "[0xc000000, 0x10000000)",
+        ),
+        (
+            0x0800_0000,
+            "the host GIC distributor (direct-map)",
+            "[0x8000000, 0x8010000)",
+        ),
+        (
+            0x0900_0000,
+            "the host UART its vpl011 takes over (direct-map)",
+            "[0x9000000, 0x9001000)",
+        ),
+        (
+            0x08ff_fe00,
+            "the host GIC redistributors (direct-map)",
+            "[0x80a0000, 0x9000000)",
+        ),
+    ] {
+        is_error(
+            parse(&fe(Dev::new("d", BE).at(base, 0x200).irq(40))),
+            "/chosen/fe/d",
+            "reg",
+            &format!("/chosen/fe/d: property 'reg': region overlaps {what} {range}"),
+        );
+    }
+    // Elsewhere is fine.
+    ok(&fe(Dev::new("d", BE).at(0x1000_0000, 0x200).irq(40)));
+}
+
+/// A `xen,domain-shared-memory-v1` child: host address, guest address, size (2/2 cells).
+fn shm(name: &str, host: u64, guest: u64, size: u64) -> Node {
+    let split64 = |v: u64| [(v >> 32) as u32, v as u32];
+    Node::new(name)
+        .prop("compatible", string("xen,domain-shared-memory-v1"))
+        .prop("xen,shm-id", string("shm0"))
+        .prop(
+            "xen,shared-mem",
+            cells(&[split64(host), split64(guest), split64(size)].concat()),
+        )
+}
+
+#[test]
+fn refuses_device_regions_over_shared_memory() {
+    refused(
+        &[
+            Dom::new("fe")
+                .device(Dev::new("d", BE).at(0x0a00_0000, 0x200))
+                .child(shm("shm@0", 0x7000_0000, 0x0a00_0000, 0x10_0000)),
+            Dom::backend("be", BE),
+        ],
+        "/chosen/fe/d",
+        "reg",
+        ErrorKind::OverlapsRegion {
+            what: "the shared memory",
+            node: Name::from_str("shm@0"),
+            range: GpaRange::new(Gpa(0x0a00_0000), 0x10_0000).unwrap(),
+        },
+        "/chosen/fe/d: property 'reg': region overlaps the shared memory of shm@0 \
+         [0xa000000, 0xa100000)",
+    );
+    // Next to it is fine; a malformed one is refused.
+    ok(&[
+        Dom::new("fe")
+            .device(Dev::new("d", BE).at(0x0a10_0000, 0x200))
+            .child(shm("shm@0", 0x7000_0000, 0x0a00_0000, 0x10_0000)),
+        Dom::backend("be", BE),
+    ]);
+    refused(
+        &[
+            Dom::new("fe")
+                .device(Dev::new("d", BE))
+                .child(shm("shm@0", 0, 0, 0).prop("xen,shared-mem", cells(&[1, 2, 3]))),
+            Dom::backend("be", BE),
+        ],
+        "/chosen/fe/shm@0",
+        "xen,shared-mem",
+        ErrorKind::Malformed,
+        "/chosen/fe/shm@0: property 'xen,shared-mem': malformed (wrong number of cells?)",
+    );
+}
+
+#[test]
+fn refuses_backend_regions_over_its_interface_pages_and_windows() {
+    let be = |extra: Node| {
+        [
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE).child(extra),
+        ]
+    };
+    let kind = is_error(
+        parse(&be(shm("shm@0", 0x7000_0000, 0x3e00_8000, 0x1000))),
+        "/chosen/be/shm@0",
+        "xen,shared-mem",
+        "/chosen/be/shm@0: property 'xen,shared-mem': the shared memory [0x3e008000, 0x3e009000) \
+         overlaps the backend interface (doorbell, ioreq pages) [0x3e000000, 0x3e009000)",
+    );
+    assert!(matches!(
+        kind,
+        ErrorKind::BackendSpaceOverlap {
+            window_of: None,
+            ..
+        }
+    ));
+    is_error(
+        parse(&be(shm("shm@0", 0x7000_0000, 0x10_0000_0000, 0x1000))),
+        "/chosen/be/shm@0",
+        "xen,shared-mem",
+        "/chosen/be/shm@0: property 'xen,shared-mem': the shared memory \
+         [0x1000000000, 0x1000001000) overlaps the RAM window onto fe \
+         [0x1000000000, 0x2000000000)",
+    );
+    ok(&be(shm("shm@0", 0x7000_0000, 0x3e00_9000, 0x1000)));
+    // A direct-mapped backend's RAM over its doorbell.
+    is_error(
+        parse(&[
+            Dom::new("fe").device(Dev::new("d", BE)),
+            direct_map(Dom::backend("be", BE), 0x3c00_0000, 0x400_0000),
+        ]),
+        "/chosen/be",
+        "xen,static-mem",
+        "/chosen/be: property 'xen,static-mem': its static memory (xen,static-mem, direct-map) \
+         [0x3c000000, 0x40000000) overlaps the backend interface (doorbell, ioreq pages) \
+         [0x3e000000, 0x3e009000)",
+    );
+}
+
+/// Boot modules in host memory, for the passthrough partial device trees.
+struct Modules(Vec<(u64, Vec<u8>)>);
+
+impl ModuleReader for Modules {
+    fn read(&self, addr: u64, size: u64) -> Option<&[u8]> {
+        let (_, blob) = self.0.iter().find(|(a, _)| *a == addr)?;
+        (blob.len() as u64 <= size).then_some(blob.as_slice())
+    }
+}
+
+/// A partial device tree whose `/passthrough/dev` maps host `host` to guest `guest`.
+fn partial_dt(host: u64, size: u64, guest: u64) -> Vec<u8> {
+    let mut w = vm_fdt::FdtWriter::new().expect("partial DT");
+    let root = w.begin_node("").expect("partial DT");
+    w.property("#address-cells", &cells(&[2]))
+        .expect("partial DT");
+    w.property("#size-cells", &cells(&[2])).expect("partial DT");
+    let pt = w.begin_node("passthrough").expect("partial DT");
+    w.property("compatible", &string("simple-bus"))
+        .expect("partial DT");
+    w.property("ranges", &[]).expect("partial DT");
+    w.property("#address-cells", &cells(&[2]))
+        .expect("partial DT");
+    w.property("#size-cells", &cells(&[2])).expect("partial DT");
+    let dev = w.begin_node("uart@9000000").expect("partial DT");
+    let s = |v: u64| [(v >> 32) as u32, v as u32];
+    w.property("xen,reg", &cells(&[s(host), s(size), s(guest)].concat()))
+        .expect("partial DT");
+    w.property("xen,path", &string("/pl011@9000000"))
+        .expect("partial DT");
+    w.end_node(dev).expect("partial DT");
+    w.end_node(pt).expect("partial DT");
+    w.end_node(root).expect("partial DT");
+    w.finish().expect("partial DT")
+}
+
+/// The module node of a partial device tree at 0x4c000000.
+fn dtb_module(size: u64) -> Node {
+    Node::new("module@4c000000")
+        .prop(
+            "compatible",
+            [string("multiboot,device-tree"), string("multiboot,module")].concat(),
+        )
+        .prop("reg", cells(&[0, 0x4c00_0000, 0, size as u32]))
+}
+
+#[test]
+fn refuses_regions_over_passthrough_ranges_when_the_partial_dt_is_readable() {
+    let blob = partial_dt(0x0900_0000, 0x1000, 0x0a00_0000);
+    let modules = Modules(vec![(0x4c00_0000, blob.clone())]);
+    let with_reader = HostFacts {
+        modules: Some(&modules),
+        ..facts()
+    };
+    let doms = [
+        Dom::new("fe")
+            .device(Dev::new("d", BE).at(0x0a00_0000, 0x200))
+            .child(dtb_module(blob.len() as u64)),
+        Dom::backend("be", BE),
+    ];
+    is_error(
+        parse_with(&doms, &Host::default(), with_reader),
+        "/chosen/fe/d",
+        "reg",
+        "/chosen/fe/d: property 'reg': region overlaps the passthrough xen,reg range of \
+         uart@9000000 [0xa000000, 0xa001000)",
+    );
+    // Without a reader the partial DT is not read (Xen has not wired one yet).
+    assert!(parse_with(&doms, &Host::default(), facts()).is_ok());
+    // A backend passing a device through at its doorbell.
+    let be_blob = partial_dt(0x0900_0000, 0x1000, 0x3e00_0000);
+    let be_modules = Modules(vec![(0x4c00_0000, be_blob.clone())]);
+    is_error(
+        parse_with(
+            &[
+                Dom::new("fe").device(Dev::new("d", BE)),
+                Dom::backend("be", BE).child(dtb_module(be_blob.len() as u64)),
+            ],
+            &Host::default(),
+            HostFacts {
+                modules: Some(&be_modules),
+                ..facts()
+            },
+        ),
+        "/chosen/be/module@4c000000",
+        "xen,reg",
+        "/chosen/be/module@4c000000: property 'xen,reg': the passthrough xen,reg range \
+         [0x3e000000, 0x3e001000) overlaps the backend interface (doorbell, ioreq pages) \
+         [0x3e000000, 0x3e009000)",
+    );
+    // A module that cannot be read as a device tree.
+    let junk = Modules(vec![(0x4c00_0000, vec![0; 64])]);
+    refused_with(
+        &[
+            Dom::new("fe")
+                .device(Dev::new("d", BE))
+                .child(dtb_module(64)),
+            Dom::backend("be", BE),
+        ],
+        HostFacts {
+            modules: Some(&junk),
+            ..facts()
+        },
+        "/chosen/fe/module@4c000000",
+        "reg",
+        ErrorKind::BadPartialDt { addr: 0x4c00_0000 },
+        "/chosen/fe/module@4c000000: property 'reg': the module at 0x4c000000 is not a readable \
+         device tree",
+    );
+}
+
+/// Checks that `doms` is refused with `facts` exactly so.
+#[track_caller]
+fn refused_with(
+    doms: &[Dom],
+    facts: HostFacts<'_>,
+    node: &str,
+    property: &str,
+    kind: ErrorKind,
+    text: &str,
+) {
+    let got = is_error(
+        parse_with(doms, &Host::default(), facts),
+        node,
+        property,
+        text,
+    );
+    assert_eq!(got, kind);
+}
+
+#[test]
+fn refuses_more_static_banks_than_a_direct_mapped_domain_may_have() {
+    let banks: Vec<u32> = (0..=MAX_RAM_BANKS as u32)
+        .flat_map(|i| [0, 0x6000_0000 + i * 0x10_0000, 0, 0x10_0000])
+        .collect();
+    refused(
+        &[
+            Dom::new("fe")
+                .prop("xen,static-mem", cells(&banks))
+                .prop("direct-map", vec![])
+                .device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+        ],
+        "/chosen/fe",
+        "xen,static-mem",
+        ErrorKind::TooManyRamBanks,
+        "/chosen/fe: property 'xen,static-mem': more than 8 banks on a direct-mapped domain",
+    );
+}
+
+#[test]
+fn refuses_backends_serving_each_other_in_a_cycle() {
+    refused(
+        &[
+            Dom::backend("a", 0x10).device(Dev::new("d", 0x20)),
+            Dom::backend("b", 0x20)
+                .notify_spi(50)
+                .device(Dev::new("d", 0x10)),
+        ],
+        "/chosen/a/d",
+        "xen,backend",
+        ErrorKind::Cycle(Text::from_str("a uses b, b uses a")),
+        "/chosen/a/d: property 'xen,backend': backends serve each other in a cycle (a uses b, b \
+         uses a): a vCPU blocked on its backend can wait on itself and deadlock them all",
+    );
+    // Three: a uses b, b uses c, c uses a; reported on the first device on the cycle.
+    let e = parse(&[
+        Dom::backend("a", 0x10).device(Dev::new("d", 0x20)),
+        Dom::backend("b", 0x20).device(Dev::new("d", 0x30)),
+        Dom::backend("c", 0x30).device(Dev::new("d", 0x10)),
+    ])
+    .expect_err("cycle");
+    assert_eq!(
+        e.kind,
+        ErrorKind::Cycle(Text::from_str("a uses b, b uses c, c uses a"))
+    );
+    assert_eq!(e.node.to_string(), "/chosen/a/d");
+    // A chain is fine.
+    ok(&[
+        Dom::new("a").device(Dev::new("d", 0x20)),
+        Dom::backend("b", 0x20).device(Dev::new("d", 0x30)),
+        Dom::backend("c", 0x30),
+    ]);
+}
+
+#[test]
+fn refuses_sched_null_with_more_vcpus_than_pcpus() {
+    let doms = [
+        Dom::new("fe").device(Dev::new("d", BE)),
+        Dom::backend("be", BE),
+    ];
+    let host = |args: &str, cpus: u32| Host {
+        bootargs: Some(args.to_string()),
+        cpus,
+        ..Host::default()
+    };
+    let null = "console=dtuart sched=null";
+    // Two vCPUs on two pCPUs: fine.
+    assert!(parse_with(&doms, &host(null, 2), facts()).is_ok());
+    let text = "/chosen: property 'xen,xen-bootargs': sched=null with 3 vCPUs on 2 pCPUs: the \
+                null scheduler gives each vCPU a pCPU of its own, so 1 vCPU(s) never run, and a \
+                frontend waiting on a backend that never runs blocks forever";
+    // A third domain, even one that uses no device.
+    let mut three = doms.to_vec();
+    three.push(Dom::new("idle"));
+    let kind = is_error(
+        parse_with(&three, &host(null, 2), facts()),
+        "/chosen",
+        "xen,xen-bootargs",
+        text,
+    );
+    assert_eq!(kind, ErrorKind::SchedNullOvercommit { vcpus: 3, pcpus: 2 });
+    // maxcpus=1 leaves one pCPU; the last sched= wins.
+    is_error(
+        parse_with(
+            &doms,
+            &host("sched=credit maxcpus=1 sched=null", 2),
+            facts(),
+        ),
+        "/chosen",
+        "xen,xen-bootargs",
+        &text.replace("3 vCPUs on 2 pCPUs", "2 vCPUs on 1 pCPUs"),
+    );
+    assert!(parse_with(&doms, &host("sched=null sched=credit", 1), facts()).is_ok());
+    assert!(parse_with(&three, &host("sched=credit2", 2), facts()).is_ok());
+    // dom0 (a kernel module in /chosen) takes one vCPU per pCPU unless dom0_max_vcpus says.
+    let dom0 = Node::new("module@40000000")
+        .prop(
+            "compatible",
+            [string("multiboot,kernel"), string("multiboot,module")].concat(),
+        )
+        .prop("reg", cells(&[0, 0x4000_0000, 0, 0x1000]));
+    let with_dom0 = |args: &str| Host {
+        chosen_extra: vec![dom0.clone()],
+        ..host(args, 4)
+    };
+    is_error(
+        parse_with(&doms, &with_dom0(null), facts()),
+        "/chosen",
+        "xen,xen-bootargs",
+        &text
+            .replace("3 vCPUs on 2 pCPUs", "6 vCPUs on 4 pCPUs")
+            .replace("so 1", "so 2"),
+    );
+    assert!(parse_with(&doms, &with_dom0("sched=null dom0_max_vcpus=2"), facts()).is_ok());
+    // Cpupools have their own CPUs and schedulers: not checked.
+    let pools = Host {
+        chosen_extra: vec![Node::new("pool").prop("compatible", string("xen,cpupool"))],
+        ..host(null, 1)
+    };
+    assert!(parse_with(&doms, &pools, facts()).is_ok());
+    // Without xen,xen-bootargs Xen takes /chosen/bootargs only with a dom0 command line.
+    let no_args = Host {
+        bootargs: None,
+        ..host(null, 1)
+    };
+    assert!(parse_with(&doms, &no_args, facts()).is_ok());
 }
 
 #[test]
@@ -946,6 +1814,32 @@ fn every_error_kind_is_covered_here() {
             ErrorKind::TooManyDomains => "refuses_a_seventeenth_domain",
             ErrorKind::TooManyVcpus(_) => "refuses_a_frontend_with_more_vcpus_than_slots",
             ErrorKind::ArgsTooLong => "refuses_args_longer_than_the_limit",
+            ErrorKind::OverlapsRegion { .. } => "refuses_device_regions_over_shared_memory",
+            ErrorKind::BackendSpaceOverlap { .. } => {
+                "refuses_backend_regions_over_its_interface_pages_and_windows"
+            }
+            ErrorKind::NoVcpus => "refuses_zero_vcpus_on_an_involved_domain",
+            ErrorKind::NameTooLong { .. } => "refuses_a_name_longer_than_name_max",
+            ErrorKind::DuplicateName => "refuses_duplicate_domain_names",
+            ErrorKind::DuplicatePhandle { .. } => "refuses_duplicate_phandles",
+            ErrorKind::Cycle(_) => "refuses_backends_serving_each_other_in_a_cycle",
+            ErrorKind::RamPastWindow { .. } => "refuses_a_frontend_whose_ram_passes_its_window",
+            ErrorKind::RamReachesWindows { .. } => {
+                "refuses_a_backend_whose_ram_reaches_its_windows"
+            }
+            ErrorKind::WindowPastIpa { .. } => "refuses_windows_past_the_ipa_size",
+            ErrorKind::P2mPoolTooSmall { .. } => {
+                "refuses_an_explicit_p2m_pool_too_small_for_the_windows"
+            }
+            ErrorKind::TooManyRamBanks => {
+                "refuses_more_static_banks_than_a_direct_mapped_domain_may_have"
+            }
+            ErrorKind::BadPartialDt { .. } => {
+                "refuses_regions_over_passthrough_ranges_when_the_partial_dt_is_readable"
+            }
+            ErrorKind::SchedNullOvercommit { .. } => {
+                "refuses_sched_null_with_more_vcpus_than_pcpus"
+            }
         }
     }
     assert!(!covered(ErrorKind::BadBlob).is_empty());

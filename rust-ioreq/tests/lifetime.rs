@@ -25,14 +25,15 @@ fn no_reg(r: u8) -> u64 {
 }
 
 /// Nodes `be` and `be@1`: Xen 4.17's `dt_node_name()` gives `be` for both, so on d2a38d4 (which
-/// bound domains by that name) the second overwrote the first: `be@1`, which serves nothing,
-/// became the backend. Bound by full path, each gets its own entry.
+/// bound domains by that name) the second overwrote the first: `be@1`, which serves nobody,
+/// became fe's backend, and the real backend's doorbell failed. Bound by full path, each gets
+/// its own entry.
 #[test]
 fn nodes_differing_only_by_unit_address_are_different_domains() {
     let doms = vec![
         Dom::new("fe").device(Dev::new("blk", 0x10)),
         Dom::backend("be", 0x10),
-        Dom::new("be@1").cpus(2),
+        Dom::backend("be@1", 0x20).cpus(2),
     ];
     let config = Config::from_fdt(&host_dtb(&doms), GIC_SPIS).expect("valid");
     let mut b = Builder::new(config);
@@ -41,15 +42,19 @@ fn nodes_differing_only_by_unit_address_are_different_domains() {
     assert_eq!(b.domain_created("/chosen/be@1", DomId(3)), Ok(Some(2)));
     assert_eq!(b.domid(1), Some(DomId(2)));
     let engine = b.freeze().expect("freeze");
-    // The real backend's doorbell works; the look-alike is no backend.
+    let xen = common::fake::FakeXen::new(engine.config());
+    // fe's request goes to be (d2), which answers it; be@1 (d3) has no frontend 0.
+    let t = trap(1, 0, BLK, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    xen.answer(page(1, 0), 0, 7);
     assert_eq!(
-        engine.doorbell_read(DomId(2), doorbell::MAGIC, Width::Word),
-        Ok(doorbell::MAGIC_VALUE)
+        engine.doorbell_write(&xen, DomId(3), doorbell::COMPLETE, Width::Word, 0),
+        Err(DoorbellError::UnknownFrontend(0))
     );
-    assert_eq!(
-        engine.doorbell_read(DomId(3), doorbell::MAGIC, Width::Word),
-        Err(DoorbellError::NotABackend)
-    );
+    assert!(matches!(
+        engine.doorbell_write(&xen, DomId(2), doorbell::COMPLETE, Width::Word, 0),
+        Ok(DoorbellEvent::Completed { .. })
+    ));
 }
 
 #[test]

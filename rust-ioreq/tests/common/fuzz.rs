@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 
 use rust_ioreq::abi::{
-    doorbell, IoReq, STATE_IOREQ_INPROCESS, STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IORESP_READY,
+    backend_layout, doorbell, IoReq, STATE_IOREQ_INPROCESS, STATE_IOREQ_NONE, STATE_IOREQ_READY,
+    STATE_IORESP_READY,
 };
-use rust_ioreq::config::{Config, MAX_FRONTENDS_PER_BACKEND};
+use rust_ioreq::config::{Config, MAX_FRONTENDS_PER_BACKEND, NAME_MAX};
 use rust_ioreq::dt::{write_backend_node, write_frontend_nodes, DtWriter};
 use rust_ioreq::engine::{
     Builder, Discarded, DoorbellError, DoorbellEvent, Engine, MmioError, MmioOutcome, Trap,
@@ -173,8 +174,22 @@ pub fn check_config(config: Box<Config>) {
             assert!(!d.mmio.overlaps(&r), "{d:?} overlaps {r}");
         }
     }
-    for d in domains {
+    for (i, d) in domains.iter().enumerate() {
+        // Names are identities: whole, and unique.
+        assert!(d.name.as_str().len() <= NAME_MAX);
+        assert!(domains[..i].iter().all(|o| o.name != d.name), "{d:?}");
+        assert!(d.vcpus > 0);
+        if devices.iter().any(|x| usize::from(x.frontend) == i) {
+            assert!(d.ram_end() <= backend_layout::WINDOW_SIZE, "{d:?}");
+        }
         if let Some(b) = d.backend {
+            if !b.frontends.is_empty() {
+                assert!(d.ram_end() <= backend_layout::window(0), "{d:?}");
+                let top = backend_layout::window(b.frontends.len());
+                assert!(u128::from(top) <= 1u128 << config.ipa_bits(), "{d:?}");
+            }
+            // No domain waits on itself through its backends.
+            assert!(b.frontends.iter().all(|&f| usize::from(f) != i));
             assert!(b.frontends.len() <= MAX_FRONTENDS_PER_BACKEND);
             assert!(b.notify_spi.0 < 32u32.saturating_add(d.nr_spis));
             assert!(!(d.vpl011 && b.notify_spi.0 == 32));

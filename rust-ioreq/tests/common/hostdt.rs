@@ -134,6 +134,45 @@ impl Dev {
     }
 }
 
+/// Any other node: a name, properties and children.
+#[derive(Clone, Debug, Default)]
+pub struct Node {
+    name: String,
+    props: Props,
+    children: Vec<Node>,
+}
+
+impl Node {
+    /// A node with no property.
+    pub fn new(name: &str) -> Node {
+        Node {
+            name: name.to_string(),
+            ..Node::default()
+        }
+    }
+
+    /// Sets any property to raw bytes.
+    pub fn prop(mut self, name: &str, value: Vec<u8>) -> Node {
+        self.props.set(name, value);
+        self
+    }
+
+    /// Adds a child node.
+    pub fn child(mut self, child: Node) -> Node {
+        self.children.push(child);
+        self
+    }
+
+    fn write(&self, w: &mut FdtWriter) {
+        let node = w.begin_node(&self.name).expect("node");
+        self.props.write(w);
+        for c in &self.children {
+            c.write(w);
+        }
+        w.end_node(node).expect("end node");
+    }
+}
+
 /// A dom0less `xen,domain` node.
 #[derive(Clone, Debug)]
 pub struct Dom {
@@ -142,6 +181,7 @@ pub struct Dom {
     address_cells: u32,
     size_cells: u32,
     devices: Vec<Dev>,
+    children: Vec<Node>,
 }
 
 impl Dom {
@@ -159,6 +199,7 @@ impl Dom {
             address_cells: 2,
             size_cells: 2,
             devices: Vec::new(),
+            children: Vec::new(),
         }
     }
 
@@ -230,6 +271,12 @@ impl Dom {
         self
     }
 
+    /// Adds another child node (after the devices).
+    pub fn child(mut self, node: Node) -> Dom {
+        self.children.push(node);
+        self
+    }
+
     fn write(&self, w: &mut FdtWriter) {
         let node = w.begin_node(&self.name).expect("domain node");
         self.props.write(w);
@@ -273,7 +320,37 @@ impl Dom {
             dev.props.write(w);
             w.end_node(node).expect("end device");
         }
+        for c in &self.children {
+            c.write(w);
+        }
         w.end_node(node).expect("end domain");
+    }
+}
+
+/// Xen's command line in the trees written here, unless a test sets another.
+pub const BOOTARGS: &str = "console=dtuart dtuart=/pl011@9000000 bootscrub=0";
+
+/// What a host tree holds besides the domains.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// `/chosen/xen,xen-bootargs`; `None` omits it.
+    pub bootargs: Option<String>,
+    /// Number of `/cpus/cpu@N` nodes.
+    pub cpus: u32,
+    /// Other `/chosen` children, written before the domains (dom0's kernel, cpupools).
+    pub chosen_extra: Vec<Node>,
+    /// Whether there is a `/chosen` node at all.
+    pub chosen: bool,
+}
+
+impl Default for Host {
+    fn default() -> Host {
+        Host {
+            bootargs: Some(BOOTARGS.to_string()),
+            cpus: 2,
+            chosen_extra: Vec::new(),
+            chosen: true,
+        }
     }
 }
 
@@ -284,6 +361,17 @@ pub fn host_dtb(domains: &[Dom]) -> Vec<u8> {
 
 /// Writes a host tree, with or without a `/chosen` node.
 pub fn host_dtb_with(domains: &[Dom], with_chosen: bool) -> Vec<u8> {
+    host_dtb_full(
+        domains,
+        &Host {
+            chosen: with_chosen,
+            ..Host::default()
+        },
+    )
+}
+
+/// Writes a host tree as `host` says, with `domains` in `/chosen`.
+pub fn host_dtb_full(domains: &[Dom], host: &Host) -> Vec<u8> {
     let mut w = FdtWriter::new().expect("writer");
     let root = w.begin_node("").expect("root");
     w.property("compatible", &string("linux,dummy-virt"))
@@ -300,22 +388,46 @@ pub fn host_dtb_with(domains: &[Dom], with_chosen: bool) -> Vec<u8> {
         .expect("reg");
     w.end_node(memory).expect("end memory");
 
+    let cpus = w.begin_node("cpus").expect("cpus");
+    w.property("#address-cells", &cells(&[1])).expect("cells");
+    w.property("#size-cells", &cells(&[0])).expect("cells");
+    for i in 0..host.cpus {
+        let cpu = w.begin_node(&format!("cpu@{i}")).expect("cpu");
+        w.property("device_type", &string("cpu")).expect("type");
+        w.property("compatible", &string("arm,cortex-a57"))
+            .expect("compatible");
+        w.property("reg", &cells(&[i])).expect("reg");
+        w.end_node(cpu).expect("end cpu");
+    }
+    w.end_node(cpus).expect("end cpus");
+
+    // QEMU virt's GICv3: distributor and one redistributor region.
     let gic = w.begin_node("intc@8000000").expect("intc");
     w.property("compatible", &string("arm,gic-v3"))
         .expect("compatible");
     w.property("phandle", &cells(&[HOST_GIC_PHANDLE]))
         .expect("phandle");
+    w.property("interrupt-controller", &[]).expect("ic");
+    w.property("#redistributor-regions", &cells(&[1]))
+        .expect("rdist");
+    w.property(
+        "reg",
+        &cells(&[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000]),
+    )
+    .expect("reg");
     w.end_node(gic).expect("end intc");
 
-    if with_chosen {
+    if host.chosen {
         let chosen = w.begin_node("chosen").expect("chosen");
         w.property("#address-cells", &cells(&[2])).expect("cells");
         w.property("#size-cells", &cells(&[2])).expect("cells");
-        w.property(
-            "xen,xen-bootargs",
-            &string("console=dtuart dtuart=/pl011@9000000 bootscrub=0"),
-        )
-        .expect("bootargs");
+        if let Some(args) = &host.bootargs {
+            w.property("xen,xen-bootargs", &string(args))
+                .expect("bootargs");
+        }
+        for n in &host.chosen_extra {
+            n.write(&mut w);
+        }
         for d in domains {
             d.write(&mut w);
         }
@@ -328,6 +440,8 @@ pub fn host_dtb_with(domains: &[Dom], with_chosen: bool) -> Vec<u8> {
         &[string("arm,pl011"), string("arm,primecell")].concat(),
     )
     .expect("compatible");
+    w.property("reg", &cells(&[0, 0x0900_0000, 0, 0x1000]))
+        .expect("reg");
     w.end_node(uart).expect("end uart");
     w.end_node(root).expect("end root");
     w.finish().expect("finish")

@@ -17,7 +17,8 @@ pub const BE: usize = 1;
 pub const FE2: usize = 2;
 /// Backend of `net`, `con` and `vsock`.
 pub const BE2: usize = 3;
-/// A domain with no part in any of it.
+/// A domain with no part in any of it: last in `/chosen` (domid 5), and not tracked by the
+/// configuration, so no domain index is 4.
 pub const IDLE: usize = 4;
 
 /// Returns the domid Xen gives domain index `i` (dom0less: `/chosen` order from 1).

@@ -23,6 +23,11 @@
 //! that length is the head of a longer line, so it is held and joined with the same domain's
 //! next chunk before any check looks at it.
 //!
+//! A scenario with `expect_boot_error` is judged the other way round: it passes only if Xen
+//! prints `rust-ioreq: invalid configuration: <that message>` and then panics with the
+//! component's panic text; the banner, any guest marker, any other crash line, another message
+//! or a timeout fail it.
+//!
 //! It has no I/O so it can be tested on synthetic logs; `run` feeds it live lines and asks
 //! `done()` to know when to stop reading.
 
@@ -58,6 +63,16 @@ const CRASH_PATTERNS: &[(&str, &str)] = &[
 const BANNER_HEAD: &str = "rust-ioreq v";
 const BANNER_MID: &str = " ready: ";
 const BANNER_TAIL: &str = " xen,virtio-mmio-device node";
+
+/// What Xen prints before a configuration error (`arch/src/entry.rs`, `rust_ioreq_init`).
+const REFUSAL_HEAD: &str = "rust-ioreq: invalid configuration: ";
+/// Xen's panic text after a configuration error (xen-patches 0003, `start_xen()`).
+const REFUSAL_PANIC: &str = "rust-ioreq: invalid configuration in the host device tree (see above)";
+/// The crash pattern a refused configuration is expected to print.
+const XEN_PANIC: &str = "Panic on CPU";
+/// Longest line `arch/`'s logger prints (`arch/src/log.rs` `LINE_MAX`): a longer line is cut
+/// there and ends in `...`, so an expected message is matched against that cut too.
+pub const ARCH_LINE_MAX: usize = 160;
 
 /// Prefix of a domain's `HYPERVISOR_console_io` line: `(d<domid>) `.
 const CONSOLE_IO_HEAD: &str = "(d";
@@ -100,6 +115,8 @@ pub struct Expectation {
     pub contains: Vec<String>,
     /// Strings that must appear in this order, each on a later line than the one before.
     pub ordered: Vec<String>,
+    /// The configuration error Xen must stop with, for a scenario that expects a refusal.
+    pub boot_error: Option<String>,
 }
 
 impl Expectation {
@@ -122,6 +139,7 @@ impl Expectation {
             devices: s.device_count(),
             contains: s.expect_contains.clone(),
             ordered: s.expect_ordered.clone(),
+            boot_error: s.expect_boot_error.clone(),
         }
     }
 
@@ -172,12 +190,19 @@ pub struct Verdict {
     /// `expect_end` domains that printed END.
     pub ends_seen: usize,
     pub ends_expected: usize,
+    /// Whether the scenario expected (and, on PASS, got) Xen refusing its configuration.
+    pub refusal: bool,
 }
 
 impl Verdict {
     /// Summarises the verdict in one line: the reasons on FAIL, the counts on PASS.
     pub fn why(&self, elapsed: Duration) -> String {
-        if self.pass {
+        if self.pass && self.refusal {
+            format!(
+                "Xen refused the configuration as expected in {:.1}s",
+                elapsed.as_secs_f64()
+            )
+        } else if self.pass {
             format!(
                 "{}/{} guests ended, {} checks passed in {:.1}s",
                 self.ends_seen,
@@ -234,6 +259,12 @@ pub struct Judge {
     partial: BTreeMap<u32, String>,
     /// The head of a dom0 line another line cut into, waiting for the rest.
     dom0_head: Option<String>,
+    /// What Xen said after `rust-ioreq: invalid configuration: `, each time it did.
+    refusals: Vec<String>,
+    /// Xen's `Panic on CPU` line, when a refusal is expected (then it is not a crash).
+    xen_panic: bool,
+    /// Xen's panic text after a configuration error.
+    refusal_panic: bool,
 }
 
 /// Classifies a scenario marker line.
@@ -262,6 +293,9 @@ impl Judge {
             ordered_seen: 0,
             partial: BTreeMap::new(),
             dom0_head: None,
+            refusals: Vec::new(),
+            xen_panic: false,
+            refusal_panic: false,
         }
     }
 
@@ -323,7 +357,17 @@ impl Judge {
     /// Takes one whole console line into account: `line` as printed (vpl011 chunks joined),
     /// `text` the part after the domain prefix.
     fn take(&mut self, source: Source, line: &str, text: &str) {
-        if let Some(&(_, why)) = CRASH_PATTERNS.iter().find(|(pat, _)| line.contains(pat)) {
+        let refusal_expected = self.exp.boot_error.is_some();
+        if source == Source::Xen {
+            if let Some(i) = line.find(REFUSAL_HEAD) {
+                self.refusals
+                    .push(line[i + REFUSAL_HEAD.len()..].trim_end().to_owned());
+            }
+            self.refusal_panic |= line.contains(REFUSAL_PANIC);
+        }
+        if refusal_expected && line.contains(XEN_PANIC) {
+            self.xen_panic = true;
+        } else if let Some(&(_, why)) = CRASH_PATTERNS.iter().find(|(pat, _)| line.contains(pat)) {
             self.crash_count += 1;
             if self.crashes.len() < MAX_KEPT {
                 self.crashes.push(format!("{why}: {}", line.trim()));
@@ -389,6 +433,10 @@ impl Judge {
     /// Tells whether every `expect_end` domain has printed END (with no END awaited: at least
     /// one PASS), i.e. the harness can stop reading after a short grace period.
     pub fn done(&self) -> bool {
+        if self.exp.boot_error.is_some() {
+            // Nothing follows Xen's panic; after the banner, no refusal will come.
+            return self.refusal_panic || self.banner.is_some();
+        }
         let ends = self.exp.ends();
         self.ends_seen() == ends && (ends > 0 || self.passes > 0)
     }
@@ -407,6 +455,9 @@ impl Judge {
 
     /// Decides once every held line has been taken into account.
     fn decide(&self, ending: &Ending) -> Verdict {
+        if let Some(want) = &self.exp.boot_error {
+            return self.decide_refusal(want, ending);
+        }
         let name = &self.exp.name;
         let mut r = Vec::new();
         if self.crash_count > 0 {
@@ -460,8 +511,74 @@ impl Judge {
             checks_passed: self.passes,
             ends_seen: self.ends_seen(),
             ends_expected: self.exp.ends(),
+            refusal: false,
         }
     }
+
+    /// Decides a scenario that expects Xen to refuse its configuration with `want`.
+    fn decide_refusal(&self, want: &str, ending: &Ending) -> Verdict {
+        let mut r = Vec::new();
+        if self.crash_count > 0 {
+            r.push(plural_list(&self.crashes, self.crash_count, "crash lines"));
+        }
+        if self.guest_fail_count > 0 {
+            r.push(plural_list(
+                &self.guest_fails,
+                self.guest_fail_count,
+                "FAIL lines",
+            ));
+        }
+        if let Some(n) = self.banner {
+            r.push(format!(
+                "rust-ioreq accepted the configuration (banner with {n} devices)"
+            ));
+        }
+        if self.passes > 0 || self.ended.iter().any(|&e| e) {
+            r.push("a domain ran and printed markers".to_owned());
+        }
+        match self.refusals.as_slice() {
+            [] => r.push(format!("no '{REFUSAL_HEAD}' line")),
+            got if !got.iter().any(|g| refusal_matches(g, want)) => {
+                r.push(format!("Xen refused with {:?}, expected {want:?}", got[0]))
+            }
+            _ => {}
+        }
+        if !(self.xen_panic && self.refusal_panic) {
+            r.push(format!("Xen did not panic with {REFUSAL_PANIC:?}"));
+        }
+        for (seen, want) in self.contains_seen.iter().zip(&self.exp.contains) {
+            if !seen {
+                r.push(format!("expected output {want:?} missing"));
+            }
+        }
+        // After its panic Xen resets the board and QEMU (-no-reboot) exits: that is the
+        // expected end, as is the harness stopping once it saw the panic.
+        if let Ending::TimedOut(t) = ending {
+            r.push(format!("timeout after {}s", t.as_secs()));
+        }
+        Verdict {
+            pass: r.is_empty(),
+            reasons: r,
+            checks_passed: self.passes,
+            ends_seen: self.ends_seen(),
+            ends_expected: 0,
+            refusal: true,
+        }
+    }
+}
+
+/// Tells whether Xen's refusal text `got` (after [`REFUSAL_HEAD`]) is `want`, allowing for the
+/// cut `arch/`'s logger makes to lines longer than [`ARCH_LINE_MAX`].
+pub fn refusal_matches(got: &str, want: &str) -> bool {
+    let full = format!("{REFUSAL_HEAD}{want}");
+    let printed = format!("{REFUSAL_HEAD}{got}");
+    if printed == full {
+        return true;
+    }
+    full.len() > ARCH_LINE_MAX
+        && printed.len() == ARCH_LINE_MAX
+        && printed.ends_with("...")
+        && full.as_bytes()[..ARCH_LINE_MAX - 3] == printed.as_bytes()[..ARCH_LINE_MAX - 3]
 }
 
 /// Judges a whole log at once: the pure function the harness's live loop is equivalent to.
@@ -581,6 +698,7 @@ mod tests {
             devices,
             contains: vec![],
             ordered: vec![],
+            boot_error: None,
         }
     }
 
@@ -1193,5 +1311,154 @@ expect_end = false
             vec!["expected output \"second\" after \"first\" missing"]
         );
         assert_eq!(run(&[]), vec!["expected output \"first\" missing"]);
+    }
+
+    /// A scenario expecting Xen to refuse its configuration with `msg`.
+    fn refusal(msg: &str) -> Expectation {
+        let mut e = exp(2, 2);
+        e.boot_error = Some(msg.to_owned());
+        e
+    }
+
+    const MSG: &str = "/chosen/a/d: property 'xen,backend': a domain cannot be its own backend";
+
+    /// What Xen 4.17 + rust-ioreq prints for a refused configuration.
+    fn refusal_log(msg: &str) -> Vec<String> {
+        vec![
+            "(XEN) Xen version 4.17.5".to_owned(),
+            format!("(XEN) rust-ioreq: invalid configuration: {msg}"),
+            "(XEN) ".to_owned(),
+            "(XEN) ****************************************".to_owned(),
+            "(XEN) Panic on CPU 0:".to_owned(),
+            "(XEN) rust-ioreq: invalid configuration in the host device tree (see above)"
+                .to_owned(),
+            "(XEN) ****************************************".to_owned(),
+            "(XEN) Reboot in five seconds...".to_owned(),
+        ]
+    }
+
+    fn judge_refusal(msg: &str, log: &[String], ending: &Ending) -> Verdict {
+        judge(&refusal(msg), log.iter().map(String::as_str), ending)
+    }
+
+    #[test]
+    fn an_expected_refusal_passes_and_is_done_at_the_panic() {
+        let log = refusal_log(MSG);
+        for ending in [Ending::Stopped, Ending::QemuExited("exit status: 0".into())] {
+            let v = judge_refusal(MSG, &log, &ending);
+            assert!(v.pass, "{:?}", v.reasons);
+            assert!(v.refusal);
+            assert_eq!(
+                v.why(Duration::from_millis(1500)),
+                "Xen refused the configuration as expected in 1.5s"
+            );
+        }
+        let mut j = Judge::new(refusal(MSG));
+        for l in &log[..5] {
+            j.feed(l);
+            assert!(!j.done() && !j.crashed(), "{l}");
+        }
+        j.feed(&log[5]);
+        assert!(j.done() && !j.crashed());
+    }
+
+    #[test]
+    fn a_refusal_is_matched_whole_or_as_arch_cuts_it() {
+        let long = format!("/chosen: property 'xen,xen-bootargs': {}", "x".repeat(200));
+        let full = format!("{REFUSAL_HEAD}{long}");
+        let cut = format!("{}...", &full[..ARCH_LINE_MAX - 3]);
+        let got = &cut[REFUSAL_HEAD.len()..];
+        assert!(refusal_matches(got, &long));
+        assert!(refusal_matches(&long, &long));
+        let mut log = refusal_log(&long);
+        log[1] = format!("(XEN) {cut}");
+        assert!(judge_refusal(&long, &log, &Ending::Stopped).pass);
+        // A cut that differs, or a cut of a message short enough to be printed whole.
+        let other = format!("{}...", &full[..ARCH_LINE_MAX - 4]);
+        assert!(!refusal_matches(&other[REFUSAL_HEAD.len()..], &long));
+        assert!(!refusal_matches(&MSG[..MSG.len() - 3], MSG));
+        assert!(!refusal_matches(
+            &format!("{}...", &MSG[..MSG.len() - 3]),
+            MSG
+        ));
+    }
+
+    #[test]
+    fn a_refusal_fails_on_anything_else() {
+        let other = "/chosen/a: property 'cpus': 0 vCPUs: a domain needs at least one";
+        let v = judge_refusal(MSG, &refusal_log(other), &Ending::Stopped);
+        assert_eq!(
+            v.reasons,
+            vec![format!("Xen refused with {other:?}, expected {MSG:?}")]
+        );
+        // Accepted: the banner, domains running, no panic.
+        let v = judge_refusal(
+            MSG,
+            &[BANNER2.to_owned(), "(d1) SCENARIO smoke PASS x".to_owned()],
+            &Ending::TimedOut(Duration::from_secs(9)),
+        );
+        assert_eq!(
+            v.reasons,
+            vec![
+                "rust-ioreq accepted the configuration (banner with 2 devices)".to_owned(),
+                "a domain ran and printed markers".to_owned(),
+                format!("no '{REFUSAL_HEAD}' line"),
+                format!("Xen did not panic with {REFUSAL_PANIC:?}"),
+                "timeout after 9s".to_owned(),
+            ]
+        );
+        let mut j = Judge::new(refusal(MSG));
+        j.feed(BANNER2);
+        assert!(j.done());
+        // The right line but no panic: Xen went on.
+        let v = judge_refusal(MSG, &refusal_log(MSG)[..2], &Ending::QemuExited("x".into()));
+        assert_eq!(
+            v.reasons,
+            vec![format!("Xen did not panic with {REFUSAL_PANIC:?}")]
+        );
+        // Any other crash line still fails, and a guest's FAIL line.
+        let mut log = refusal_log(MSG);
+        log.push("(XEN) Xen BUG at domain_build.c:42".to_owned());
+        log.push("(d1) SCENARIO smoke FAIL late".to_owned());
+        let v = judge_refusal(MSG, &log, &Ending::Stopped);
+        assert!(!v.pass);
+        assert_eq!(v.reasons.len(), 2, "{:?}", v.reasons);
+        assert!(v.reasons[0].starts_with("Xen BUG: "), "{:?}", v.reasons);
+        // A domain cannot print the refusal for Xen.
+        let mut log = refusal_log(MSG);
+        log[1] = format!("(d1) rust-ioreq: invalid configuration: {MSG}");
+        assert!(!judge_refusal(MSG, &log, &Ending::Stopped).pass);
+        // Without expect_boot_error, the same log is a Xen panic.
+        let v = judge(
+            &exp(2, 2),
+            refusal_log(MSG).iter().map(String::as_str),
+            &Ending::Stopped,
+        );
+        assert!(
+            !v.pass && v.reasons[0].starts_with("Xen panic: "),
+            "{:?}",
+            v.reasons
+        );
+    }
+
+    #[test]
+    fn expect_boot_error_comes_from_the_scenario() {
+        let toml = r#"
+name = "refused"
+timeout_s = 10
+expect_boot_error = "/chosen/a: property 'cpus': 0 vCPUs"
+
+[[domain]]
+name = "a"
+memory_mib = 64
+cpus = 1
+kernel = "hello"
+"#;
+        let s = Scenario::parse(toml, std::path::Path::new("refused.toml")).unwrap();
+        let e = Expectation::of(&s);
+        assert_eq!(
+            e.boot_error.as_deref(),
+            Some("/chosen/a: property 'cpus': 0 vCPUs")
+        );
     }
 }

@@ -92,6 +92,12 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         if let Some(spi) = d.ioreq_notify_spi {
             let _ = writeln!(s, "\t\t\txen,ioreq-notify-spi = <{spi}>;");
         }
+        if let Some(extra) = &d.dts_extra {
+            let _ = writeln!(s, "\t\t\t/* dts_extra */");
+            for line in extra.lines() {
+                let _ = writeln!(s, "\t\t\t{line}");
+            }
+        }
         write_modules(&mut s, "\t\t\t", modules, Owner::Domain(i), &d.bootargs);
         for (j, dev) in d.devices.iter().enumerate() {
             let _ = writeln!(s);
@@ -387,6 +393,28 @@ ioreq_notify_spi = 45
         let text = TEXT.replace("timeout_s = 1", "timeout_s = 1\nqemu_mem_mib = 8192");
         let s = Scenario::parse(&text, Path::new("t.toml")).expect("valid");
         let _ = host_dts(&s, &modules()[..1]);
+    }
+
+    #[test]
+    fn dts_extra_goes_after_the_properties_and_before_the_children() {
+        let text = TEXT
+            .replace("timeout_s = 1", "timeout_s = 1\nqemu_mem_mib = 8192")
+            .replace(
+                "kernel = \"back\"\n",
+                "kernel = \"back\"\ndts_extra = \"\"\"\nxen,domain-p2m-mem-mb = <1>;\nshm@0 {\n\tx;\n};\n\"\"\"\n",
+            );
+        let s = Scenario::parse(&text, Path::new("t.toml")).expect("valid");
+        let d = host_dts(&s, &modules());
+        let expected = "\t\t\txen,ioreq-notify-spi = <45>;\n\
+            \t\t\t/* dts_extra */\n\
+            \t\t\txen,domain-p2m-mem-mb = <1>;\n\
+            \t\t\tshm@0 {\n\
+            \t\t\t\tx;\n\
+            \t\t\t};\n\
+            \n\
+            \t\t\tmodule@";
+        assert!(d.contains(expected), "{d}");
+        assert_eq!(d.matches("dts_extra").count(), 1);
     }
 
     #[test]

@@ -43,6 +43,7 @@ struct RawScenario {
     domains: Vec<RawDomain>,
     #[serde(default)]
     expect: RawExpect,
+    expect_boot_error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +72,7 @@ struct RawDomain {
     #[serde(default)]
     ioreq_server: bool,
     ioreq_notify_spi: Option<u32>,
+    dts_extra: Option<String>,
     #[serde(default, rename = "device")]
     devices: Vec<RawDevice>,
 }
@@ -119,6 +121,10 @@ pub struct Scenario {
     pub expect_contains: Vec<String>,
     /// Substrings that must appear in this order, each on a later line than the one before.
     pub expect_ordered: Vec<String>,
+    /// When set, the scenario passes only if Xen refuses the configuration at boot with
+    /// exactly this message (`rust-ioreq: invalid configuration: <message>`) and panics; no
+    /// guest runs, so no marker is expected.
+    pub expect_boot_error: Option<String>,
 }
 
 /// Describes the dom0 (Xen booting.txt, "Dom0 kernel and ramdisk modules"): its kernel and
@@ -165,6 +171,9 @@ pub struct Domain {
     pub ioreq_server: bool,
     /// The backend's notify SPI (`xen,ioreq-notify-spi`); `None` leaves Xen's default.
     pub ioreq_notify_spi: Option<u32>,
+    /// Raw DTS text copied into the domain node after its own properties and before its child
+    /// nodes (properties first, then nodes), for what the schema has no field for.
+    pub dts_extra: Option<String>,
     pub devices: Vec<Device>,
 }
 
@@ -323,6 +332,9 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             .bootargs
             .unwrap_or_else(|| format!("scenario={}", raw.name));
         check_dts_string(&bootargs).map_err(|m| bad(&f("bootargs"), m))?;
+        if let Some(extra) = &d.dts_extra {
+            check_dts_snippet(extra).map_err(|m| bad(&f("dts_extra"), m))?;
+        }
 
         let mut devices = Vec::with_capacity(d.devices.len());
         let mut seen_gpa: HashMap<u64, usize> = HashMap::new();
@@ -390,6 +402,7 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             expect_end: d.expect_end.unwrap_or(true),
             ioreq_server: d.ioreq_server,
             ioreq_notify_spi: d.ioreq_notify_spi,
+            dts_extra: d.dts_extra,
             devices,
         });
     }
@@ -398,6 +411,15 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             "qemu_mem_mib",
             format!("{qemu_mem_mib} MiB cannot hold domains that need {total_mib} MiB plus Xen"),
         ));
+    }
+
+    if let Some(e) = &raw.expect_boot_error {
+        if e.trim().is_empty() || e.chars().any(char::is_control) {
+            return Err(bad(
+                "expect_boot_error",
+                format!("{e:?} must be the one-line message Xen prints"),
+            ));
+        }
     }
 
     for (list, strings) in [
@@ -426,6 +448,7 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         domains,
         expect_contains: raw.expect.contains,
         expect_ordered: raw.expect.ordered,
+        expect_boot_error: raw.expect_boot_error,
     })
 }
 
@@ -520,6 +543,32 @@ fn check_node_name(name: &str) -> Result<(), String> {
 fn check_dts_string(s: &str) -> Result<(), String> {
     if s.chars().any(char::is_control) {
         return Err(format!("{s:?} contains a control character"));
+    }
+    Ok(())
+}
+
+/// Checks a raw DTS snippet: lines of text (tabs allowed), braces balanced so that it cannot
+/// close the domain node, no comment left open.
+fn check_dts_snippet(s: &str) -> Result<(), String> {
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(format!("{s:?} contains a control character"));
+    }
+    let mut depth = 0i64;
+    for c in s.chars() {
+        depth += match c {
+            '{' => 1,
+            '}' => -1,
+            _ => 0,
+        };
+        if depth < 0 {
+            return Err("closes a brace it did not open".into());
+        }
+    }
+    if depth != 0 {
+        return Err("leaves a brace open".into());
+    }
+    if s.matches("/*").count() != s.matches("*/").count() {
+        return Err("leaves a comment open".into());
     }
     Ok(())
 }
@@ -782,6 +831,55 @@ contains = ["Freed"]
             assert!(SMOKE.contains(from), "test case {from:?} does not apply");
             let msg = err(&SMOKE.replacen(from, to, 1));
             assert!(msg.contains(field), "{to:?}: expected {field:?} in {msg:?}");
+        }
+    }
+
+    #[test]
+    fn expect_boot_error_and_dts_extra() {
+        let text = SMOKE
+            .replace(
+                "timeout_s = 60\n",
+                "timeout_s = 60\nexpect_boot_error = \"/chosen: property 'x': y\"\n",
+            )
+            .replacen(
+                "kernel = \"hello\"\n",
+                "kernel = \"hello\"\ndts_extra = \"\"\"\nxen,domain-p2m-mem-mb = <1>;\nshm@0 {\n\tx;\n};\n\"\"\"\n",
+                1,
+            );
+        let s = parse(&text).expect("valid");
+        assert_eq!(
+            s.expect_boot_error.as_deref(),
+            Some("/chosen: property 'x': y")
+        );
+        assert_eq!(
+            s.domains[0].dts_extra.as_deref(),
+            Some("xen,domain-p2m-mem-mb = <1>;\nshm@0 {\n\tx;\n};\n")
+        );
+        assert_eq!(s.domains[1].dts_extra, None);
+        assert_eq!(parse(SMOKE).expect("valid").expect_boot_error, None);
+        // The expected message is one non-empty line; a snippet cannot close the node.
+        for bad in ["\"\"", "\"a\\nb\""] {
+            let msg = err(&SMOKE.replace(
+                "timeout_s = 60\n",
+                &format!("timeout_s = 60\nexpect_boot_error = {bad}\n"),
+            ));
+            assert!(msg.contains("expect_boot_error:"), "{bad}: {msg}");
+        }
+        for (bad, why) in [
+            ("\"};\"", "closes a brace"),
+            ("\"a {\"", "brace open"),
+            ("\"/* x\"", "comment open"),
+            ("\"a\\u0007\"", "control character"),
+        ] {
+            let msg = err(&SMOKE.replacen(
+                "kernel = \"hello\"\n",
+                &format!("kernel = \"hello\"\ndts_extra = {bad}\n"),
+                1,
+            ));
+            assert!(
+                msg.contains("domain[0].dts_extra:") && msg.contains(why),
+                "{bad}: {msg}"
+            );
         }
     }
 

@@ -1,13 +1,14 @@
-//! Bulk copies between this guest's own memory and a frontend's RAM window, with the MMU off.
+//! Bulk copies between this guest's own memory and a frontend's RAM window.
 //!
-//! With stage-1 translation off every data access is to Device-nGnRnE memory (Arm ARM, "The
-//! effects of disabling an address translation stage"), where an unaligned access takes an
-//! Alignment fault (Arm ARM, "Alignment of data accesses"). So every access here is naturally
-//! aligned: single bytes up to the window side's first 8-byte boundary, then volatile 64-bit
-//! words, then the last bytes singly. The local side is accessed a word at a time when it has
-//! the same alignment as the window side, bytewise otherwise. The window side is only touched
-//! through volatile accesses, each byte once: another domain may change it at any time, so no
-//! Rust reference to it is made and nothing is read twice.
+//! Both sides are Normal Write-Back memory (guest-common `mmu`), coherent with the frontend's
+//! and Xen's cacheable mappings, so a copy is plain loads and stores. Every access is still
+//! naturally aligned (the guests were first written for the MMU off, where Device memory faults
+//! on unaligned accesses, and the target keeps `+strict-align`): single bytes up to the window
+//! side's first 8-byte boundary, then volatile 64-bit words, each single-copy atomic, then the
+//! last bytes singly. The local side is accessed a word at a time when it has the same alignment
+//! as the window side, bytewise otherwise. The window side is only touched through volatile
+//! accesses, each byte once: another domain may change it at any time, so no Rust reference to
+//! it is made and nothing is read twice.
 //!
 //! Neither function checks anything: the caller has already checked that the whole range is
 //! mapped RAM of the frontend (`window.rs`).

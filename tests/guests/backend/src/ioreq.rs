@@ -3,9 +3,15 @@
 //! read once and copied, and the doorbell's 32-bit registers.
 //!
 //! The ioreq page is written by Xen and by this backend only, but Xen writes it from another
-//! CPU: every field is read with one volatile, naturally aligned access (the MMU is off, so the
-//! page is Device-nGnRnE), the state first, then a `dmb ish`, then the rest (Xen writes the other
-//! fields, a barrier, then the state). No reference into the page is ever made.
+//! CPU. It is RAM, mapped Normal Write-Back Inner Shareable here (main.rs remaps it so from the
+//! device tree, guest-common `mmu`) as in Xen, so the caches keep the two views coherent and
+//! only the order of accesses needs care: every field is read with one volatile, naturally
+//! aligned (single-copy atomic) access, the state first, then a `dmb ish`, then the rest (Xen
+//! writes the other fields, a barrier, then the state); an answer is written, then a `dmb ish`,
+//! then the state, then a `dmb ish` before the doorbell write that sends Xen to look. `ish` is
+//! the domain of every CPU Xen and the domains run on. No reference into the page is ever made.
+//!
+//! The doorbell is MMIO (Device-nGnRE): each access traps to Xen on this CPU.
 
 use core::arch::asm;
 use core::fmt;
@@ -226,6 +232,11 @@ impl Doorbell {
 
     /// Asks Xen to inject device `device`'s interrupt into its frontend.
     pub fn raise_irq(&self, device: u32) {
+        // What the frontend will look at when it takes the interrupt (the used ring, written
+        // through the window: Normal memory) must be visible to its CPU before the doorbell
+        // write (Device) that has Xen inject it. The queue code has a barrier after the used
+        // index already; this one keeps the rule true whatever calls `raise_irq`.
+        dmb();
         self.write(DB_RAISE_IRQ, device);
     }
 

@@ -12,8 +12,12 @@
 //! requests, print the statistics and `SCENARIO <name> END`, and power off (Xen then answers the
 //! frontends' accesses itself: docs/backend-abi.md "When a backend dies").
 //!
-//! The MMU stays off (guest-common), so all data accesses are Device-nGnRnE: aligned accesses
-//! only, no exclusives, and barriers (`dmb ish`) where the protocols need ordering.
+//! It runs with the MMU and caches on (guest-common `mmu`): its RAM, its frontends' RAM windows
+//! and, once it has remapped them from its device tree, its ioreq pages are Normal Write-Back
+//! Inner Shareable, as Xen and the frontends map them; the doorbell and the vGIC are Device.
+//! `SCENARIO <name> PASS mmu-on ...` says so. Ordering between this backend and Xen or a
+//! frontend on other CPUs comes from `dmb ish` where the protocols need it (`ioreq.rs`,
+//! `window.rs`).
 
 #![no_std]
 #![no_main]
@@ -29,6 +33,7 @@ mod server;
 mod window;
 
 use guest_common::gic::{self, GicError};
+use guest_common::mmu::{self, Probe};
 use guest_common::{entry, println, scenario, timer, Boot, DeviceTree};
 use virtio_device::{Gpa, GuestMemory};
 
@@ -81,6 +86,31 @@ fn main(boot: &Boot) {
         Ok(c) => c,
         Err(e) => return fail(format_args!("{e}")),
     };
+    for fe in config.frontends() {
+        if fe.ioreq_page == config.doorbell {
+            return fail(format_args!(
+                "frontend@{}: rust-ioreq,ioreq-page {:#x} is the doorbell page (reg)",
+                fe.index, fe.ioreq_page
+            ));
+        }
+        // SAFETY: `ioreq_page` is the frontend's ioreq page from this domain's backend node: RAM
+        // Xen shares with this domain, which nothing here has touched yet (the server reads it
+        // later); only this vCPU runs.
+        if let Err(e) = unsafe { mmu::map_shared_ram_page(fe.ioreq_page) } {
+            return fail(format_args!(
+                "frontend@{}: rust-ioreq,ioreq-page: cannot map it Normal: {e}",
+                fe.index
+            ));
+        }
+        if !mmu::is_ram(fe.window.base, fe.window.size) {
+            return fail(format_args!(
+                "frontend@{}: rust-ioreq,ram-window {} is not inside Xen's GUEST_RAM0/1 layout, \
+                 which the stage-1 map has as Normal memory",
+                fe.index, fe.window
+            ));
+        }
+    }
+    check_mmu(boot, &config);
 
     // SAFETY: `config.doorbell` is the `reg` of the backend node: the doorbell page Xen emulates
     // for this domain.
@@ -154,6 +184,22 @@ fn main(boot: &Boot) {
 fn fail(why: core::fmt::Arguments<'_>) {
     scenario::check(CHECK, false, why);
     scenario::end();
+}
+
+/// Checks that the MMU and caches are on and that what this backend shares with Xen and its
+/// frontends is Normal Write-Back memory (every ioreq page; every RAM window, at the first RAM
+/// bank of the frontend, or its base without `rust-ioreq,ram`) and that the doorbell is Device.
+/// Test added for the MMU-on guests; fails on d2a38d4 (MMU off).
+fn check_mmu(boot: &Boot, config: &Config) {
+    let mut expect = [Probe::device("doorbell", config.doorbell); 1 + 2 * config::MAX_FRONTENDS];
+    let mut n = 1;
+    for fe in config.frontends() {
+        let first_ram = if fe.ram_banks > 0 { fe.ram[0].base } else { 0 };
+        expect[n] = Probe::ram("ioreq-page", fe.ioreq_page);
+        expect[n + 1] = Probe::ram("ram-window", fe.window.base + first_ram);
+        n += 2;
+    }
+    mmu::check("mmu-on", Some(boot), &expect[..n]);
 }
 
 /// Enables the distributor, this vCPU's interface, and the notify SPI, routed here.

@@ -14,9 +14,14 @@
 //! buffer in a hole fails the access instead of crashing the backend. That path arms and disarms
 //! the fault handler around each word and is much slower.
 //!
-//! The MMU is off, so these are Device-nGnRnE accesses: each is naturally aligned, there are no
-//! exclusives, and the ordering the ring protocol needs comes from [`GuestMemory::barrier`], a
-//! `dmb ish`.
+//! The window is Normal Write-Back Inner Shareable memory to this backend (guest-common `mmu`;
+//! main.rs checks the window lies in the RAM part of the map), as the frontend's RAM is to the
+//! frontend and to Xen: the caches keep all views coherent, no cache maintenance is needed, and
+//! the ordering the ring protocol needs comes from [`GuestMemory::barrier`], a `dmb ish`.
+//!
+//! A hole in the window is Normal memory to stage 1 too: the access reaches Xen's stage 2, which
+//! maps nothing there, and Xen injects a data abort as it does for any unmapped address, which
+//! the expected-fault accessors catch. Speculative accesses to a hole are never reported.
 
 use core::cell::Cell;
 

@@ -29,6 +29,7 @@ mod ops;
 mod stats;
 
 use guest_common::exception::EC_DATA_ABORT_SAME_EL;
+use guest_common::mmu::{self, Probe};
 use guest_common::{entry, gic, hypercall, println, scenario, timer, Boot};
 
 use crate::args::Args;
@@ -212,6 +213,7 @@ fn main(boot: &Boot) {
             }
         ),
     );
+    check_mmu(boot, &devices);
     let Some(rows) = stats::take_rows() else {
         scenario::check("samples", false, "sample store already taken");
         scenario::end();
@@ -253,6 +255,26 @@ fn main(boot: &Boot) {
     report_ratios(&benches);
     report_checks(&benches);
     scenario::end();
+}
+
+/// Checks that the MMU and caches are on (the numbers are those of a guest running cached, as on
+/// real hardware) with `ram_load`'s page Normal Write-Back and every MMIO target Device. Test
+/// added for the MMU-on guests; fails on d2a38d4 (MMU off).
+fn check_mmu(boot: &Boot, devices: &Devices) {
+    let mut expect = [Probe::ram("ram-load-page", ops::ram_page() as u64); 4];
+    let mut n = 1;
+    let targets = [
+        ("virtio", devices.first_virtio().map(|r| r.base)),
+        ("vpl011", devices.vpl011.map(|r| r.base)),
+        ("unclaimed", devices.unclaimed()),
+    ];
+    for (what, addr) in targets {
+        if let Some(addr) = addr {
+            expect[n] = Probe::device(what, addr as u64);
+            n += 1;
+        }
+    }
+    mmu::check("mmu-on", Some(boot), &expect[..n]);
 }
 
 /// Returns the measurements this guest's device tree allows, in the order they run.

@@ -36,6 +36,11 @@ struct RamPage([AtomicU32; 1024]);
 
 static RAM_PAGE: RamPage = RamPage([const { AtomicU32::new(0) }; 1024]);
 
+/// Returns the address of the page [`ram_load_batch`] reads.
+pub fn ram_page() -> usize {
+    (&raw const RAM_PAGE) as usize
+}
+
 /// The value [`ram_load_batch`] must read.
 pub const RAM_PATTERN: u32 = 0x5eed_cafe;
 

@@ -33,8 +33,8 @@ static STORE: Store = Store {
 /// Returns the sample buffers the first time it is called, `None` afterwards.
 ///
 /// The benchmark runs on its boot vCPU only, so a load and a store of the flag suffice (no
-/// read-modify-write atomics: with the MMU off, memory is Device memory, where exclusives are not
-/// guaranteed to work).
+/// read-modify-write atomics: they were not guaranteed to work when the guests ran with the MMU
+/// off, and a single vCPU needs none).
 pub fn take_rows() -> Option<&'static mut Rows> {
     if STORE.taken.load(Ordering::Relaxed) {
         return None;

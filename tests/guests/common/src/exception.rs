@@ -8,7 +8,10 @@
 //! exception, the handler records ESR_EL1 and FAR_EL1, advances ELR_EL1 by 4 past it and returns;
 //! the caller gets the record instead of the value. Xen reports an access nothing handles to a
 //! domU as a data abort (EC 0x25, "from the current EL"), xen/arch/arm/traps.c
-//! `inject_dabt_exception`.
+//! `inject_dabt_exception`. The stage-1 map (`mmu.rs`) maps every guest-physical address below
+//! 1 TiB, so such an access passes stage 1 and the abort is Xen's, with FAR_EL1 = the address
+//! (VA = IPA); a translation fault of this guest's own map would have the same EC, but there is
+//! none to take below 1 TiB.
 
 use core::arch::global_asm;
 use core::fmt;

@@ -65,8 +65,9 @@ unsafe fn hypercall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
 pub fn console_write(bytes: &[u8]) -> i64 {
     // Lengths are bounded by the caller's buffers; usize and u64 are the same width on aarch64.
     let len = bytes.len() as u64;
-    // SAFETY: CONSOLEIO_write reads `len` bytes at the given address. `bytes` is a live slice in
-    // this guest's RAM, and with the MMU off its address is its guest-physical address.
+    // SAFETY: CONSOLEIO_write reads `len` bytes at the given (virtual) address, which Xen
+    // translates through this guest's stage 1. `bytes` is a live slice in this guest's RAM,
+    // mapped readable by the identity map (`mmu.rs`).
     unsafe {
         hypercall3(
             HYPERVISOR_CONSOLE_IO,
@@ -92,8 +93,9 @@ pub fn shutdown(reason: ShutdownReason) -> ! {
     let arg = SchedShutdown {
         reason: reason as u32,
     };
-    // SAFETY: SCHEDOP_shutdown reads one `struct sched_shutdown` at the given address; `arg` is
-    // such a struct on this guest's stack (GPA = VA with the MMU off) and outlives the call.
+    // SAFETY: SCHEDOP_shutdown reads one `struct sched_shutdown` at the given (virtual) address;
+    // `arg` is such a struct on this guest's stack (identity-mapped RAM, `mmu.rs`) and outlives
+    // the call.
     unsafe {
         hypercall3(
             HYPERVISOR_SCHED_OP,

@@ -4,6 +4,12 @@
 //!
 //! `read_volatile` would usually compile to the same instructions but is allowed to use any
 //! addressing form; inline assembly pins the form down.
+//!
+//! Every MMIO region of a test guest is Device-nGnRE in its stage-1 map (`mmu.rs`): these
+//! accesses are not cached, merged or made speculatively, and reach the device (Xen's emulation)
+//! in program order. Device accesses are not ordered against Normal memory accesses, though: a
+//! caller whose device must see RAM written before a register write needs a barrier between
+//! them (`dmb`), as the backend's doorbell writes have.
 
 use core::arch::asm;
 

@@ -13,8 +13,9 @@ use crate::println;
 /// Name used in SCENARIO lines when the bootargs name none.
 const UNNAMED: &str = "unnamed";
 
-// Plain loads and stores only (no read-modify-write atomics: exclusives are not guaranteed to work
-// on Device memory, and with the MMU off all data memory is Device memory). The name is set once
+// Plain loads and stores only (no read-modify-write atomics: they were not guaranteed to work
+// when the guests ran with the MMU off, all data memory Device memory, and nothing here needs
+// them; with the MMU on, `mmu.rs`, they would work). The name is set once
 // before anything else runs. A guest whose second vCPU reports checks too (smp.rs) can lose a
 // FAILURES count when two FAILs race; `failures()` is informative only, the harness counts the
 // FAIL lines themselves.

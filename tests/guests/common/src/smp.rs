@@ -3,7 +3,9 @@
 //!
 //! Xen enters a vCPU started by `CPU_ON` at EL1h with the MMU off and DAIF masked, x0 = the
 //! context id (xen/arch/arm/vpsci.c `do_common_cpu_on`). The context id here is the address of a
-//! [`Start`] record that holds the stack top, so the entry code needs nothing else.
+//! [`Start`] record that holds the stack top, so the entry code needs nothing else. The entry code
+//! turns the MMU and caches on with the boot vCPU's tables (`mmu.rs`) before it reads the record:
+//! the boot vCPU wrote it through its cacheable mapping, which an uncached read could miss.
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
@@ -103,7 +105,8 @@ static STARTS: [Start; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
-// The first code a started vCPU runs: vectors, its own stack, then Rust with x0 = &Start.
+// The first code a started vCPU runs: vectors, the MMU (which keeps x0), its own stack, then Rust
+// with x0 = &Start.
 global_asm!(
     r#"
     .section .text.secondary, "ax"
@@ -113,6 +116,7 @@ __guest_secondary_entry:
     add     x1, x1, :lo12:__guest_vectors
     msr     vbar_el1, x1
     isb
+    bl      __guest_mmu_on
     ldr     x1, [x0]
     mov     sp, x1
     bl      __guest_secondary_rust
@@ -143,7 +147,8 @@ pub fn start_cpu(index: usize, mpidr: u64, entry: fn(usize), arg: usize) -> Resu
     start.stack_top.store(stack_top, Ordering::Relaxed);
     start.entry.store(entry as usize, Ordering::Relaxed);
     start.arg.store(arg, Ordering::Relaxed);
-    // The new vCPU reads the record with the MMU off; make the stores visible to it first.
+    // The new vCPU reads the record once its MMU is on (cacheable, coherent with these stores);
+    // order the stores before the CPU_ON call that starts it.
     fence(Ordering::SeqCst);
     let ret = psci_call(
         PSCI_CPU_ON_64,

@@ -2,9 +2,16 @@
 //! the exception vectors it installs are in `exception.rs`.
 //!
 //! Xen copies the flat image to 0x40080000 and enters `_start` at EL1 with the MMU and caches off
-//! and x0 = guest-physical address of the device tree Xen generated for this domain. With the MMU
-//! off GPA = VA, and all data accesses are Device memory, which is why the target is built with
-//! `+strict-align`. The guest never touches FP/SIMD (softfloat target).
+//! and x0 = guest-physical address of the device tree Xen generated for this domain. The entry
+//! code turns the MMU and caches on before anything else (`mmu.rs`: an identity map, so VA = GPA
+//! throughout, RAM Normal Write-Back, MMIO Device), then sets up the stack and zeroes .bss through
+//! the cacheable mapping: nothing is written with the MMU off, so no cache maintenance is needed.
+//!
+//! The target's `+strict-align` (a default of aarch64-unknown-none-softfloat) stays: Device memory
+//! takes an Alignment fault on any unaligned access whatever the MMU does, and with it the
+//! compiler never emits one, so no code path can turn into an unaligned MMIO access. Normal
+//! memory would allow them; the guests lose little by not using them. The guest never touches
+//! FP/SIMD (softfloat target).
 
 use core::arch::global_asm;
 
@@ -42,6 +49,8 @@ __guest_entry:
     add     x1, x1, :lo12:__guest_vectors
     msr     vbar_el1, x1
     isb
+
+    bl      __guest_mmu_on
 
     adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top

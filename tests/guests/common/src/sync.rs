@@ -2,9 +2,11 @@
 //! Lamport's bakery algorithm ("A New Solution of Dijkstra's Concurrent Programming Problem",
 //! CACM 17(8), 1974) over plain loads and stores with `dmb sy` between them.
 //!
-//! With the MMU off every data access is to Device-nGnRnE memory, where exclusive loads and stores
-//! (LDXR/STXR, what a spinlock would use) are not guaranteed to work (Arm ARM B2.9.5). Plain
-//! single-copy-atomic loads and stores are, and the barriers order them between vCPUs.
+//! It dates from when the guests ran with the MMU off, where every data access is to
+//! Device-nGnRnE memory and exclusive loads and stores (LDXR/STXR, what a spinlock would use) are
+//! not guaranteed to work (Arm ARM B2.9.5). With the MMU on (`mmu.rs`) RAM is Normal Write-Back
+//! Inner Shareable, where exclusives work, but the bakery lock stays: plain single-copy-atomic
+//! loads and stores with full barriers between them are correct on any memory type.
 
 use core::arch::asm;
 use core::cell::UnsafeCell;

@@ -9,7 +9,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use guest_common::timer::Deadline;
-use guest_common::{gic, scenario, smp};
+use guest_common::{gic, mmu, scenario, smp};
 
 use crate::dt::{List, MAX_CPUS};
 
@@ -84,8 +84,11 @@ pub fn stop() {
     STOP.store(true, Ordering::Release);
 }
 
-/// vCPU 1's entry: GIC CPU interface, then the work loop.
+/// vCPU 1's entry: MMU check, GIC CPU interface, then the work loop.
 fn main(_arg: usize) {
+    // A vCPU started by CPU_ON turns its MMU on itself (guest-common smp.rs); test added for the
+    // MMU-on guests, fails on d2a38d4 (MMU off).
+    mmu::check("mmu-on-cpu1", None, &[]);
     let gic = gic::init_cpu();
     scenario::check(
         "gic-cpu1",

@@ -1,5 +1,13 @@
-//! virtio-drivers `Hal` for a guest running with the MMU off (GPA == VA), and the page pool all
-//! DMA memory comes from: virtqueues, and the test's own I/O buffers.
+//! virtio-drivers `Hal` for a guest on guest-common's identity map (GPA == VA), and the page pool
+//! all DMA memory comes from: virtqueues, and the test's own I/O buffers.
+//!
+//! The "device" that does the DMA is a backend domain's vCPU, reading and writing the pool through
+//! its RAM window. Both sides map it Normal Write-Back Inner Shareable (this guest's stage 1 and
+//! stage 2, the backend's stage 1 and Xen's foreign mapping in its stage 2), so the caches keep it
+//! coherent and `share`/`unshare` need no cache maintenance. Ordering is virtio-drivers' own
+//! (`fence(SeqCst)`, i.e. `dmb ish`, and release/acquire on the ring indices); the notify and
+//! register accesses trap to Xen on this pCPU, which publishes the request to the backend after
+//! a barrier, so everything written before them is visible to the backend first.
 //!
 //! The pool is a page-aligned static in `.bss`, whole pages only, so it shares no page with code:
 //! under QEMU TCG a write (here: by the backend, through its window onto our RAM) to a page holding
@@ -48,6 +56,11 @@ fn alloc_pages(pages: usize) -> Option<NonNull<u8>> {
     NonNull::new(start)
 }
 
+/// Returns the address of the first page of the DMA pool.
+pub fn pool_base() -> usize {
+    POOL.0.get() as usize
+}
+
 /// Allocates a zeroed I/O buffer of `pages` pages that stays allocated for the guest's life.
 ///
 /// # Panics
@@ -70,8 +83,9 @@ fn off_code_pages(addr: usize, len: usize) -> bool {
 pub struct GuestHal;
 
 // SAFETY: `dma_alloc` returns zeroed, page-aligned, contiguous pool pages that no other allocation
-// or reference aliases until `dma_dealloc`; physical and virtual addresses are equal because the
-// MMU is off, and `share` hands the device exactly the buffer's own address.
+// or reference aliases until `dma_dealloc`; physical and virtual addresses are equal because
+// guest-common's map is the identity, and `share` hands the device exactly the buffer's own
+// address.
 unsafe impl Hal for GuestHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         match alloc_pages(pages) {
@@ -113,7 +127,7 @@ unsafe impl Hal for GuestHal {
     }
 
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
-        // The device accessed the buffer in place: nothing to copy back. With the MMU off all of
-        // this guest's accesses are non-cacheable, so there is nothing to clean or invalidate.
+        // The device accessed the buffer in place: nothing to copy back. The backend's accesses
+        // are cacheable and coherent with ours (module docs): nothing to clean or invalidate.
     }
 }

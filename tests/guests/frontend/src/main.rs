@@ -8,6 +8,9 @@
 //! devices alone and checks that an access to an address nothing claims takes a data abort;
 //! `frontend.until-vanished-ms` does I/O on the first disk until its backend is destroyed.
 //! `frontend.linger=1` keeps the guest alive after `END`, accessing its first device.
+//!
+//! Like every test guest it runs with the MMU and caches on (guest-common `mmu`), and checks it
+//! (`mmu-on`, and `mmu-on-cpu1` on the second vCPU).
 
 #![no_std]
 #![no_main]
@@ -22,6 +25,7 @@ mod report;
 mod rng;
 
 use guest_common::exception::{self, EC_DATA_ABORT_SAME_EL};
+use guest_common::mmu::{self, Probe};
 use guest_common::sync::BakeryLock;
 use guest_common::timer::{self, Deadline};
 use guest_common::{entry, gic, println, scenario, Boot};
@@ -76,6 +80,7 @@ fn main(boot: &Boot) {
     for node in nodes.iter() {
         println!("frontend:   virtio,mmio {node}");
     }
+    check_mmu(boot, &nodes, &args);
 
     let gic = gic::init_distributor().and_then(|()| gic::init_cpu());
     scenario::check(
@@ -168,6 +173,24 @@ fn linger(nodes: &List<VirtioNode, MAX_DEVICES>) -> ! {
 pub fn sleep_ms(ms: u64) {
     let seen = gic::irq_count(timer::VIRTUAL_TIMER);
     gic::wait_for_irq(timer::VIRTUAL_TIMER, seen, Deadline::after_ms(ms));
+}
+
+/// Checks that the MMU and caches are on and that what this guest shares or traps is mapped as
+/// it must be: the DMA pool (which the backend reads and writes through its window) Normal
+/// Write-Back like the rest of RAM, every virtio-mmio window Device, and so is the address of
+/// unclaimed mode. Test added for the MMU-on guests; fails on d2a38d4 (MMU off).
+fn check_mmu(boot: &Boot, nodes: &List<VirtioNode, MAX_DEVICES>, args: &Args) {
+    let mut expect = [Probe::ram("dma-pool", hal::pool_base() as u64); MAX_DEVICES + 2];
+    let mut n = 1;
+    for node in nodes.iter() {
+        expect[n] = Probe::device("virtio", node.base as u64);
+        n += 1;
+    }
+    if let Some(Ok(addr)) = args.probe_unclaimed {
+        expect[n] = Probe::device("unclaimed", addr as u64);
+        n += 1;
+    }
+    mmu::check("mmu-on", Some(boot), &expect[..n]);
 }
 
 /// Checks the IRQ path on its own: the virtual timer's PPI, taken through the vector table while

@@ -3,12 +3,15 @@
 //! optional `mem=<size>[K|M|G]` bootarg), and that the bootargs name a scenario.
 //!
 //! For testing the harness, `hello.crash=panic` makes it panic and `hello.crash=abort` makes it
-//! read an unmapped guest-physical address (Xen injects a data abort) after its checks.
+//! read an unmapped guest-physical address (Xen injects a data abort) after its checks. Its
+//! `mmu-on` check (guest-common `mmu`) shows the MMU and caches on and RAM and MMIO mapped as
+//! they must be.
 
 #![no_std]
 #![no_main]
 
 use guest_common::devicetree::DeviceTree;
+use guest_common::mmu::{self, Probe};
 use guest_common::{entry, println, scenario, Boot};
 
 entry!(main);
@@ -39,6 +42,13 @@ fn main(boot: &Boot) {
         format_args!("magic ok, {} bytes, {root} nodes under /", dt.total_size()),
     );
     greet(&dt);
+    // The address `hello.crash=abort` reads must be MMIO to stage 1, so that the abort comes
+    // from Xen's stage 2 (test added for the MMU-on guests; fails on d2a38d4, MMU off).
+    mmu::check(
+        "mmu-on",
+        Some(boot),
+        &[Probe::device("unmapped", UNMAPPED as u64)],
+    );
 
     let bootargs = dt.bootargs().unwrap_or("");
     scenario::check(
