@@ -21,5 +21,5 @@ pub use layout::{
     place_modules, Module, ModuleKind, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE,
 };
 pub use model::{
-    Device, Domain, Reg, Scenario, DEFAULT_MEM_MIB, DEFAULT_SMP, DEFAULT_XEN_BOOTARGS,
+    Device, Domain, Reg, Scenario, Scheduler, DEFAULT_MEM_MIB, DEFAULT_SMP, DEFAULT_XEN_BOOTARGS,
 };
