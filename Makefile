@@ -15,17 +15,22 @@ DEMO       ?= blk-rw
 BENCH      := tests/bench/bench.toml
 # Seconds; empty = interactive console (quit with Ctrl-A X).
 RUN_TIMEOUT ?=
+# make soak: the scenario (a name in tests/scenarios/) and the boots per scheduler.
+SCENARIO   ?= two-frontends
+N          ?= 10
 
 HARNESS_ARGS := --xen $(XEN) --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
-        fmt-check clippy host-test check scenarios test run bench clean distclean
+        fmt-check clippy host-test check scenarios test run bench soak clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
 	@echo "            RUN_TIMEOUT=<s> makes it non-interactive; DEMO=<scenario> picks another"
 	@echo "make test   fmt + clippy + host tests + Xen build + every QEMU scenario"
 	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
+	@echo "make soak   boot SCENARIO=<name> N=<n> times under each Xen scheduler (credit2, credit,"
+	@echo "            null) and print the passes; failed boots' logs stay in build/logs/soak/"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
 
 setup:
@@ -88,6 +93,12 @@ bench: xen guests host-tools
 	    | python3 tools/check-fpsimd.py
 	@rm -f $(BUILD)/logs/bench.log; status=0; $(HARNESS) run $(HARNESS_ARGS) $(BENCH) || status=$$?; \
 	echo; python3 tools/bench-report.py $(BUILD)/logs/bench.log || status=1; exit $$status
+
+# Not part of `make test`: N boots x 3 schedulers take a while. The harness skips null when the
+# scenario has more vCPUs than QEMU CPUs (null never time-shares a pCPU), and prints the host
+# load before and after, since other QEMU runs on the host change TCG's timing.
+soak: xen guests linux host-tools
+	$(HARNESS) soak $(HARNESS_ARGS) --runs $(N) tests/scenarios/$(SCENARIO).toml
 
 clean:
 	rm -rf $(BUILD)/scenarios $(BUILD)/logs $(BUILD)/guests $(BUILD)/rust-ioreq
