@@ -272,11 +272,9 @@ fn soak(a: &Args) -> Result<ExitCode, String> {
     let logs = logs_dir(a)?.join("soak");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
     // Logs of an earlier soak of this scenario would read as failures of this one.
-    let prefix = format!("{}-", base.name);
     if let Ok(entries) = std::fs::read_dir(&logs) {
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name.ends_with(".log") {
+            if is_soak_log(&e.file_name().to_string_lossy(), &base.name) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -342,6 +340,24 @@ fn soak(a: &Args) -> Result<ExitCode, String> {
     })
 }
 
+/// Tells whether `file` is the name of a soak log of scenario `name`,
+/// `<name>-<scheduler>-<i>.log` (not one of a scenario whose name merely starts the same).
+fn is_soak_log(file: &str, name: &str) -> bool {
+    let Some(rest) = file
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(".log"))
+    else {
+        return false;
+    };
+    let Some((sched, run)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    Scheduler::from_name(sched).is_some()
+        && !run.is_empty()
+        && run.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Returns the host's load averages (1, 5, 15 min) and runnable/total tasks from
 /// /proc/loadavg: other QEMU runs on the host change TCG's timing, so soak figures carry them.
 fn load_average() -> String {
@@ -404,5 +420,38 @@ fn boot_one(a: &Args) -> Result<ExitCode, String> {
         }
         Some(status) if status.success() => Ok(ExitCode::SUCCESS),
         Some(status) => Err(format!("QEMU exited with {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        let v: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        parse_args(&v)
+    }
+
+    #[test]
+    fn soak_options_are_checked() {
+        let a = args(&["--runs", "50", "--debug-keys", "rq", "x.toml"]).expect("valid");
+        assert_eq!(a.runs, Some(50));
+        assert_eq!(a.debug_keys.as_deref(), Some("rq"));
+        assert!(args(&["--runs", "0"]).is_err());
+        assert!(args(&["--runs", "many"]).is_err());
+        // Ctrl-A would switch Xen's console input away; a space is no key either.
+        assert!(args(&["--debug-keys", "\u{1}"]).is_err());
+        assert!(args(&["--debug-keys", "r q"]).is_err());
+    }
+
+    #[test]
+    fn soak_logs_are_recognised_by_scenario_and_scheduler() {
+        assert!(is_soak_log("linux-credit2-1.log", "linux"));
+        assert!(is_soak_log("two-frontends-null-50.log", "two-frontends"));
+        // Another scenario whose name starts the same, and anything else, stays.
+        assert!(!is_soak_log("linux-blk-credit2-1.log", "linux"));
+        assert!(!is_soak_log("linux-rtds-1.log", "linux"));
+        assert!(!is_soak_log("linux-credit-.log", "linux"));
+        assert!(!is_soak_log("linux.log", "linux"));
     }
 }
