@@ -82,11 +82,15 @@ fn main(boot: &Boot) {
     );
     let n = read_cpus(&dt);
     RING.store(n, Ordering::Relaxed);
-    if n < 2 {
+    if !(2..=MAX_CPUS).contains(&n) {
+        let found = if n > MAX_CPUS { "more than" } else { "only" };
         scenario::check(
             "ring-start",
             false,
-            format_args!("{n} vCPU(s) under /cpus: the ring needs 2 to {MAX_CPUS}"),
+            format_args!(
+                "{found} {} vCPU(s) under /cpus: the ring needs 2 to {MAX_CPUS}",
+                n.min(MAX_CPUS)
+            ),
         );
         scenario::end();
         return;
@@ -145,7 +149,7 @@ fn arg(bootargs: &str, key: &str) -> Option<u32> {
 }
 
 /// Stores the MPIDR affinity of each `/cpus/cpu@N` node (at most [`MAX_CPUS`]) and returns how
-/// many there are.
+/// many there are, or `MAX_CPUS + 1` when there are more.
 fn read_cpus(dt: &DeviceTree) -> usize {
     let Some(cpus) = dt.root_child("cpus") else {
         return 0;
