@@ -18,13 +18,16 @@ DEMO       ?= blk-rw
 BENCH      := tests/bench/bench.toml
 # Seconds; empty = interactive console (quit with Ctrl-A X).
 RUN_TIMEOUT ?=
+# make soak: the scenario (a name in tests/scenarios/) and the boots per scheduler.
+SCENARIO   ?= two-frontends
+N          ?= 10
 
 HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
-        fmt-check clippy host-test bad-configs check-config check scenarios test run bench \
+        fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
         clean distclean
 
 help:
@@ -32,6 +35,8 @@ help:
 	@echo "            RUN_TIMEOUT=<s> makes it non-interactive; DEMO=<scenario> picks another"
 	@echo "make test   fmt + clippy + host tests + Xen builds + every QEMU scenario (debug Xen)"
 	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
+	@echo "make soak   boot SCENARIO=<name> N=<n> times under each Xen scheduler (credit2, credit,"
+	@echo "            null) and print the passes; failed boots' logs stay in build/logs/soak/"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
 	@echo "make check-config DTB=<host.dtb|.dts>   check a host device tree as Xen will at boot"
 
@@ -111,6 +116,12 @@ bench: xen guests host-tools
 	    | python3 tools/check-fpsimd.py
 	@rm -f $(BUILD)/logs/bench.log; status=0; $(HARNESS) run $(HARNESS_RELEASE_ARGS) $(BENCH) || status=$$?; \
 	echo; python3 tools/bench-report.py $(BUILD)/logs/bench.log || status=1; exit $$status
+
+# Not part of `make test`: N boots x 3 schedulers take a while. The harness skips null when the
+# scenario has more vCPUs than QEMU CPUs (null never time-shares a pCPU), and prints the host
+# load before and after, since other QEMU runs on the host change TCG's timing.
+soak: xen guests linux host-tools
+	$(HARNESS) soak $(HARNESS_ARGS) --runs $(N) tests/scenarios/$(SCENARIO).toml
 
 clean:
 	rm -rf $(BUILD)/scenarios $(BUILD)/logs $(BUILD)/guests $(BUILD)/rust-ioreq

@@ -1,6 +1,7 @@
 //! QEMU runner: boots one generated scenario, streams its console into the judge and a log
 //! file under a deadline, and always kills QEMU by PID afterwards (DESIGN.md §5: QEMU never
-//! exits by itself once the guests are done).
+//! exits by itself once the guests are done). On a timeout it can first type Xen debug keys on
+//! the serial console, so that the log shows Xen's state (run queues, ...) at the stall.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -19,6 +20,14 @@ use crate::judge::{Ending, Judge, Verdict};
 const GRACE: Duration = Duration::from_millis(500);
 /// Poll interval while waiting for a non-interactive `boot` to time out.
 const POLL: Duration = Duration::from_millis(100);
+/// Xen's console-input switch: Ctrl-A three times moves serial input to the next of Xen, dom0
+/// (none here) and the domUs (xen/drivers/char/console.c `serial_rx`).
+const SWITCH_INPUT: &[u8] = b"\x01\x01\x01";
+/// What Xen prints once serial input goes to Xen itself, i.e. debug keys work.
+const INPUT_TO_XEN: &str = "*** Serial input to Xen";
+/// Time to wait for Xen's answer to one input switch, and for the output of one debug key.
+const SWITCH_WAIT: Duration = Duration::from_millis(1000);
+const KEY_WAIT: Duration = Duration::from_millis(2000);
 
 /// Owns a running QEMU and kills it (by PID, via `Child::kill`) when dropped, so that every
 /// way out of a run, early returns included, leaves no QEMU behind.
@@ -74,19 +83,28 @@ pub struct Outcome {
 
 /// Boots `gen` with the harness console, judges its console with `judge`, writes every line
 /// to `log`, and kills QEMU when done, on crash, on early exit or after `timeout`.
-/// With `echo`, console lines are also copied to stdout as they arrive.
+/// With `echo`, console lines are also copied to stdout as they arrive. When the timeout
+/// expires and `debug_keys` is not empty, serial input is switched to Xen and those Xen debug
+/// keys are typed (`r` dumps the run queues, `q` the domains); what Xen prints then goes to the
+/// log, marked, and not to the judge: the verdict stays the timeout's.
 pub fn run_scenario(
     gen: &Generated,
     mut judge: Judge,
     timeout: Duration,
     log: &Path,
     echo: bool,
+    debug_keys: &str,
 ) -> io::Result<Outcome> {
     let mut log = BufWriter::new(File::create(log)?);
     let mut cmd = gen.qemu_command(Console::Harness);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    // QEMU's serial port reads its stdin: a pipe only when keys may be typed, nothing otherwise.
+    cmd.stdin(if debug_keys.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let start = Instant::now();
     let mut qemu = Qemu {
         child: cmd.spawn()?,
@@ -161,6 +179,15 @@ pub fn run_scenario(
         }
     };
     let elapsed = finished_at.unwrap_or_else(Instant::now) - start;
+    if matches!(ending, Ending::TimedOut(_)) && !debug_keys.is_empty() {
+        // Each domain (dom0 included) has a kernel module: count the owners of kernels.
+        let domains = gen
+            .modules
+            .iter()
+            .filter(|m| m.kind == scenario::ModuleKind::Kernel)
+            .count();
+        type_debug_keys(&mut qemu, &rx, &mut log, debug_keys, domains)?;
+    }
     let status = qemu.kill()?;
     // Killing QEMU closes its pipes, so the readers end now.
     for r in readers {
@@ -177,6 +204,86 @@ pub fn run_scenario(
         elapsed,
         pid,
     })
+}
+
+/// Switches Xen's serial input to Xen, types `keys` one by one and writes what follows to `log`
+/// (marked; nothing here is judged). Xen cycles input through Xen, dom0 and each domU, so it
+/// takes up to `domains + 2` switches.
+fn type_debug_keys(
+    qemu: &mut Qemu,
+    rx: &mpsc::Receiver<Event>,
+    log: &mut impl Write,
+    keys: &str,
+    domains: usize,
+) -> io::Result<()> {
+    let Some(mut stdin) = qemu.child.stdin.take() else {
+        return Ok(());
+    };
+    writeln!(
+        log,
+        "[harness] timed out: typing Xen debug keys {keys:?} (the lines below are not judged)"
+    )?;
+    let mut to_xen = false;
+    for _ in 0..domains + 2 {
+        // QEMU may be gone; then there is nothing more to learn.
+        if stdin
+            .write_all(SWITCH_INPUT)
+            .and_then(|()| stdin.flush())
+            .is_err()
+        {
+            return Ok(());
+        }
+        if copy_lines(rx, log, SWITCH_WAIT, Some(INPUT_TO_XEN))? {
+            to_xen = true;
+            break;
+        }
+    }
+    if !to_xen {
+        writeln!(
+            log,
+            "[harness] Xen did not take the console input; no keys typed"
+        )?;
+        return Ok(());
+    }
+    for key in keys.bytes() {
+        if stdin
+            .write_all(&[key])
+            .and_then(|()| stdin.flush())
+            .is_err()
+        {
+            return Ok(());
+        }
+        copy_lines(rx, log, KEY_WAIT, None)?;
+    }
+    Ok(())
+}
+
+/// Copies console lines from `rx` to `log` for `wait`, or until a line contains `stop`;
+/// returns whether one did.
+fn copy_lines(
+    rx: &mpsc::Receiver<Event>,
+    log: &mut impl Write,
+    wait: Duration,
+    stop: Option<&str>,
+) -> io::Result<bool> {
+    let until = Instant::now() + wait;
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            return Ok(false);
+        }
+        match rx.recv_timeout(until - now) {
+            Ok(Event::Line(Stream::Stdout, line)) => {
+                writeln!(log, "{line}")?;
+                if stop.is_some_and(|s| line.contains(s)) {
+                    return Ok(true);
+                }
+            }
+            Ok(Event::Line(Stream::Stderr, line)) => writeln!(log, "[qemu stderr] {line}")?,
+            Ok(Event::Eof) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+    }
 }
 
 /// Boots `gen` for a person. Without `timeout`: `-nographic` with the terminal attached,

@@ -267,7 +267,7 @@ ioreq_notify_spi = 45
         assert!(d.contains("\tchosen {\n\t\t#address-cells = <0x2>;\n\t\t#size-cells = <0x2>;\n"));
         assert!(d.contains(
             "xen,xen-bootargs = \"console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all \
-             guest_loglvl=all sched=credit\";"
+             guest_loglvl=all\";"
         ));
     }
 

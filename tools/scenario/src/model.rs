@@ -14,12 +14,11 @@ use crate::error::Error;
 /// Xen's command line when the scenario does not set `xen_bootargs` (DESIGN.md §5: the PL011
 /// console, no scrubbing so boots stay fast, and every guest's console output shown).
 ///
-/// `sched=credit`: with Xen 4.17.5's default credit2 scheduler under QEMU TCG, about one boot in
-/// 7 to 40 of the data-path scenarios stalls with a runnable vCPU on the run queue while both
-/// pCPUs sit idle and none is tickled (see docs/design.md, "Known gaps"); credit, whose
-/// periodic tick reschedules idle pCPUs, passed 70 of 70 such boots.
+/// No `sched=`: Xen's default, credit2. Its lost wake-up (an idle pCPU refusing to pull a unit
+/// whose credit is near the minimum) is fixed by xen-patches/0006 (docs/design.md,
+/// "Schedulers").
 pub const DEFAULT_XEN_BOOTARGS: &str =
-    "console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all guest_loglvl=all sched=credit";
+    "console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all guest_loglvl=all";
 /// Number of QEMU CPUs when the scenario does not set `qemu_smp`.
 pub const DEFAULT_SMP: u32 = 2;
 /// QEMU RAM in MiB when the scenario does not set `qemu_mem_mib`.
@@ -27,6 +26,54 @@ pub const DEFAULT_MEM_MIB: u64 = 2048;
 
 /// Longest node name the devicetree specification allows (DT spec v0.4 §2.2.1).
 const MAX_NODE_NAME: usize = 31;
+
+/// One of the schedulers the project's Xen build has (xen-patches/rust-ioreq.config), chosen
+/// with Xen's `sched=` boot parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    /// `credit2`, Xen's default.
+    Credit2,
+    /// `credit`, the older credit scheduler (a periodic tick on every pCPU).
+    Credit,
+    /// `null`: each vCPU gets a pCPU of its own for good; vCPUs beyond the pCPUs wait until a
+    /// pCPU is given up (a vCPU going offline), never while their holders merely block.
+    Null,
+}
+
+impl Scheduler {
+    /// Every scheduler, Xen's default first.
+    pub const ALL: [Scheduler; 3] = [Scheduler::Credit2, Scheduler::Credit, Scheduler::Null];
+
+    /// Returns the scheduler Xen calls `name` in `sched=<name>`, if the build has it.
+    pub fn from_name(name: &str) -> Option<Scheduler> {
+        Scheduler::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Returns the name `sched=` takes (the scheduler's `opt_name` in Xen).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::Credit2 => "credit2",
+            Scheduler::Credit => "credit",
+            Scheduler::Null => "null",
+        }
+    }
+
+    /// Returns the line Xen prints at boot when it uses this scheduler
+    /// (xen/common/sched/core.c `scheduler_init`: "Using scheduler: <name> (<opt_name>)").
+    pub fn boot_line(self) -> &'static str {
+        match self {
+            Scheduler::Credit2 => "Using scheduler: SMP Credit Scheduler rev2 (credit2)",
+            Scheduler::Credit => "Using scheduler: SMP Credit Scheduler (credit)",
+            Scheduler::Null => "Using scheduler: null Scheduler (null)",
+        }
+    }
+}
+
+impl std::fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +281,87 @@ impl Scenario {
         let dom0 = self.dom0.as_ref().is_some_and(|d| d.expect_end);
         self.domains.iter().filter(|d| d.expect_end).count() + usize::from(dom0)
     }
+
+    /// Counts the vCPUs of all domains.
+    pub fn vcpu_count(&self) -> u64 {
+        self.domains.iter().map(|d| u64::from(d.cpus)).sum()
+    }
+
+    /// Returns the scheduler Xen will use: the last `sched=` of `xen_bootargs` (Xen parses the
+    /// command line in order), or Xen's default, credit2.
+    pub fn scheduler(&self) -> Scheduler {
+        // validate() refused every name that is not a Scheduler.
+        sched_arg(&self.xen_bootargs)
+            .and_then(Scheduler::from_name)
+            .unwrap_or(Scheduler::Credit2)
+    }
+
+    /// Returns this scenario booted with `sched`: any `sched=` is dropped from `xen_bootargs`,
+    /// `sched=<name>` appended, and the console must show Xen using it. Fails, as `load` would,
+    /// when the scenario cannot run under `sched` (null with more vCPUs than QEMU CPUs).
+    pub fn with_scheduler(&self, sched: Scheduler) -> Result<Scenario, Error> {
+        let mut s = self.clone();
+        let mut args: Vec<&str> = self
+            .xen_bootargs
+            .split_ascii_whitespace()
+            .filter(|w| !w.starts_with("sched="))
+            .collect();
+        let wanted = format!("sched={}", sched.name());
+        args.push(&wanted);
+        s.xen_bootargs = args.join(" ");
+        s.expect_contains.retain(|c| !is_boot_line(c));
+        check_scheduler(&mut s).map_err(|m| Error::invalid(&self.path, "xen_bootargs", m))?;
+        Ok(s)
+    }
+}
+
+/// Returns the value of the last `sched=` in a Xen command line.
+fn sched_arg(bootargs: &str) -> Option<&str> {
+    bootargs
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("sched="))
+        .next_back()
+}
+
+/// Tells whether `line` is one of the scheduler boot lines `check_scheduler` adds.
+fn is_boot_line(line: &str) -> bool {
+    Scheduler::ALL.iter().any(|s| s.boot_line() == line)
+}
+
+/// Checks the scheduler `xen_bootargs` asks for and, when it names one, makes the console show
+/// that Xen uses it (Xen falls back to its default for a scheduler it was built without).
+fn check_scheduler(s: &mut Scenario) -> Result<(), String> {
+    let Some(name) = sched_arg(&s.xen_bootargs) else {
+        return Ok(());
+    };
+    let Some(sched) = Scheduler::from_name(name) else {
+        let known: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
+        return Err(format!(
+            "sched={name}: not a scheduler this Xen build has ({})",
+            known.join(", ")
+        ));
+    };
+    let vcpus = s.vcpu_count();
+    // A scenario that expects Xen to refuse its configuration (bad-sched-null) asks for this on
+    // purpose: Xen's own check must say it, and Xen stops before it prints its scheduler.
+    if s.expect_boot_error.is_some() {
+        return Ok(());
+    }
+    if sched == Scheduler::Null && vcpus > u64::from(s.qemu_smp) {
+        return Err(format!(
+            "sched=null needs a pCPU for every vCPU: the null scheduler gives each vCPU a pCPU \
+             of its own and time-shares none, and a vCPU keeps its pCPU while it is blocked; \
+             with {vcpus} vCPUs on {} QEMU CPUs (qemu_smp), {} vCPU(s) would wait until a \
+             vCPU goes offline, and a boot in which the frontends hold the pCPUs and block on \
+             their backend never completes. Use another scheduler, or qemu_smp = {vcpus}",
+            s.qemu_smp,
+            vcpus - u64::from(s.qemu_smp)
+        ));
+    }
+    if !s.expect_contains.iter().any(|c| c == sched.boot_line()) {
+        s.expect_contains.push(sched.boot_line().to_owned());
+    }
+    Ok(())
 }
 
 fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
@@ -436,7 +564,7 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         }
     }
 
-    Ok(Scenario {
+    let mut scenario = Scenario {
         path: path.to_owned(),
         name: raw.name,
         description: raw.description,
@@ -449,7 +577,9 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         expect_contains: raw.expect.contains,
         expect_ordered: raw.expect.ordered,
         expect_boot_error: raw.expect_boot_error,
-    })
+    };
+    check_scheduler(&mut scenario).map_err(|m| bad("xen_bootargs", m))?;
+    Ok(scenario)
 }
 
 /// Validates `[dom0]` and appends its memory and vCPU count to Xen's command line, which must
@@ -727,6 +857,113 @@ contains = ["Freed"]
         let s = parse(&text).expect("valid");
         assert_eq!((s.timeout_s, s.qemu_smp, s.qemu_mem_mib), (5, 4, 1024));
         assert_eq!(s.xen_bootargs, "console=dtuart");
+    }
+
+    #[test]
+    fn default_bootargs_leave_xen_default_scheduler() {
+        let s = parse(SMOKE).expect("valid");
+        assert!(!s.xen_bootargs.contains("sched="), "{}", s.xen_bootargs);
+        assert_eq!(s.scheduler(), Scheduler::Credit2);
+        assert_eq!(s.expect_contains, vec!["Freed".to_owned()]);
+    }
+
+    /// Sets the scenario's Xen command line (the default one plus `extra`) and vCPUs of domU1.
+    fn with_sched(extra: &str, cpus: u32, smp: Option<u32>) -> String {
+        let smp = smp.map_or(String::new(), |n| format!("\nqemu_smp = {n}"));
+        SMOKE
+            .replacen(
+                "timeout_s = 60",
+                &format!("timeout_s = 60{smp}\nxen_bootargs = \"{DEFAULT_XEN_BOOTARGS} {extra}\""),
+                1,
+            )
+            .replacen("cpus = 1", &format!("cpus = {cpus}"), 1)
+    }
+
+    #[test]
+    fn named_scheduler_must_show_on_the_console() {
+        let s = parse(&with_sched("sched=credit", 1, None)).expect("valid");
+        assert_eq!(s.scheduler(), Scheduler::Credit);
+        assert_eq!(
+            s.expect_contains,
+            vec![
+                "Freed".to_owned(),
+                "Using scheduler: SMP Credit Scheduler (credit)".to_owned()
+            ]
+        );
+        // Xen parses its command line in order: the last sched= wins.
+        let s = parse(&with_sched("sched=null sched=credit2", 1, None)).expect("valid");
+        assert_eq!(s.scheduler(), Scheduler::Credit2);
+        assert!(s
+            .expect_contains
+            .contains(&Scheduler::Credit2.boot_line().to_owned()));
+    }
+
+    #[test]
+    fn unknown_scheduler_is_refused() {
+        let msg = err(&with_sched("sched=rtds", 1, None));
+        assert!(
+            msg.contains("xen_bootargs: sched=rtds: not a scheduler this Xen build has"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn null_with_more_vcpus_than_qemu_cpus_is_refused() {
+        // Old code (d2a38d4) accepted this: 3 vCPUs on 2 QEMU CPUs under null.
+        let msg = err(&with_sched("sched=null", 2, None));
+        assert!(
+            msg.contains("xen_bootargs: sched=null needs a pCPU for every vCPU"),
+            "{msg}"
+        );
+        assert!(msg.contains("with 3 vCPUs on 2 QEMU CPUs (qemu_smp), 1 vCPU(s) would wait"));
+        assert!(msg.contains("qemu_smp = 3"), "{msg}");
+        // As many vCPUs as QEMU CPUs is what null is for.
+        let s = parse(&with_sched("sched=null", 2, Some(3))).expect("valid");
+        assert_eq!(s.scheduler(), Scheduler::Null);
+        assert!(s
+            .expect_contains
+            .contains(&"Using scheduler: null Scheduler (null)".to_owned()));
+        parse(&with_sched("sched=null", 1, None)).expect("2 vCPUs on 2 CPUs");
+        // Unless the scenario expects Xen itself to refuse it at boot (bad-sched-null).
+        let refused_by_xen = with_sched("sched=null", 2, None).replace(
+            "timeout_s = 60",
+            "timeout_s = 60\nexpect_boot_error = \"sched=null with 3 vCPUs\"",
+        );
+        let s = parse(&refused_by_xen).expect("Xen's refusal is the point");
+        assert!(!s.expect_contains.iter().any(|c| is_boot_line(c)));
+    }
+
+    #[test]
+    fn with_scheduler_replaces_sched_and_keeps_the_rules() {
+        let s = parse(&with_sched("sched=credit", 2, None)).expect("valid");
+        let c2 = s
+            .with_scheduler(Scheduler::Credit2)
+            .expect("credit2 time-shares");
+        assert_eq!(
+            c2.xen_bootargs,
+            format!("{DEFAULT_XEN_BOOTARGS} sched=credit2")
+        );
+        assert_eq!(
+            c2.expect_contains,
+            vec![
+                "Freed".to_owned(),
+                Scheduler::Credit2.boot_line().to_owned()
+            ]
+        );
+        let msg = s
+            .with_scheduler(Scheduler::Null)
+            .expect_err("3 vCPUs, 2 CPUs")
+            .to_string();
+        assert!(
+            msg.contains("sched=null needs a pCPU for every vCPU"),
+            "{msg}"
+        );
+        let small = parse(SMOKE).expect("valid");
+        let null = small
+            .with_scheduler(Scheduler::Null)
+            .expect("2 vCPUs, 2 CPUs");
+        assert!(null.xen_bootargs.ends_with(" sched=null"));
+        assert_eq!(null.scheduler(), Scheduler::Null);
     }
 
     #[test]

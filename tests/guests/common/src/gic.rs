@@ -375,7 +375,10 @@ pub(crate) fn handle_irq() {
 /// interrupt even while PSTATE.I masks it, and unmasking then takes it through the IRQ vector.
 /// The virtual timer, armed at `deadline`, ends the sleep; the wait ends when its interrupt has
 /// been taken, or (should Xen deliver it late or not at all) after a grace period spent polling
-/// instead of sleeping, so the wait never outlives the deadline by more than 100 ms.
+/// instead of sleeping, so the wait never outlives the deadline by more than 100 ms of running.
+/// An interrupt already pending when the grace period is found over is still taken and counted:
+/// the counter runs on while Xen has the vCPU descheduled, so a vCPU that gets no CPU for the
+/// whole grace period comes back to an interrupt Xen delivered meanwhile.
 /// Needs [`init_cpu`] on this vCPU.
 pub fn wait_for_irq(id: IntId, seen: u32, deadline: Deadline) -> bool {
     let me = cpu_index();
@@ -383,21 +386,26 @@ pub fn wait_for_irq(id: IntId, seen: u32, deadline: Deadline) -> bool {
     let expired_before = TIMER_EXPIRED[me].load(Ordering::Relaxed);
     let grace_ticks = timer::frequency().saturating_mul(TIMER_GRACE_MS) / 1000;
     let give_up = deadline.ticks().saturating_add(grace_ticks);
+    let arrived_now = || {
+        if is_timer {
+            TIMER_EXPIRED[me].load(Ordering::Relaxed) != expired_before
+        } else {
+            irq_count(id).wrapping_sub(seen) > 0
+        }
+    };
     timer::arm(deadline);
     let arrived = loop {
         let timer_fired = TIMER_EXPIRED[me].load(Ordering::Relaxed) != expired_before;
-        if is_timer {
-            if timer_fired {
-                break true;
-            }
-        } else if irq_count(id).wrapping_sub(seen) > 0 {
+        if arrived_now() {
             break true;
-        } else if timer_fired && deadline.expired() {
+        } else if !is_timer && timer_fired && deadline.expired() {
             break false;
         }
         let now = timer::now();
         if now >= give_up {
-            break false;
+            // Take what is pending once more before giving up (see above).
+            take_pending_irqs();
+            break arrived_now();
         }
         if now < deadline.ticks() {
             // SAFETY: `wfi` waits for an interrupt; the `daifclr`/`daifset` pair lets a pending
@@ -416,17 +424,24 @@ pub fn wait_for_irq(id: IntId, seen: u32, deadline: Deadline) -> bool {
         } else {
             // Past the deadline the timer's interrupt may still be on its way: take whatever is
             // pending, but do not sleep (nothing else may come to wake us).
-            // SAFETY: as above, without the `wfi`.
-            unsafe {
-                asm!(
-                    "msr daifclr, #2",
-                    "isb",
-                    "msr daifset, #2",
-                    options(nostack)
-                )
-            };
+            take_pending_irqs();
         }
     };
     timer::disarm();
     arrived
+}
+
+/// Takes the interrupts pending now through the IRQ vector (PSTATE.I unmasked for one `isb`).
+fn take_pending_irqs() {
+    // SAFETY: the `daifclr`/`daifset` pair lets a pending IRQ be taken through the vector table
+    // (which saves and restores every register it uses) and masks IRQs again. Not `nomem`: the
+    // IRQ handler updates the counters the caller reads next.
+    unsafe {
+        asm!(
+            "msr daifclr, #2",
+            "isb",
+            "msr daifset, #2",
+            options(nostack)
+        )
+    };
 }
