@@ -66,8 +66,12 @@ const BACKEND_PAGES: (&str, u64, u64) = (
         - backend_layout::DOORBELL_GPA,
 );
 
-/// A node name as the DT has it (cut at 31 bytes for messages).
-pub type Name = FixedStr<31>;
+/// Longest domain node name, unit address included, in bytes.
+pub const NAME_MAX: usize = 31;
+
+/// A node name as the DT has it (a device's is cut at [`NAME_MAX`] bytes for messages; a
+/// domain's must fit, since Xen binds domains by full name).
+pub type Name = FixedStr<NAME_MAX>;
 
 /// One dom0less domain node.
 #[derive(Clone, Copy, Debug, Default)]
@@ -195,6 +199,9 @@ pub enum ErrorKind {
     TooManyVcpus(u32),
     /// `xen,backend-args` longer than [`ARGS_MAX`].
     ArgsTooLong,
+    /// A domain node name (unit address included) longer than a [`Name`] holds: kept cut, it
+    /// would never match the full path Xen binds the domain by.
+    NameTooLong,
 }
 
 /// A node: `/chosen/<domain>` or `/chosen/<domain>/<device>` (or `/` when both are empty).
@@ -275,6 +282,10 @@ impl fmt::Display for ConfigError {
                 write!(f, "{n} vCPUs: a frontend has at most {SLOTS_PER_PAGE}")
             }
             ErrorKind::ArgsTooLong => write!(f, "longer than {ARGS_MAX} bytes"),
+            ErrorKind::NameTooLong => write!(
+                f,
+                "node name longer than {NAME_MAX} bytes (unit address included)"
+            ),
         }
     }
 }
@@ -659,8 +670,9 @@ fn parse_domain(node: &FdtNode<'_, '_>, path: &Path, gic_spis: u32) -> Result<Do
     } else {
         None
     };
+    let name = Name::try_from_str(node.name).ok_or(err(path, "", ErrorKind::NameTooLong))?;
     Ok(Domain {
-        name: Name::from_str(node.name),
+        name,
         phandle,
         vcpus,
         vpl011,

@@ -921,6 +921,29 @@ fn refuses_a_frontend_with_more_vcpus_than_slots() {
     ok(&[Dom::backend("be", BE).cpus(129)]);
 }
 
+/// Xen binds a domain by its node's full name (unit address included); cut at 31 bytes, a longer
+/// one would never be bound (see tests/lifetime.rs; found by the `dt_nodes` fuzz target).
+#[test]
+fn refuses_a_domain_name_longer_than_31_bytes() {
+    let node_name = "abcdefghijklmnopqrstuvwxyz01234";
+    refused(
+        &[
+            Dom::new(&format!("{node_name}@1")).device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+        ],
+        "/chosen/abcdefghijklmnopqrstuvwxyz01234",
+        "",
+        ErrorKind::NameTooLong,
+        "/chosen/abcdefghijklmnopqrstuvwxyz01234: node name longer than 31 bytes (unit address \
+         included)",
+    );
+    // 31 bytes fit.
+    ok(&[
+        Dom::new(node_name).device(Dev::new("d", BE)),
+        Dom::backend("abcdefghijklmnopqrstuvwxyz012@1", BE),
+    ]);
+}
+
 #[test]
 fn every_error_kind_is_covered_here() {
     // A reminder that compiles only while the list above is complete: adding a variant to
@@ -946,6 +969,7 @@ fn every_error_kind_is_covered_here() {
             ErrorKind::TooManyDomains => "refuses_a_seventeenth_domain",
             ErrorKind::TooManyVcpus(_) => "refuses_a_frontend_with_more_vcpus_than_slots",
             ErrorKind::ArgsTooLong => "refuses_args_longer_than_the_limit",
+            ErrorKind::NameTooLong => "refuses_a_domain_name_longer_than_31_bytes",
         }
     }
     assert!(!covered(ErrorKind::BadBlob).is_empty());

@@ -109,3 +109,25 @@ fn random_operation_sequences_keep_the_engine_and_the_fake_consistent() {
         fuzz::engine_ops,
     );
 }
+
+#[test]
+fn random_operation_sequences_keep_the_doorbell_and_domain_lifetime_to_the_model() {
+    drive(
+        "doorbell_ops",
+        0x646f_6f72,
+        1_500,
+        |rng| random_len(rng, 2048),
+        fuzz::doorbell_ops,
+    );
+}
+
+#[test]
+fn dt_nodes_of_random_accepted_configurations_read_back_as_documented() {
+    drive(
+        "dt_nodes",
+        0x6474_6e64,
+        3_000,
+        |rng| random_len(rng, 256),
+        fuzz::dt_nodes,
+    );
+}
