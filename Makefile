@@ -18,19 +18,23 @@ DEMO       ?= blk-rw
 BENCH      := tests/bench/bench.toml
 # Seconds; empty = interactive console (quit with Ctrl-A X).
 RUN_TIMEOUT ?=
+# `make fuzz`: seconds per target, or executions per target (FUZZ_RUNS wins when set).
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
 
 HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
-        fmt-check clippy host-test check scenarios test run bench clean distclean
+        fmt-check clippy host-test check scenarios test run bench fuzz fuzz-corpus clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
 	@echo "            RUN_TIMEOUT=<s> makes it non-interactive; DEMO=<scenario> picks another"
 	@echo "make test   fmt + clippy + host tests + Xen builds + every QEMU scenario (debug Xen)"
 	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
+	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (or FUZZ_RUNS=<n> executions) each"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
 
 setup:
@@ -99,6 +103,17 @@ bench: xen guests host-tools
 	    | python3 tools/check-fpsimd.py
 	@rm -f $(BUILD)/logs/bench.log; status=0; $(HARNESS) run $(HARNESS_RELEASE_ARGS) $(BENCH) || status=$$?; \
 	echo; python3 tools/bench-report.py $(BUILD)/logs/bench.log || status=1; exit $$status
+
+# Not part of `make test`: libFuzzer through cargo-fuzz on rustup's stable toolchain
+# (RUSTC_BOOTSTRAP=1), cargo-fuzz installed into build/fuzz-tools on first use; nice -n 19, one
+# target at a time. Prints execs, exec/s, coverage, corpus size and crashes per target; fails on
+# a crash. docs/fuzzing.md.
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) tools/fuzz.sh run
+
+# Minimises build/fuzz/corpus/ into the committed regression corpus rust-ioreq/fuzz/corpus-min/.
+fuzz-corpus:
+	@tools/fuzz.sh corpus
 
 clean:
 	rm -rf $(BUILD)/scenarios $(BUILD)/logs $(BUILD)/guests $(BUILD)/rust-ioreq

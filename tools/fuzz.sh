@@ -37,7 +37,7 @@ die() { printf 'fuzz: ERROR: %s\n' "$*" >&2; exit 1; }
 # Longest input per target: enough for every operation sequence or tree the body reads.
 max_len() {
     case "$1" in
-        config) echo 8192 ;;
+        config) echo 40960 ;;
         config_mutated | syndrome) echo 128 ;;
         engine | doorbell) echo 2048 ;;
         dt) echo 512 ;;
@@ -63,7 +63,7 @@ build() {
 
 # The last value of `key: N` in a libFuzzer log.
 last() {
-    grep -oE "$1: [0-9]+" "$2" | tail -1 | grep -oE '[0-9]+$' || echo "?"
+    grep -oE "$1: *[0-9]+" "$2" | tail -1 | grep -oE "[0-9]+$" || echo "?"
 }
 
 run() {

@@ -275,8 +275,34 @@ impl<'a> Model<'a> {
         *keys[input.below(keys.len())]
     }
 
-    /// Picks an ioreq page and one of its slots.
+    /// The slots where something is going on: held, or with a request pending or answered.
+    fn busy_slots(&self) -> Vec<(PageId, u32)> {
+        let mut busy: Vec<(PageId, u32)> = self
+            .held
+            .iter()
+            .map(|&(backend, frontend_index, v)| {
+                let page = PageId {
+                    backend,
+                    frontend_index,
+                };
+                (page, v)
+            })
+            .collect();
+        for (&(_, v), vc) in &self.vcpus {
+            if let Req::Pending { device, .. } | Req::Answered { device } = vc.req {
+                busy.push((self.page_of(device), v));
+            }
+        }
+        busy
+    }
+
+    /// Picks an ioreq page and one of its slots; half the time one where something is going
+    /// on, which coverage alone would not steer the fuzzer to.
     fn pick_slot(&self, input: &mut Input<'_>) -> (PageId, u32) {
+        let busy = self.busy_slots();
+        if !busy.is_empty() && input.one_in(2) {
+            return input.pick(&busy);
+        }
         let pages = self.xen.page_ids();
         let page = input.pick(&pages);
         let v = input.below(self.xen.slots(page) as usize) as u32;
@@ -402,13 +428,28 @@ fn plain_load() -> (u32, u32, XenDecode) {
 
 /// A frontend vCPU (or anyone) traps on an address.
 fn op_trap(m: &mut Model<'_>, input: &mut Input<'_>) {
-    let id = m.pick_domid(input);
-    let v = u32::from(input.u8() % 5);
-    let gpa = if input.one_in(8) {
+    let mut id = m.pick_domid(input);
+    let mut v = u32::from(input.u8() % 5);
+    let mut gpa = if input.one_in(8) {
         input.u64()
     } else {
         input.pick(&m.gpas)
     };
+    // A third of the time, a vCPU whose slot is held, on a device behind that slot.
+    let held: Vec<(usize, usize, u32)> = m.held.iter().copied().collect();
+    if !held.is_empty() && input.one_in(3) {
+        let (backend, k, slot) = input.pick(&held);
+        let behind: Vec<&Device> = m
+            .config
+            .devices()
+            .iter()
+            .filter(|d| usize::from(d.backend) == backend && usize::from(d.frontend_index) == k)
+            .collect();
+        let d = behind[input.below(behind.len())];
+        id = domid(usize::from(d.frontend));
+        v = slot;
+        gpa = d.mmio.start().0 + u64::from(input.u8() % 16) * 4;
+    }
     let syndrome = random_syndrome(input);
     let reg_value = input.u64();
     trap_and_check(m, id, v, gpa, syndrome, reg_value);
