@@ -45,7 +45,16 @@ max_len() {
     esac
 }
 
+# libfuzzer-sys compiles libFuzzer (C++).
+need_cxx() {
+    command -v c++ >/dev/null 2>&1 && return 0
+    [ "$(id -u)" = 0 ] || die "no C++ compiler: run 'apt-get install g++' as root"
+    say "installing g++ (libFuzzer is C++)"
+    apt-get install -y -q g++ >/dev/null
+}
+
 install_cargo_fuzz() {
+    need_cxx
     if "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
         return 0
     fi
@@ -103,16 +112,19 @@ run() {
 }
 
 # Minimises the working corpus of each target (with what is already committed) into
-# corpus-min/: edge coverage only (-use_counters=0), so a few dozen inputs cover it.
+# corpus-min/ with -merge=1 on edge coverage only (-use_counters=0), so that about a hundred
+# inputs at most cover it. The crash-* files (minimised crash inputs) are always kept.
 corpus() {
     build
     local t tmp
+    mkdir -p "$work/logs"
     for t in $targets; do
         tmp=$(mktemp -d)
         mkdir -p "$seeds/$t" "$work/corpus/$t"
         nice -n "$niceness" "$bin_dir/$t" -merge=1 -use_counters=0 -use_value_profile=0 \
             -max_len="$(max_len "$t")" "$tmp" "$seeds/$t" "$work/corpus/$t" \
             >"$work/logs/$t.merge.log" 2>&1 || die "merge of $t failed: $work/logs/$t.merge.log"
+        find "$seeds/$t" -maxdepth 1 -type f -name 'crash-*' -exec cp {} "$tmp/" \;
         rm -rf "${seeds:?}/$t"
         mv "$tmp" "$seeds/$t"
         chmod 755 "$seeds/$t"
