@@ -21,6 +21,9 @@ RUN_TIMEOUT ?=
 # make soak: the scenario (a name in tests/scenarios/) and the boots per scheduler.
 SCENARIO   ?= two-frontends
 N          ?= 10
+# `make fuzz`: seconds per target, or executions per target (FUZZ_RUNS wins when set).
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
 
 HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
@@ -28,7 +31,7 @@ HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
         fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
-        clean distclean
+        fuzz fuzz-corpus clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
@@ -37,6 +40,7 @@ help:
 	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
 	@echo "make soak   boot SCENARIO=<name> N=<n> times under each Xen scheduler (credit2, credit,"
 	@echo "            null) and print the passes; failed boots' logs stay in build/logs/soak/"
+	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (or FUZZ_RUNS=<n> executions) each"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
 	@echo "make check-config DTB=<host.dtb|.dts>   check a host device tree as Xen will at boot"
 
@@ -122,6 +126,17 @@ bench: xen guests host-tools
 # load before and after, since other QEMU runs on the host change TCG's timing.
 soak: xen guests linux host-tools
 	$(HARNESS) soak $(HARNESS_ARGS) --runs $(N) tests/scenarios/$(SCENARIO).toml
+
+# Not part of `make test`: libFuzzer through cargo-fuzz on rustup's stable toolchain
+# (RUSTC_BOOTSTRAP=1), cargo-fuzz installed into build/fuzz-tools on first use; nice -n 19, one
+# target at a time. Prints execs, exec/s, coverage, corpus size and crashes per target; fails on
+# a crash. docs/fuzzing.md.
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) tools/fuzz.sh run
+
+# Minimises build/fuzz/corpus/ into the committed regression corpus rust-ioreq/fuzz/corpus-min/.
+fuzz-corpus:
+	@tools/fuzz.sh corpus
 
 clean:
 	rm -rf $(BUILD)/scenarios $(BUILD)/logs $(BUILD)/guests $(BUILD)/rust-ioreq

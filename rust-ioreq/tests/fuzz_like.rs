@@ -1,7 +1,9 @@
-//! The fuzz bodies of `tests/common/fuzz.rs` (also the cargo-fuzz targets in `fuzz/`), driven by
-//! a deterministic PRNG over many thousands of inputs so they run on stable in every
-//! `cargo test`. A failure prints the iteration and the input in hex; `FUZZ_LIKE_SCALE=<n>`
-//! multiplies the iteration counts for a longer run.
+//! The fuzz bodies of `tests/common/fuzz.rs` (also the cargo-fuzz targets in `fuzz/`), run on
+//! stable in every `cargo test`: driven by a deterministic PRNG over many thousands of inputs
+//! (a failure prints the iteration and the input in hex; `FUZZ_LIKE_SCALE=<n>` multiplies the
+//! iteration counts for a longer run), and over the committed regression corpus
+//! `fuzz/corpus-min/<target>/` (what `make fuzz-corpus` kept of the campaigns, and every crash
+//! found, named `crash-*`).
 
 // Test data: lengths and bytes are narrowed on purpose.
 #![allow(clippy::cast_possible_truncation)]
@@ -9,6 +11,7 @@
 mod common;
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 
 use common::fuzz;
 use common::rng::Rng;
@@ -108,4 +111,81 @@ fn random_operation_sequences_keep_the_engine_and_the_fake_consistent() {
         |rng| random_len(rng, 4096),
         fuzz::engine_ops,
     );
+}
+
+#[test]
+fn random_operation_sequences_keep_the_doorbell_and_domain_lifetime_to_the_model() {
+    drive(
+        "doorbell_ops",
+        0x646f_6f72,
+        1_500,
+        |rng| random_len(rng, 2048),
+        fuzz::doorbell_ops,
+    );
+}
+
+#[test]
+fn dt_nodes_of_random_accepted_configurations_read_back_as_documented() {
+    drive(
+        "dt_nodes",
+        0x6474_6e64,
+        3_000,
+        |rng| random_len(rng, 256),
+        fuzz::dt_nodes,
+    );
+}
+
+/// Runs `body` on every input of `fuzz/corpus-min/<target>/`, in name order.
+fn replay(target: &str, body: impl Fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus-min")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 3,
+        "{}: a regression corpus of {} inputs",
+        dir.display(),
+        files.len()
+    );
+    for file in files {
+        let input = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| body(&input))) {
+            eprintln!("{target}: corpus input {} failed", file.display());
+            resume_unwind(panic);
+        }
+    }
+}
+
+#[test]
+fn the_config_regression_corpus_replays() {
+    replay("config", fuzz::config_blob);
+}
+
+#[test]
+fn the_config_mutated_regression_corpus_replays() {
+    replay("config_mutated", fuzz::config_mutated);
+}
+
+#[test]
+fn the_syndrome_regression_corpus_replays() {
+    replay("syndrome", fuzz::syndrome);
+}
+
+#[test]
+fn the_engine_regression_corpus_replays() {
+    replay("engine", fuzz::engine_ops);
+}
+
+#[test]
+fn the_doorbell_regression_corpus_replays() {
+    replay("doorbell", fuzz::doorbell_ops);
+}
+
+#[test]
+fn the_dt_regression_corpus_replays() {
+    replay("dt", fuzz::dt_nodes);
 }

@@ -1,5 +1,6 @@
-//! Fuzz target: operation sequences against the engine and the strict fake Xen.
-//! The body is in `tests/common/fuzz.rs`; `tests/fuzz_like.rs` runs it on stable too.
+//! Fuzz target: operation sequences (traps of every syndrome shape first) against the engine
+//! and the strict fake Xen, checked against a model.
+//! The body is in `tests/common/fuzz/model.rs`; `tests/fuzz_like.rs` runs it on stable too.
 #![no_main]
 
 #[path = "../../tests/common/mod.rs"]

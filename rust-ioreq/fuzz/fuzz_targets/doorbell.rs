@@ -1,0 +1,9 @@
+//! Fuzz target: doorbell, slot, timeout and domain-lifetime operation sequences against the
+//! engine, checked against a model. The body is in `tests/common/fuzz/model.rs`;
+//! `tests/fuzz_like.rs` runs it on stable too.
+#![no_main]
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::fuzz::doorbell_ops(data));
