@@ -10,8 +10,9 @@
 #                                        tree into build/xen-<variant>/ (the image: build/xen-<variant>/xen)
 #
 # The debug variant is what `make test` boots: Xen's assertions, lock checks (a lock taken both
-# with IRQs on and off is a BUG) and type-safe frame numbers, and the component's own
-# debug_assert!s. The release variant is what `make run` and `make bench` boot.
+# with IRQs on and off is a BUG; on Arm only with xen-patches/0007, which turns them on) and
+# type-safe frame numbers, and the component's own debug_assert!s. The release variant is what
+# `make run` and `make bench` boot.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -124,7 +124,10 @@ impl Platform for LoomXen {
     fn arm_timeout(&self, _: DomainIndex, _: VcpuId, _: u64) {}
 }
 
-fn engine() -> Arc<Engine> {
+/// The engine under test, in a std `Arc` (its reference count is not under test): straight
+/// from the builder's box to the `Arc`, with no copy on the model's small stack (the engine is
+/// large under loom, every atomic being loom's).
+fn engine() -> std::sync::Arc<Engine> {
     let config = Config::from_fdt(&host_dtb(&standard()), GIC_SPIS).expect("valid");
     let names: Vec<String> = config
         .domains()
@@ -136,7 +139,7 @@ fn engine() -> Arc<Engine> {
         b.domain_created(&format!("/chosen/{n}"), domid(i))
             .expect("bound once");
     }
-    Arc::new(*b.freeze().expect("freeze"))
+    std::sync::Arc::from(b.freeze().expect("freeze"))
 }
 
 const BE_PAGE: PageId = PageId {
@@ -156,7 +159,7 @@ fn complete(engine: &Engine, xen: &LoomXen, backend: DomainIndex) -> bool {
 }
 
 /// fe vCPU 0's blk read is posted to be and answered.
-fn answered_blk_read() -> (Arc<Engine>, Arc<LoomXen>) {
+fn answered_blk_read() -> (std::sync::Arc<Engine>, Arc<LoomXen>) {
     let engine = engine();
     let xen = Arc::new(LoomXen::new());
     let t = trap(1, 0, BLK, load(2, 3, false));

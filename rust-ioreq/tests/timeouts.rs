@@ -10,9 +10,12 @@ mod common;
 
 use common::fake::Event;
 use common::hostdt::{cells, Dev, Dom};
+use common::interleave::Interleave;
 use common::rig::{domid, page, rig, standard, BE, BE2, FE, FE2};
 use common::trap::{load, store, trap};
-use rust_ioreq::abi::{doorbell, STATE_IOREQ_INPROCESS, STATE_IOREQ_NONE, STATE_IORESP_READY};
+use rust_ioreq::abi::{
+    doorbell, STATE_IOREQ_INPROCESS, STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IORESP_READY,
+};
 use rust_ioreq::config::DEFAULT_TIMEOUT_MS;
 use rust_ioreq::engine::{Discarded, DoorbellEvent, Expired, MmioOutcome, Unavailable, Work};
 use rust_ioreq::platform::Platform;
@@ -245,4 +248,132 @@ fn a_backend_not_online_yet_is_waited_for_within_the_same_timeout() {
     xen.advance(u64::from(DEFAULT_TIMEOUT_MS) * MS);
     let e = engine.expire(&xen, FE2, VcpuId(0)).expect("expired");
     assert!(!e.backend_online);
+}
+
+/// Times out fe2 vCPU 0's read of vsock (be2, frontend index 1) and completes it: be2's slot 0
+/// of that page is held from then on.
+fn time_out_vsock(engine: &rust_ioreq::engine::Engine, xen: &common::fake::FakeXen) {
+    let t = trap(3, 0, VSOCK, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(xen, &t, no_reg), MmioOutcome::Retry);
+    xen.advance(u64::from(DEFAULT_TIMEOUT_MS) * MS);
+    assert!(engine.expire(xen, FE2, VcpuId(0)).is_some());
+    let Work::Complete(c) = engine.vcpu_work(xen, domid(FE2), VcpuId(0)) else {
+        panic!("not completed")
+    };
+    assert_eq!(c.write_reg, Some((3, 0xffff_ffff)));
+    xen.take_posts();
+    xen.take_events();
+}
+
+/// fe2 reads con (same backend, same slot) while the slot is held. Between its look at the
+/// slot (still READY: held) and settling its access as vanished, be2 answers the timed-out
+/// request at last and rings `COMPLETE`. That `COMPLETE` is the old request's: it must not
+/// answer the read of con, which was never posted.
+///
+/// Fails on main at 95be410 (found by the hostile-backend scenario): `COMPLETE` found the
+/// record Pending for a device of be2 and the slot IORESP_READY, and settled it Answered; the
+/// read of con then completed with the answer be2 wrote for vsock.
+#[test]
+fn a_late_complete_cannot_answer_a_request_that_was_never_posted() {
+    let (engine, xen) = rig(&standard());
+    time_out_vsock(&engine, &xen);
+    let late = std::cell::Cell::new(None);
+    let backend = || {
+        xen.answer(page(BE2, 1), 0, 0x0bad);
+        late.set(Some(complete(&engine, &xen, BE2, 1, 0)));
+    };
+    let frontend = Interleave::after_read_slot(&xen, 1, backend);
+    let t = trap(3, 0, CON, load(2, 3, false));
+    assert_eq!(
+        engine.handle_mmio(&frontend, &t, no_reg),
+        MmioOutcome::Unavailable(Unavailable::SlotHeld { device: 3 })
+    );
+    assert!(frontend.ran());
+    assert_eq!(
+        late.get(),
+        Some(Ok(DoorbellEvent::Discarded(Discarded::LateAnswer)))
+    );
+    assert!(xen.take_posts().is_empty());
+    let Work::Complete(c) = engine.vcpu_work(&xen, domid(FE2), VcpuId(0)) else {
+        panic!("not completed")
+    };
+    assert_eq!(c.write_reg, Some((3, 0xffff_ffff)));
+    // The answered slot is taken back by the next access and works as before.
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    xen.answer(page(BE2, 1), 0, 0x42);
+    assert!(matches!(
+        complete(&engine, &xen, BE2, 1, 0),
+        Ok(DoorbellEvent::Completed { .. })
+    ));
+    let Work::Complete(c) = engine.vcpu_work(&xen, domid(FE2), VcpuId(0)) else {
+        panic!("not completed")
+    };
+    assert_eq!(c.write_reg, Some((3, 0x42)));
+    assert!(xen.take_faults().is_empty());
+}
+
+/// be2 writes its late answer; before it rings `COMPLETE`, fe2 reads con and takes the slot
+/// back (a new request is posted there, READY). be2's `COMPLETE` then arrives: it is the
+/// late answer's, accepted and ignored as docs/backend-abi.md promises, not refused with a
+/// data abort (which the reference backend, expecting none, would take as a crash).
+///
+/// Fails on main at 95be410: refused with `NotAnswered(1)`; the hostile-backend scenario's
+/// attacker saw that abort about one run in three.
+#[test]
+fn a_late_complete_after_the_slot_was_taken_back_is_accepted_and_ignored() {
+    let (engine, xen) = rig(&standard());
+    time_out_vsock(&engine, &xen);
+    xen.answer(page(BE2, 1), 0, 0x0bad);
+    let t = trap(3, 0, CON, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    assert_eq!(xen.take_posts().len(), 1);
+    xen.take_events();
+    assert_eq!(
+        complete(&engine, &xen, BE2, 1, 0),
+        Ok(DoorbellEvent::Discarded(Discarded::LateAnswer))
+    );
+    assert!(xen.take_events().is_empty());
+    // The new request is untouched and waits for its own answer.
+    assert_eq!(engine.vcpu_work(&xen, domid(FE2), VcpuId(0)), Work::Waiting);
+    assert_eq!(xen.slot(page(BE2, 1), 0).state(), STATE_IOREQ_READY);
+    // Only one COMPLETE was owed: another one with nothing answered is refused again.
+    assert!(complete(&engine, &xen, BE2, 1, 0).is_err());
+    xen.answer(page(BE2, 1), 0, 0x42);
+    assert!(matches!(
+        complete(&engine, &xen, BE2, 1, 0),
+        Ok(DoorbellEvent::Completed { .. })
+    ));
+    let Work::Complete(c) = engine.vcpu_work(&xen, domid(FE2), VcpuId(0)) else {
+        panic!("not completed")
+    };
+    assert_eq!(c.write_reg, Some((3, 0x42)));
+    assert!(complete(&engine, &xen, BE2, 1, 0).is_err());
+    assert!(xen.take_faults().is_empty());
+}
+
+/// The late answer's `COMPLETE` came while the slot was still held (discarded then): the
+/// owed mark left when the slot is taken back must not swallow anything but a protocol error,
+/// and is gone once the backend answers in that slot again.
+#[test]
+fn an_owed_complete_never_hides_a_real_answer() {
+    let (engine, xen) = rig(&standard());
+    time_out_vsock(&engine, &xen);
+    xen.answer(page(BE2, 1), 0, 0x0bad);
+    assert_eq!(
+        complete(&engine, &xen, BE2, 1, 0),
+        Ok(DoorbellEvent::Discarded(Discarded::LateAnswer))
+    );
+    let t = trap(3, 0, CON, load(2, 3, false));
+    assert_eq!(engine.handle_mmio(&xen, &t, no_reg), MmioOutcome::Retry);
+    xen.answer(page(BE2, 1), 0, 0x42);
+    assert!(matches!(
+        complete(&engine, &xen, BE2, 1, 0),
+        Ok(DoorbellEvent::Completed { .. })
+    ));
+    assert!(matches!(
+        engine.vcpu_work(&xen, domid(FE2), VcpuId(0)),
+        Work::Complete(_)
+    ));
+    // Nothing owed any more: a stray COMPLETE is refused.
+    assert!(complete(&engine, &xen, BE2, 1, 0).is_err());
 }

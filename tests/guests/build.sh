@@ -7,7 +7,7 @@
 # and binutils' aarch64-linux-gnu-ld/objcopy; see .cargo/config.toml for the link settings.
 set -eu
 
-GUESTS="hello frontend backend bench wakeup"
+GUESTS="hello frontend backend bench wakeup hostile-backend hostile-frontend"
 TARGET=aarch64-unknown-none-softfloat
 
 here=$(cd "$(dirname "$0")" && pwd)

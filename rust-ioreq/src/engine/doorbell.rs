@@ -170,6 +170,15 @@ impl Engine {
             backend,
             frontend_index: k as usize,
         };
+        // A held slot has had nothing posted since its request timed out: this COMPLETE is that
+        // request's, whatever the record says (it may hold a request published, found the slot
+        // held, and not settled yet: never posted, so never to be answered from this slot).
+        let held = self.held(page);
+        if held.is_some_and(|h| h.is_held(vcpu)) {
+            return Ok(DoorbellEvent::Discarded(Discarded::LateAnswer));
+        }
+        // A late answer's COMPLETE that arrives after the vCPU took the slot back.
+        let late = || held.is_some_and(|h| h.take_owed(vcpu));
         // One snapshot decides everything below, and the final compare-exchange succeeds only
         // on that very request (state, device and generation): whatever happened in between,
         // including another vCPU of this backend completing it and the frontend posting a new
@@ -182,7 +191,7 @@ impl Engine {
                 .get(usize::from(pending.device))
                 .is_some_and(|d| usize::from(d.backend) == backend);
         if !awaited {
-            return if self.held(page).is_some_and(|h| h.is_held(vcpu)) {
+            return if late() {
                 Ok(DoorbellEvent::Discarded(Discarded::LateAnswer))
             } else {
                 Err(DoorbellError::NotAwaited(vcpu.0))
@@ -190,11 +199,17 @@ impl Engine {
         }
         let state = p.read_slot(page, vcpu).state();
         if state != STATE_IORESP_READY {
-            return Err(DoorbellError::NotAnswered(state));
+            return if late() {
+                Ok(DoorbellEvent::Discarded(Discarded::LateAnswer))
+            } else {
+                Err(DoorbellError::NotAnswered(state))
+            };
         }
         if !record.settle(pending, RecordState::Answered) {
             return Err(DoorbellError::NotAwaited(vcpu.0));
         }
+        // This backend answers in this slot again: a late COMPLETE still owed never came.
+        let _ = late();
         p.wake_vcpu(frontend, vcpu);
         Ok(DoorbellEvent::Completed { frontend, vcpu })
     }

@@ -22,7 +22,7 @@ use crate::fixed::Table;
 use crate::platform::{BackendFault, DomainIndex, PageId, Platform};
 use crate::sync::{fence, AtomicBool, AtomicU32, Ordering};
 use crate::syndrome::{self, Access, Decoded, SyndromeError, XenDecode};
-use crate::types::{DomId, Gpa, VcpuId};
+use crate::types::{DomId, Gpa, VcpuId, Width};
 
 pub use builder::{BindError, BuildError, Builder};
 pub use doorbell::{Discarded, DoorbellError, DoorbellEvent};
@@ -105,6 +105,16 @@ pub enum MmioError {
     UnknownVcpu(VcpuId),
     /// The vCPU already has a request in flight (it should be blocked).
     Busy(VcpuId),
+    /// The access is not aligned to its width. No virtio-mmio register may be accessed so
+    /// (virtio 1.2 §4.2.2.2), the Device memory a register window is on hardware refuses it,
+    /// and only a misaligned access can run past the end of a region (regions are 0x200-aligned
+    /// multiples of 0x200): into the next device, possibly another backend's.
+    Misaligned {
+        /// The address of the access.
+        gpa: Gpa,
+        /// Its width.
+        width: Width,
+    },
 }
 
 /// Work pending for a frontend vCPU on its way back to the guest.
@@ -283,6 +293,12 @@ impl Engine {
             Ok(Decoded::CacheMaintenance) => return MmioOutcome::Handled,
             Err(e) => return MmioOutcome::Abort(MmioError::Syndrome(e)),
         };
+        if !trap.gpa.0.is_multiple_of(u64::from(access.width.bytes())) {
+            return MmioOutcome::Abort(MmioError::Misaligned {
+                gpa: trap.gpa,
+                width: access.width,
+            });
+        }
         let Some(record) = self.record(frontend, trap.vcpu) else {
             return MmioOutcome::Abort(MmioError::UnknownVcpu(trap.vcpu));
         };
@@ -365,12 +381,18 @@ impl Engine {
             (STATE_IOREQ_NONE, false) => Ok(()),
             // The backend answered (or dropped) the request that timed out: the slot is Xen's
             // again, and returns to NONE as after any completion.
+            // Answered, its COMPLETE may still come (while the next request is posted there):
+            // the slot owes it, discarded when it arrives.
             (STATE_IOREQ_NONE | STATE_IORESP_READY, true) => {
                 if state == STATE_IORESP_READY {
                     p.set_slot_flags(page, vcpu, STATE_IOREQ_NONE);
                 }
                 if let Some(h) = self.held(page) {
-                    h.release(vcpu);
+                    if state == STATE_IORESP_READY {
+                        h.release_answered(vcpu);
+                    } else {
+                        h.release(vcpu);
+                    }
                 }
                 Ok(())
             }

@@ -28,22 +28,32 @@
 //! component's panic text; the banner, any guest marker, any other crash line, another message
 //! or a timeout fail it.
 //!
+//! Domain crashes are attributed: Xen's `domain_crash()` prints `domain_crash called from
+//! <file>:<line>`, then `__domain_crash()` names the domain in a second line (`Domain <id>
+//! (vcpu#<v>) crashed on cpu#<c>:` or `Domain <id> reported crashed by domain <other> on
+//! cpu#<c>:`), except for a domain that is already shutting down, for which it prints nothing
+//! more. A crash of a domain the scenario marks `expect_crash` (a hostile guest Xen must stop)
+//! is expected, and required; any other domain's crash fails the scenario, and so does a
+//! `domain_crash called` line no domain line follows, unless an expected crash came before it
+//! (then it is that domain crashed again while shutting down).
+//!
+//! The console can be bounded (`[expect] max_lines`, `[[expect.at_most]]`): a guest that makes
+//! Xen print without limit fails the scenario, and reading stops as soon as a bound is passed.
+//!
 //! It has no I/O so it can be tested on synthetic logs; `run` feeds it live lines and asks
-//! `done()` to know when to stop reading.
+//! `done()` and `stop_early()` to know when to stop reading.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use scenario::Scenario;
 
-/// Console substrings that mean Xen or a domain crashed, as Xen 4.17 prints them, with the
-/// reason the verdict gives. Sources: `panic()` drivers/char/console.c ("Panic on CPU %d:");
-/// `BUG()`/`WARN()`/`ASSERT()` arch/arm/traps.c `do_bug_frame` ("Xen BUG at", "Xen WARN at",
-/// "Assertion '%s' failed at"); `show_trace` arch/arm/traps.c ("Xen call trace:");
-/// `domain_crash()` include/xen/sched.h ("domain_crash called from") and common/domain.c
-/// `__domain_crash` ("Domain %d (vcpu#%d) crashed on cpu#", "reported crashed by domain").
-/// "FATAL" and "PANIC" are kept from the harness brief although Xen/Arm does not print them
-/// today. A Linux guest's panic fails the scenario too.
+/// Console substrings that mean Xen itself failed, or a Linux guest panicked, as Xen 4.17
+/// prints them, with the reason the verdict gives. Sources: `panic()` drivers/char/console.c
+/// ("Panic on CPU %d:"); `BUG()`/`WARN()`/`ASSERT()` arch/arm/traps.c `do_bug_frame` ("Xen BUG
+/// at", "Xen WARN at", "Assertion '%s' failed at"); `show_trace` arch/arm/traps.c ("Xen call
+/// trace:"). "FATAL" and "PANIC" are kept from the harness brief although Xen/Arm does not
+/// print them today.
 const CRASH_PATTERNS: &[(&str, &str)] = &[
     ("Panic on CPU", "Xen panic"),
     ("Xen BUG at", "Xen BUG"),
@@ -52,11 +62,15 @@ const CRASH_PATTERNS: &[(&str, &str)] = &[
     ("Xen call trace", "Xen call trace"),
     ("FATAL", "FATAL"),
     ("PANIC", "PANIC"),
-    ("domain_crash called", "domain crashed"),
-    ("crashed on cpu#", "domain crashed"),
-    ("reported crashed by domain", "domain crashed"),
     ("Kernel panic - not syncing", "guest kernel panic"),
 ];
+
+/// What Xen prints when it crashes a domain (include/xen/sched.h `domain_crash`).
+const DOMAIN_CRASH_CALLED: &str = "domain_crash called";
+/// The lines of common/domain.c `__domain_crash` that name the crashed domain: `Domain <id>`
+/// followed by one of these.
+const DOMAIN_CRASHED: [&str; 2] = ["crashed on cpu#", "reported crashed by domain"];
+const DOMAIN_HEAD: &str = "Domain ";
 
 /// Says what the Rust component's boot banner must look like (regex
 /// `rust-ioreq v\S+ ready: (\d+) xen,virtio-mmio-device node`).
@@ -100,6 +114,8 @@ pub struct DomainExpectation {
     pub name: String,
     /// Whether the scenario waits for a `SCENARIO <name> END` from this domain.
     pub expect_end: bool,
+    /// Whether Xen must crash this domain (and may).
+    pub expect_crash: bool,
 }
 
 /// Says what one scenario's console must show; derived from the scenario file.
@@ -117,6 +133,10 @@ pub struct Expectation {
     pub ordered: Vec<String>,
     /// The configuration error Xen must stop with, for a scenario that expects a refusal.
     pub boot_error: Option<String>,
+    /// Most console lines the boot may print.
+    pub max_lines: Option<usize>,
+    /// Most console lines that may contain each text.
+    pub at_most: Vec<(String, usize)>,
 }
 
 impl Expectation {
@@ -130,16 +150,24 @@ impl Expectation {
                 .map(|d| DomainExpectation {
                     name: d.name.clone(),
                     expect_end: d.expect_end,
+                    expect_crash: d.expect_crash,
                 })
                 .collect(),
             dom0: s.dom0.as_ref().map(|d| DomainExpectation {
                 name: "dom0".to_owned(),
                 expect_end: d.expect_end,
+                expect_crash: false,
             }),
             devices: s.device_count(),
             contains: s.expect_contains.clone(),
             ordered: s.expect_ordered.clone(),
             boot_error: s.expect_boot_error.clone(),
+            max_lines: s.max_lines,
+            at_most: s
+                .at_most
+                .iter()
+                .map(|a| (a.text.clone(), a.lines))
+                .collect(),
         }
     }
 
@@ -171,7 +199,7 @@ impl Expectation {
 /// Says how reading the console stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
-    /// The harness stopped reading because `done()` or `crashed()` said so.
+    /// The harness stopped reading because `done()` or `stop_early()` said so.
     Stopped,
     /// The scenario's timeout expired first.
     TimedOut(Duration),
@@ -252,9 +280,18 @@ pub struct Judge {
     guest_fail_count: usize,
     crashes: Vec<String>,
     crash_count: usize,
+    /// Per scenario domain: whether Xen crashed it (only `expect_crash` domains are recorded;
+    /// any other crash counts in `crash_count`).
+    crashed: Vec<bool>,
+    /// `domain_crash called` lines not yet followed by the line naming their domain, each with
+    /// whether an expected crash had been seen before it.
+    unattributed: VecDeque<(String, bool)>,
     contains_seen: Vec<bool>,
     /// How many of the `ordered` strings were seen in order so far.
     ordered_seen: usize,
+    /// Console lines seen, and per `at_most` entry the lines that contained its text.
+    lines: usize,
+    at_most_seen: Vec<usize>,
     /// Heads of vpl011 lines still waiting for their next chunk, by domid.
     partial: BTreeMap<u32, String>,
     /// The head of a dom0 line another line cut into, waiting for the rest.
@@ -280,6 +317,7 @@ impl Judge {
     pub fn new(exp: Expectation) -> Self {
         let n = exp.contains.len();
         let d = exp.all().count();
+        let a = exp.at_most.len();
         Judge {
             exp,
             banner: None,
@@ -289,8 +327,12 @@ impl Judge {
             guest_fail_count: 0,
             crashes: Vec::new(),
             crash_count: 0,
+            crashed: vec![false; d],
+            unattributed: VecDeque::new(),
             contains_seen: vec![false; n],
             ordered_seen: 0,
+            lines: 0,
+            at_most_seen: vec![0; a],
             partial: BTreeMap::new(),
             dom0_head: None,
             refusals: Vec::new(),
@@ -357,6 +399,12 @@ impl Judge {
     /// Takes one whole console line into account: `line` as printed (vpl011 chunks joined),
     /// `text` the part after the domain prefix.
     fn take(&mut self, source: Source, line: &str, text: &str) {
+        self.lines += 1;
+        for (seen, (want, _)) in self.at_most_seen.iter_mut().zip(&self.exp.at_most) {
+            if line.contains(want.as_str()) {
+                *seen += 1;
+            }
+        }
         let refusal_expected = self.exp.boot_error.is_some();
         if source == Source::Xen {
             if let Some(i) = line.find(REFUSAL_HEAD) {
@@ -368,11 +416,9 @@ impl Judge {
         if refusal_expected && line.contains(XEN_PANIC) {
             self.xen_panic = true;
         } else if let Some(&(_, why)) = CRASH_PATTERNS.iter().find(|(pat, _)| line.contains(pat)) {
-            self.crash_count += 1;
-            if self.crashes.len() < MAX_KEPT {
-                self.crashes.push(format!("{why}: {}", line.trim()));
-            }
+            self.crash(format!("{why}: {}", line.trim()));
         }
+        self.domain_crash(source, line);
         if self.banner.is_none() {
             self.banner = parse_banner(line);
         }
@@ -409,6 +455,67 @@ impl Judge {
         }
     }
 
+    /// Counts a crash line that fails the scenario, keeping the first few for the report.
+    fn crash(&mut self, what: String) {
+        self.crash_count += 1;
+        if self.crashes.len() < MAX_KEPT {
+            self.crashes.push(what);
+        }
+    }
+
+    /// Attributes Xen's domain-crash lines (see the module documentation). The same text from
+    /// a domain (its own console output) proves nothing about Xen and fails as before.
+    fn domain_crash(&mut self, source: Source, line: &str) {
+        let called = line.contains(DOMAIN_CRASH_CALLED);
+        let named = DOMAIN_CRASHED.iter().any(|p| line.contains(p));
+        if !called && !named {
+            return;
+        }
+        if source != Source::Xen {
+            self.crash(format!("domain crashed: {}", line.trim()));
+            return;
+        }
+        if called {
+            let excused = self.crashed.iter().any(|&c| c);
+            self.unattributed
+                .push_back((line.trim().to_owned(), excused));
+            return;
+        }
+        self.unattributed.pop_front();
+        let source = |domid| match domid {
+            0 => Source::Dom0Console,
+            d => Source::ConsoleIo(d),
+        };
+        let domain = crashed_domid(line)
+            .and_then(|d| self.exp.index_of(source(d)))
+            .and_then(|i| Some((i, self.exp.all().nth(i)?.clone())));
+        match domain {
+            Some((i, d)) if d.expect_crash => self.crashed[i] = true,
+            Some((_, d)) => self.crash(format!("{} crashed: {}", d.name, line.trim())),
+            None => self.crash(format!("domain crashed: {}", line.trim())),
+        }
+    }
+
+    /// Returns the `at_most` bounds passed and the line count if it passed `max_lines`, as
+    /// verdict reasons.
+    fn over_budget(&self) -> Vec<String> {
+        let mut r = Vec::new();
+        if let Some(max) = self.exp.max_lines.filter(|&m| self.lines > m) {
+            r.push(format!(
+                "the console printed more than {max} lines ({} read)",
+                self.lines
+            ));
+        }
+        for (&seen, (text, max)) in self.at_most_seen.iter().zip(&self.exp.at_most) {
+            if seen > *max {
+                r.push(format!(
+                    "{seen} console lines contain {text:?}, at most {max} allowed"
+                ));
+            }
+        }
+        r
+    }
+
     /// Takes the vpl011 line heads still held into account as they are (their domain printed
     /// nothing more).
     fn flush(&mut self) {
@@ -431,19 +538,32 @@ impl Judge {
     }
 
     /// Tells whether every `expect_end` domain has printed END (with no END awaited: at least
-    /// one PASS), i.e. the harness can stop reading after a short grace period.
+    /// one PASS) and every `expect_crash` domain has crashed, i.e. the harness can stop reading
+    /// after a short grace period.
     pub fn done(&self) -> bool {
         if self.exp.boot_error.is_some() {
             // Nothing follows Xen's panic; after the banner, no refusal will come.
             return self.refusal_panic || self.banner.is_some();
         }
         let ends = self.exp.ends();
-        self.ends_seen() == ends && (ends > 0 || self.passes > 0)
+        let crashes_seen = self
+            .exp
+            .domains
+            .iter()
+            .zip(&self.crashed)
+            .all(|(d, &c)| c || !d.expect_crash);
+        self.ends_seen() == ends && crashes_seen && (ends > 0 || self.passes > 0)
     }
 
-    /// Tells whether a crash line has been seen: nothing good can follow, stop reading.
+    /// Tells whether a crash line that fails the scenario has been seen.
     pub fn crashed(&self) -> bool {
         self.crash_count > 0
+    }
+
+    /// Tells whether the scenario has already failed in a way nothing can repair (a crash, a
+    /// console bound passed): stop reading.
+    pub fn stop_early(&self) -> bool {
+        self.crashed() || !self.over_budget().is_empty()
     }
 
     /// Decides, given how reading ended.
@@ -460,9 +580,25 @@ impl Judge {
         }
         let name = &self.exp.name;
         let mut r = Vec::new();
-        if self.crash_count > 0 {
-            r.push(plural_list(&self.crashes, self.crash_count, "crash lines"));
+        let mut crashes = self.crashes.clone();
+        let mut crash_count = self.crash_count;
+        for (line, excused) in &self.unattributed {
+            if !excused {
+                crash_count += 1;
+                if crashes.len() < MAX_KEPT {
+                    crashes.push(format!("domain crashed, no domain named after: {line}"));
+                }
+            }
         }
+        if crash_count > 0 {
+            r.push(plural_list(&crashes, crash_count, "crash lines"));
+        }
+        for (d, &crashed) in self.exp.domains.iter().zip(&self.crashed) {
+            if d.expect_crash && !crashed {
+                r.push(format!("{} was expected to crash but did not", d.name));
+            }
+        }
+        r.extend(self.over_budget());
         if self.guest_fail_count > 0 {
             r.push(plural_list(
                 &self.guest_fails,
@@ -594,6 +730,13 @@ pub fn judge<'a>(
     j.verdict(ending)
 }
 
+/// Returns the domain ID of an `__domain_crash` line (`... Domain <id> ...crashed...`).
+fn crashed_domid(line: &str) -> Option<u32> {
+    let rest = &line[line.find(DOMAIN_HEAD)? + DOMAIN_HEAD.len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[..digits].parse().ok()
+}
+
 /// Formats kept lines, noting how many more there were.
 fn plural_list(kept: &[String], total: usize, what: &str) -> String {
     let mut s = kept.join(" | ");
@@ -692,6 +835,7 @@ mod tests {
                 .map(|i| DomainExpectation {
                     name: format!("domU{}", i + 1),
                     expect_end: i < ends,
+                    expect_crash: false,
                 })
                 .collect(),
             dom0: None,
@@ -699,6 +843,8 @@ mod tests {
             contains: vec![],
             ordered: vec![],
             boot_error: None,
+            max_lines: None,
+            at_most: vec![],
         }
     }
 
@@ -772,9 +918,6 @@ mod tests {
             "(XEN) Xen call trace:",
             "(XEN) FATAL something",
             "(XEN) PANIC something",
-            "(XEN) domain_crash called from arch/arm/traps.c:2000",
-            "(XEN) Domain 1 (vcpu#0) crashed on cpu#1:",
-            "(XEN) Domain 2 reported crashed by domain 0 on cpu#0:",
             "[    1.0] Kernel panic - not syncing: Attempted to kill init!",
         ];
         assert_eq!(lines.len(), CRASH_PATTERNS.len());
@@ -788,6 +931,166 @@ mod tests {
             assert!(!v.pass, "{l}");
             assert!(v.reasons[0].ends_with(l.trim()), "{l}: {:?}", v.reasons);
         }
+    }
+
+    #[test]
+    fn an_unexpected_domain_crash_fails() {
+        for (lines, reason) in [
+            (
+                &[
+                    "(XEN) domain_crash called from arch/arm/traps.c:2000",
+                    "(XEN) Domain 1 (vcpu#0) crashed on cpu#1:",
+                ][..],
+                "domU1 crashed: (XEN) Domain 1 (vcpu#0) crashed on cpu#1:",
+            ),
+            (
+                &["(XEN) Domain 2 reported crashed by domain 0 on cpu#0:"][..],
+                "domU2 crashed: (XEN) Domain 2 reported crashed by domain 0 on cpu#0:",
+            ),
+            (
+                &["(XEN) Domain 7 reported crashed by domain 1 on cpu#0:"][..],
+                "domain crashed: (XEN) Domain 7 reported crashed by domain 1 on cpu#0:",
+            ),
+            // A guest's own text is no evidence of what Xen did: it fails as it always did.
+            (
+                &["(d1) Domain 2 reported crashed by domain 1 on cpu#0:"][..],
+                "domain crashed: (d1) Domain 2 reported crashed by domain 1 on cpu#0:",
+            ),
+        ] {
+            let mut log = good_log();
+            for (k, l) in lines.iter().enumerate() {
+                log.insert(4 + k, l);
+            }
+            let mut j = Judge::new(exp(2, 2));
+            log.iter().for_each(|l| j.feed(l));
+            assert!(j.crashed() && j.stop_early(), "{lines:?}");
+            let v = j.verdict(&Ending::Stopped);
+            assert_eq!(v.reasons, vec![reason.to_owned()]);
+        }
+        // `domain_crash called` and no line naming the domain: the crash is nobody's to excuse.
+        let mut log = good_log();
+        log.insert(4, "(XEN) domain_crash called from arch/arm/traps.c:2000");
+        let mut j = Judge::new(exp(2, 2));
+        log.iter().for_each(|l| j.feed(l));
+        assert!(!j.crashed());
+        let v = j.verdict(&Ending::Stopped);
+        assert_eq!(
+            v.reasons,
+            vec![
+                "domain crashed, no domain named after: (XEN) domain_crash called from \
+                 arch/arm/traps.c:2000"
+            ]
+        );
+    }
+
+    /// domU1 ends; domU2 is a hostile domain Xen must crash.
+    fn hostile() -> Expectation {
+        let mut e = exp(1, 2);
+        e.domains[1].expect_crash = true;
+        e
+    }
+
+    #[test]
+    fn an_expected_crash_is_required_and_not_a_failure() {
+        let crash = [
+            "(XEN) rust-ioreq: backend domU2 broke the slot protocol: crashing it",
+            "(XEN) domain_crash called from arch/arm/rust_ioreq.c:582",
+            "(XEN) Domain 2 reported crashed by domain 1 on cpu#1:",
+        ];
+        let mut j = Judge::new(hostile());
+        for l in [
+            BANNER2,
+            "(d1) SCENARIO smoke PASS x",
+            "(d1) SCENARIO smoke END",
+        ] {
+            j.feed(l);
+        }
+        // domU1 ended, but domU2 has not crashed yet: not done.
+        assert!(!j.done());
+        let v = j.verdict(&Ending::TimedOut(Duration::from_secs(9)));
+        assert_eq!(
+            v.reasons,
+            vec![
+                "domU2 was expected to crash but did not",
+                "timeout after 9s"
+            ]
+        );
+        for l in crash {
+            j.feed(l);
+            assert!(!j.stop_early(), "{l}");
+        }
+        assert!(j.done());
+        assert!(j.verdict(&Ending::Stopped).pass);
+        // Crashed again while shutting down: Xen names nobody, and that is domU2 again.
+        j.feed(crash[1]);
+        assert!(j.verdict(&Ending::Stopped).pass);
+        // The innocent domain crashing still fails.
+        j.feed(crash[1]);
+        j.feed("(XEN) Domain 1 reported crashed by domain 2 on cpu#0:");
+        assert!(j.crashed());
+        let v = j.verdict(&Ending::Stopped);
+        assert_eq!(
+            v.reasons,
+            vec!["domU1 crashed: (XEN) Domain 1 reported crashed by domain 2 on cpu#0:"]
+        );
+    }
+
+    #[test]
+    fn an_unnamed_crash_before_any_expected_one_fails() {
+        let log = [
+            BANNER2,
+            "(XEN) domain_crash called from common/foo.c:1",
+            "(d1) SCENARIO smoke PASS x",
+            "(d1) SCENARIO smoke END",
+            "(XEN) domain_crash called from arch/arm/rust_ioreq.c:582",
+            "(XEN) Domain 2 reported crashed by domain 1 on cpu#1:",
+            "(XEN) domain_crash called from arch/arm/rust_ioreq.c:582",
+        ];
+        let v = judge(&hostile(), log, &Ending::Stopped);
+        // The domain line resolves the oldest pending call; the last call comes after domU2's
+        // crash and is excused, the first is not.
+        assert_eq!(
+            v.reasons,
+            vec![
+                "domain crashed, no domain named after: (XEN) domain_crash called from \
+                 arch/arm/rust_ioreq.c:582"
+            ]
+        );
+    }
+
+    #[test]
+    fn console_bounds() {
+        let mut e = exp(2, 2);
+        e.max_lines = Some(good_log().len());
+        e.at_most = vec![("PASS".into(), 3), ("hello".into(), 1)];
+        let v = judge(&e, good_log(), &Ending::Stopped);
+        assert_eq!(
+            v.reasons,
+            vec!["2 console lines contain \"hello\", at most 1 allowed"]
+        );
+        e.at_most[1].1 = 2;
+        assert!(judge(&e, good_log(), &Ending::Stopped).pass);
+        let mut j = Judge::new(e);
+        for l in good_log() {
+            j.feed(l);
+        }
+        assert!(!j.stop_early());
+        j.feed("(XEN) one line too many");
+        assert!(j.stop_early() && !j.crashed());
+        let v = j.verdict(&Ending::Stopped);
+        assert_eq!(
+            v.reasons,
+            vec!["the console printed more than 7 lines (8 read)"]
+        );
+        // Joined vpl011 chunks count as one line.
+        let mut e = exp(1, 2);
+        e.max_lines = Some(3);
+        let v = judge(
+            &e,
+            [BANNER2, SPLIT[0], SPLIT[1], "(d1) SCENARIO smoke PASS x"],
+            &Ending::Stopped,
+        );
+        assert_eq!(v.reasons, vec!["domU1 did not end"]);
     }
 
     #[test]
@@ -1144,11 +1447,13 @@ expect_end = false
             vec![
                 DomainExpectation {
                     name: "linux".into(),
-                    expect_end: true
+                    expect_end: true,
+                    expect_crash: false,
                 },
                 DomainExpectation {
                     name: "backend".into(),
-                    expect_end: false
+                    expect_end: false,
+                    expect_crash: false,
                 },
             ]
         );
@@ -1169,7 +1474,8 @@ expect_end = false
             e.dom0,
             Some(DomainExpectation {
                 name: "dom0".into(),
-                expect_end: true
+                expect_end: true,
+                expect_crash: false,
             })
         );
         let at = |d| e.index_of(Source::ConsoleIo(d));
@@ -1184,6 +1490,7 @@ expect_end = false
         e.dom0 = Some(DomainExpectation {
             name: "dom0".into(),
             expect_end: true,
+            expect_crash: false,
         });
         e
     }

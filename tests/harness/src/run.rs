@@ -82,7 +82,8 @@ pub struct Outcome {
 }
 
 /// Boots `gen` with the harness console, judges its console with `judge`, writes every line
-/// to `log`, and kills QEMU when done, on crash, on early exit or after `timeout`.
+/// to `log`, and kills QEMU when done, on a crash or a console bound passed, on early exit or
+/// after `timeout`.
 /// With `echo`, console lines are also copied to stdout as they arrive. When the timeout
 /// expires and `debug_keys` is not empty, serial input is switched to Xen and those Xen debug
 /// keys are typed (`r` dumps the run queues, `q` the domains); what Xen prints then goes to the
@@ -162,7 +163,7 @@ pub fn run_scenario(
                     writeln!(log, "{line}")?;
                     judge.feed(&line);
                 }
-                if stop_at.is_none() && (judge.done() || judge.crashed()) {
+                if stop_at.is_none() && (judge.done() || judge.stop_early()) {
                     let now = Instant::now();
                     finished_at = Some(now);
                     stop_at = Some(now + GRACE);

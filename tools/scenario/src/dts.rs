@@ -92,6 +92,9 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         if let Some(spi) = d.ioreq_notify_spi {
             let _ = writeln!(s, "\t\t\txen,ioreq-notify-spi = <{spi}>;");
         }
+        if let Some(ms) = d.ioreq_timeout_ms {
+            let _ = writeln!(s, "\t\t\txen,ioreq-timeout-ms = <{ms}>;");
+        }
         if let Some(extra) = &d.dts_extra {
             let _ = writeln!(s, "\t\t\t/* dts_extra */");
             for line in extra.lines() {
@@ -233,6 +236,7 @@ cpus = 1
 kernel = "back"
 ioreq_server = true
 ioreq_notify_spi = 45
+ioreq_timeout_ms = 250
 "#;
 
     fn modules() -> Vec<Module> {
@@ -267,7 +271,7 @@ ioreq_notify_spi = 45
         assert!(d.contains("\tchosen {\n\t\t#address-cells = <0x2>;\n\t\t#size-cells = <0x2>;\n"));
         assert!(d.contains(
             "xen,xen-bootargs = \"console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all \
-             guest_loglvl=all\";"
+             guest_loglvl=all spin-debug\";"
         ));
     }
 
@@ -339,10 +343,12 @@ ioreq_notify_spi = 45
             \t\t\tmemory = <0x0 0x4e2000>; /* 5000 MiB */\n\
             \t\t\tcpus = <0x1>;\n\
             \t\t\txen,ioreq-server;\n\
-            \t\t\txen,ioreq-notify-spi = <45>;\n";
+            \t\t\txen,ioreq-notify-spi = <45>;\n\
+            \t\t\txen,ioreq-timeout-ms = <250>;\n";
         assert!(d.contains(be), "{d}");
         assert_eq!(d.matches("xen,ioreq-server;").count(), 1);
         assert_eq!(d.matches("xen,ioreq-notify-spi").count(), 1);
+        assert_eq!(d.matches("xen,ioreq-timeout-ms").count(), 1);
         // The frontend's devices have no args unless given.
         assert_eq!(d.matches("xen,backend-args").count(), 1);
     }
@@ -405,7 +411,7 @@ ioreq_notify_spi = 45
             );
         let s = Scenario::parse(&text, Path::new("t.toml")).expect("valid");
         let d = host_dts(&s, &modules());
-        let expected = "\t\t\txen,ioreq-notify-spi = <45>;\n\
+        let expected = "\t\t\txen,ioreq-timeout-ms = <250>;\n\
             \t\t\t/* dts_extra */\n\
             \t\t\txen,domain-p2m-mem-mb = <1>;\n\
             \t\t\tshm@0 {\n\

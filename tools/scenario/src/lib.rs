@@ -21,6 +21,6 @@ pub use layout::{
     place_modules, Module, ModuleKind, Owner, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE,
 };
 pub use model::{
-    Device, Dom0, Domain, Reg, Scenario, Scheduler, DEFAULT_MEM_MIB, DEFAULT_SMP,
+    AtMost, Device, Dom0, Domain, Reg, Scenario, Scheduler, DEFAULT_MEM_MIB, DEFAULT_SMP,
     DEFAULT_XEN_BOOTARGS,
 };

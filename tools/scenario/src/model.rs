@@ -17,8 +17,12 @@ use crate::error::Error;
 /// No `sched=`: Xen's default, credit2. Its lost wake-up (an idle pCPU refusing to pull a unit
 /// whose credit is near the minimum) is fixed by xen-patches/0006 (docs/design.md,
 /// "Schedulers").
+///
+/// `spin-debug` (xen-patches/0007) turns on the debug Xen's spinlock IRQ-safety checks. A
+/// scenario with a dom0 (or a passthrough IRQ) must leave it out: Xen's own gicv3.lock fails
+/// the check when a hardware IRQ is enabled for a domain.
 pub const DEFAULT_XEN_BOOTARGS: &str =
-    "console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all guest_loglvl=all";
+    "console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all guest_loglvl=all spin-debug";
 /// Number of QEMU CPUs when the scenario does not set `qemu_smp`.
 pub const DEFAULT_SMP: u32 = 2;
 /// QEMU RAM in MiB when the scenario does not set `qemu_mem_mib`.
@@ -120,6 +124,9 @@ struct RawDomain {
     ioreq_server: bool,
     ioreq_notify_spi: Option<u32>,
     dts_extra: Option<String>,
+    ioreq_timeout_ms: Option<u32>,
+    #[serde(default)]
+    expect_crash: bool,
     #[serde(default, rename = "device")]
     devices: Vec<RawDevice>,
 }
@@ -141,6 +148,16 @@ struct RawExpect {
     contains: Vec<String>,
     #[serde(default)]
     ordered: Vec<String>,
+    max_lines: Option<usize>,
+    #[serde(default)]
+    at_most: Vec<RawAtMost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAtMost {
+    text: String,
+    lines: usize,
 }
 
 /// Describes one boot: QEMU's machine, Xen's command line, the optional dom0, the dom0less
@@ -172,6 +189,19 @@ pub struct Scenario {
     /// exactly this message (`rust-ioreq: invalid configuration: <message>`) and panics; no
     /// guest runs, so no marker is expected.
     pub expect_boot_error: Option<String>,
+    /// Most console lines the whole boot may print (`[expect] max_lines`): a flood fails.
+    pub max_lines: Option<usize>,
+    /// Per-text bounds (`[[expect.at_most]]`): at most `lines` console lines may contain `text`.
+    pub at_most: Vec<AtMost>,
+}
+
+/// A bound on the console lines that contain a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtMost {
+    /// The substring counted.
+    pub text: String,
+    /// Most lines that may contain it.
+    pub lines: usize,
 }
 
 /// Describes the dom0 (Xen booting.txt, "Dom0 kernel and ramdisk modules"): its kernel and
@@ -221,6 +251,11 @@ pub struct Domain {
     /// Raw DTS text copied into the domain node after its own properties and before its child
     /// nodes (properties first, then nodes), for what the schema has no field for.
     pub dts_extra: Option<String>,
+    /// The backend's response timeout (`xen,ioreq-timeout-ms`); `None` leaves Xen's default.
+    pub ioreq_timeout_ms: Option<u32>,
+    /// Whether Xen must crash this domain during the boot (a hostile guest Xen is expected to
+    /// stop): its crash lines are then not a failure, and their absence is.
+    pub expect_crash: bool,
     pub devices: Vec<Device>,
 }
 
@@ -531,6 +566,8 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             ioreq_server: d.ioreq_server,
             ioreq_notify_spi: d.ioreq_notify_spi,
             dts_extra: d.dts_extra,
+            ioreq_timeout_ms: d.ioreq_timeout_ms,
+            expect_crash: d.expect_crash,
             devices,
         });
     }
@@ -548,6 +585,22 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
                 format!("{e:?} must be the one-line message Xen prints"),
             ));
         }
+    }
+    if raw.expect.max_lines == Some(0) {
+        return Err(bad("expect.max_lines", "must be at least 1".into()));
+    }
+    let mut at_most = Vec::with_capacity(raw.expect.at_most.len());
+    for (k, a) in raw.expect.at_most.into_iter().enumerate() {
+        if a.text.is_empty() {
+            return Err(bad(
+                &format!("expect.at_most[{k}].text"),
+                "must not be empty".into(),
+            ));
+        }
+        at_most.push(AtMost {
+            text: a.text,
+            lines: a.lines,
+        });
     }
 
     for (list, strings) in [
@@ -575,6 +628,8 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
         dom0,
         domains,
         expect_contains: raw.expect.contains,
+        max_lines: raw.expect.max_lines,
+        at_most,
         expect_ordered: raw.expect.ordered,
         expect_boot_error: raw.expect_boot_error,
     };
@@ -786,11 +841,14 @@ contains = ["Freed"]
         );
         assert!(!d1.ioreq_server);
         assert_eq!(d1.ioreq_notify_spi, None);
+        assert_eq!(d1.ioreq_timeout_ms, None);
+        assert!(!d1.expect_crash);
         let d2 = &s.domains[1];
         assert!(d2.vpl011);
         assert!(!d2.expect_end);
         assert_eq!(d2.bootargs, "custom args");
         assert_eq!(s.expect_contains, vec!["Freed".to_owned()]);
+        assert_eq!((s.max_lines, s.at_most.len()), (None, 0));
         assert_eq!(s.device_count(), 1);
         assert_eq!(s.expected_ends(), 1);
     }
@@ -815,6 +873,53 @@ contains = ["Freed"]
         assert_eq!(dev.interrupt, None);
         assert_eq!(dev.args.as_deref(), Some("virtio-blk size=4M"));
         assert_eq!(s.device_count(), 1);
+    }
+
+    #[test]
+    fn timeout_crash_and_console_bounds() {
+        let text = SMOKE
+            .replace(
+                "expect_end = false\n",
+                "expect_end = false\nioreq_server = true\nioreq_timeout_ms = 200\n\
+                 expect_crash = true\n",
+            )
+            .replace(
+                "contains = [\"Freed\"]\n",
+                "contains = [\"Freed\"]\nmax_lines = 900\nat_most = [\n  \
+                 { text = \"backend online\", lines = 1 },\n  { text = \"x\", lines = 0 },\n]\n",
+            );
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.domains[1].ioreq_timeout_ms, Some(200));
+        assert!(s.domains[1].expect_crash);
+        assert!(!s.domains[0].expect_crash);
+        assert_eq!(s.max_lines, Some(900));
+        assert_eq!(
+            s.at_most,
+            vec![
+                AtMost {
+                    text: "backend online".into(),
+                    lines: 1
+                },
+                AtMost {
+                    text: "x".into(),
+                    lines: 0
+                },
+            ]
+        );
+        let msg = err(&text.replace("max_lines = 900", "max_lines = 0"));
+        assert!(
+            msg.contains("expect.max_lines: must be at least 1"),
+            "{msg}"
+        );
+        let msg = err(&text.replace("{ text = \"x\"", "{ text = \"\""));
+        assert!(
+            msg.contains("expect.at_most[1].text: must not be empty"),
+            "{msg}"
+        );
+        let msg = err(&text.replace("lines = 1 }", "line = 1 }"));
+        assert!(msg.contains("unknown field `line`"), "{msg}");
+        let msg = err(&text.replace("ioreq_timeout_ms = 200", "ioreq_timeout_ms = -1"));
+        assert!(msg.contains("ioreq_timeout_ms"), "{msg}");
     }
 
     #[test]

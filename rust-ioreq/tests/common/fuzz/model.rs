@@ -164,6 +164,9 @@ struct Model<'a> {
     broken: Vec<bool>,
     /// Slots held by a timed-out request, as (backend, frontend index, vCPU).
     held: BTreeSet<(usize, usize, u32)>,
+    /// Slots taken back after the backend answered a timed-out request: its late COMPLETE is
+    /// owed (discarded once instead of refused).
+    owed: BTreeSet<(usize, usize, u32)>,
     /// The backends the engine crashed and Xen has not yet reported shut down.
     crashed: BTreeSet<usize>,
     /// Interesting guest-physical addresses to trap on.
@@ -202,6 +205,7 @@ impl<'a> Model<'a> {
             online: vec![false; ndom],
             broken: vec![false; config.devices().len()],
             held: BTreeSet::new(),
+            owed: BTreeSet::new(),
             crashed: BTreeSet::new(),
             gpas,
         }
@@ -508,6 +512,17 @@ fn trap_and_check(
         }
         Ok(Decoded::Access(a)) => a,
     };
+    if !gpa.is_multiple_of(u64::from(a.width.bytes())) {
+        assert_eq!(
+            out,
+            MmioOutcome::Abort(MmioError::Misaligned {
+                gpa: Gpa(gpa),
+                width: a.width
+            })
+        );
+        assert!(posts.is_empty() && events.is_empty() && read.is_none());
+        return out;
+    }
     if !known_vcpu {
         assert_eq!(out, MmioOutcome::Abort(MmioError::UnknownVcpu(VcpuId(v))));
         assert!(posts.is_empty() && events.is_empty() && read.is_none());
@@ -539,8 +554,12 @@ fn trap_and_check(
         match (slot.state(), held) {
             (STATE_IOREQ_NONE, false) => None,
             (STATE_IOREQ_NONE | STATE_IORESP_READY, true) => {
-                // The backend let go of, or finally answered, the request that timed out.
+                // The backend let go of, or finally answered, the request that timed out; an
+                // answer's COMPLETE is still owed.
                 m.held.remove(&held_key);
+                if slot.state() == STATE_IORESP_READY {
+                    m.owed.insert(held_key);
+                }
                 None
             }
             (STATE_IOREQ_READY | STATE_IOREQ_INPROCESS, true) => {
@@ -650,6 +669,11 @@ fn expect_doorbell_write(
             if !m.vcpus.contains_key(&(f, v)) {
                 return (Err(DoorbellError::UnknownVcpu(v)), vec![]);
             }
+            let slot_key = (b, k as usize, v);
+            // A held slot's COMPLETE is the timed-out request's, whatever the vCPU's record says.
+            if m.held.contains(&slot_key) {
+                return (Ok(DoorbellEvent::Discarded(Discarded::LateAnswer)), vec![]);
+            }
             let awaited = match m.vcpu(f, v).req {
                 Req::Pending { device, .. } if m.page_of(device).backend == b => {
                     assert_eq!(m.page_of(device).frontend_index, k as usize);
@@ -658,7 +682,7 @@ fn expect_doorbell_write(
                 _ => None,
             };
             let Some(device) = awaited else {
-                return if m.held.contains(&(b, k as usize, v)) {
+                return if m.owed.remove(&slot_key) {
                     (Ok(DoorbellEvent::Discarded(Discarded::LateAnswer)), vec![])
                 } else {
                     (Err(DoorbellError::NotAwaited(v)), vec![])
@@ -667,8 +691,13 @@ fn expect_doorbell_write(
             let page = m.page_of(device);
             let state = m.xen.slot(page, v).state();
             if state != STATE_IORESP_READY {
-                return (Err(DoorbellError::NotAnswered(state)), vec![]);
+                return if m.owed.remove(&slot_key) {
+                    (Ok(DoorbellEvent::Discarded(Discarded::LateAnswer)), vec![])
+                } else {
+                    (Err(DoorbellError::NotAnswered(state)), vec![])
+                };
             }
+            m.owed.remove(&slot_key);
             m.set_req(f, v, Req::Answered { device });
             (
                 Ok(DoorbellEvent::Completed {

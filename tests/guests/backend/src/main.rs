@@ -10,7 +10,9 @@
 //!
 //! Bootargs: `scenario=<name>` (guest-common), and `backend.exit-after=<n>`: stop after `n`
 //! requests, print the statistics and `SCENARIO <name> END`, and power off (Xen then answers the
-//! frontends' accesses itself: docs/backend-abi.md "When a backend dies").
+//! frontends' accesses itself: docs/backend-abi.md "When a backend dies"); or
+//! `backend.silent-after=<n>`: stop answering after `n` requests but stay alive, as a backend
+//! that hangs (docs/backend-abi.md "Timeouts").
 //!
 //! It runs with the MMU and caches on (guest-common `mmu`): its RAM, its frontends' RAM windows
 //! and, once it has remapped them from its device tree, its ioreq pages are Normal Write-Back
@@ -52,6 +54,7 @@ const CHECK: &str = "backend-online";
 #[derive(Debug, Default)]
 struct Options {
     exit_after: Option<u64>,
+    silent_after: Option<u64>,
     /// A `backend.` word that did not parse.
     bad: Option<&'static str>,
 }
@@ -63,8 +66,10 @@ impl Options {
             let Some(rest) = word.strip_prefix("backend.") else {
                 continue;
             };
-            match rest.strip_prefix("exit-after=").map(str::parse::<u64>) {
-                Some(Ok(n)) => o.exit_after = Some(n),
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            match (key, value.parse::<u64>()) {
+                ("exit-after", Ok(n)) => o.exit_after = Some(n),
+                ("silent-after", Ok(n)) => o.silent_after = Some(n),
                 _ => o.bad = Some(word),
             }
         }
@@ -80,7 +85,9 @@ fn main(boot: &Boot) {
     };
     let options = Options::parse(dt.bootargs().unwrap_or(""));
     if let Some(word) = options.bad {
-        return fail(format_args!("bad bootarg {word} (backend.exit-after=<n>)"));
+        return fail(format_args!(
+            "bad bootarg {word} (backend.exit-after=<n>, backend.silent-after=<n>)"
+        ));
     }
     let config = match config::parse(&dt) {
         Ok(c) => c,
@@ -156,6 +163,7 @@ fn main(boot: &Boot) {
         doorbell,
         &mut models.into_iter(),
         options.exit_after,
+        options.silent_after,
     );
     doorbell.online();
     let frontends = config.frontends().count();
@@ -169,9 +177,10 @@ fn main(boot: &Boot) {
             config.doorbell,
             doorbell.features(),
             config.notify,
-            match options.exit_after {
-                Some(_) => ", exits after backend.exit-after requests",
-                None => "",
+            match (options.exit_after, options.silent_after) {
+                (Some(_), _) => ", exits after backend.exit-after requests",
+                (None, Some(_)) => ", falls silent after backend.silent-after requests",
+                (None, None) => "",
             }
         ),
     );

@@ -146,6 +146,8 @@ pub struct Server {
     served: u64,
     /// Stop after this many requests (`backend.exit-after`).
     exit_after: Option<u64>,
+    /// Stop answering after this many requests, but stay (`backend.silent-after`).
+    silent_after: Option<u64>,
 }
 
 impl Server {
@@ -155,6 +157,7 @@ impl Server {
         doorbell: Doorbell,
         models: &mut dyn Iterator<Item = Option<Model>>,
         exit_after: Option<u64>,
+        silent_after: Option<u64>,
     ) -> Self {
         let mut frontends: [Option<FrontendState>; MAX_FRONTENDS] = Default::default();
         for (slot, fe) in frontends.iter_mut().zip(config.frontends()) {
@@ -184,10 +187,12 @@ impl Server {
             devices,
             served: 0,
             exit_after,
+            silent_after,
         }
     }
 
-    /// Serves requests until `backend.exit-after` requests were answered (forever without it).
+    /// Serves requests until `backend.exit-after` requests were answered (forever without it);
+    /// after `backend.silent-after` requests, never returns and answers nothing more.
     pub fn run(&mut self) {
         loop {
             // Count before scanning: an SPI for a request posted during the scan stays pending
@@ -198,6 +203,19 @@ impl Server {
             if self.exit_after.is_some_and(|n| self.served >= n) {
                 self.print_stats(true);
                 return;
+            }
+            if self.silent_after.is_some_and(|n| self.served >= n) {
+                self.print_stats(true);
+                println!(
+                    "backend: silent from now on (backend.silent-after): {} requests answered",
+                    self.served
+                );
+                // The notify SPI would keep `wfi` from sleeping: nothing is listening any more.
+                gic::disable(self.notify);
+                loop {
+                    // SAFETY: `wfi` waits for an interrupt; it touches no memory.
+                    unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
+                }
             }
             if !busy && !gic::wait_for_irq(self.notify, seen, Deadline::after_ms(IDLE_MS)) {
                 self.print_stats(false);

@@ -277,6 +277,25 @@ pub unsafe fn try_write_u64(addr: usize, value: u64) -> Result<(), Fault> {
     disarm(e, ())
 }
 
+/// Runs `access`, which makes exactly one memory access that may take a synchronous
+/// exception, and returns the exception it took instead of `access`'s result if it took one:
+/// the generic form of [`try_read_u32`] and friends, for the instructions those do not cover
+/// (pairs, write-back forms, exclusives, cache operations, SIMD registers).
+///
+/// As for the fixed accessors, the handler resumes 4 bytes past the faulting instruction, so
+/// the instruction must be a 4-byte A64 instruction inside an `asm!` block of `access` whose
+/// outputs hold defined values should it be skipped (`inout` with a known initial value), and
+/// nothing else in `access` may fault.
+///
+/// # Safety
+/// `access` must be as described above, and the caller must accept the access's side effects
+/// (it may reach a device, this guest's RAM or nothing at all).
+pub unsafe fn try_access<R>(access: impl FnOnce() -> R) -> Result<R, Fault> {
+    let e = arm();
+    let value = access();
+    disarm(e, value)
+}
+
 /// Handles every exception taken to EL1: called by the vector code with the vector's kind and
 /// the saved registers.
 #[no_mangle]

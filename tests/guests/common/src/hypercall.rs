@@ -1,9 +1,13 @@
-//! The Xen hypercalls the test guests use: console output, shutdown and the version query (Xen
-//! public headers `arch-arm.h` "Hypercall Calling Convention", `xen.h` console_io, `sched.h`
-//! SCHEDOP_shutdown, `version.h` XENVER_version).
+//! The Xen hypercalls the test guests use: console output, shutdown, the version query, and the
+//! two memory operations a hostile guest uses to take pages out of its own physmap (Xen public
+//! headers `arch-arm.h` "Hypercall Calling Convention", `xen.h` console_io, `sched.h`
+//! SCHEDOP_shutdown, `version.h` XENVER_version, `memory.h` XENMEM_decrease_reservation and
+//! XENMEM_remove_from_physmap).
 
 use core::arch::asm;
 
+/// `__HYPERVISOR_memory_op` (xen.h).
+const HYPERVISOR_MEMORY_OP: u64 = 12;
 /// `__HYPERVISOR_xen_version` (xen.h).
 const HYPERVISOR_XEN_VERSION: u64 = 17;
 /// `__HYPERVISOR_console_io` (xen.h).
@@ -16,6 +20,14 @@ const CONSOLEIO_WRITE: u64 = 0;
 const XENVER_VERSION: u64 = 0;
 /// `SCHEDOP_shutdown` (sched.h).
 const SCHEDOP_SHUTDOWN: u64 = 2;
+/// `XENMEM_decrease_reservation` (memory.h).
+const XENMEM_DECREASE_RESERVATION: u64 = 1;
+/// `XENMEM_remove_from_physmap` (memory.h).
+const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
+/// `DOMID_SELF` (xen.h).
+const DOMID_SELF: u16 = 0x7ff0;
+/// Bytes in a Xen page frame (`XEN_PAGE_SHIFT` 12 on Arm).
+const XEN_PAGE_SHIFT: u32 = 12;
 
 /// Why the domain shuts down (`SHUTDOWN_*` in sched.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +46,28 @@ struct SchedShutdown {
 }
 
 const _: () = assert!(core::mem::size_of::<SchedShutdown>() == 4);
+
+/// `struct xen_memory_reservation` (memory.h) as Arm lays it out: guest handles and
+/// `xen_ulong_t` are 64 bits on Arm (arch-arm.h `__guest_handle_64_*`, `xen_ulong_t`).
+#[repr(C)]
+struct MemoryReservation {
+    extent_start: u64,
+    nr_extents: u64,
+    extent_order: u32,
+    mem_flags: u32,
+    domid: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<MemoryReservation>() == 32);
+
+/// `struct xen_remove_from_physmap` (memory.h): `domid_t`, then a 64-bit `xen_pfn_t`.
+#[repr(C)]
+struct RemoveFromPhysmap {
+    domid: u16,
+    gpfn: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<RemoveFromPhysmap>() == 16);
 
 /// Issues hypercall `nr` with three arguments and returns Xen's result (x0).
 ///
@@ -86,6 +120,58 @@ pub fn xen_version() -> i64 {
     // SAFETY: XENVER_version takes no guest buffer (the pointer argument is unused and 0) and
     // changes no state.
     unsafe { hypercall3(HYPERVISOR_XEN_VERSION, XENVER_VERSION, 0, 0) }
+}
+
+/// Asks Xen to release the page at guest-physical address `gpa` from this domain
+/// (`XENMEM_decrease_reservation`, one extent of order 0): Xen removes it from the physmap and
+/// drops the domain's allocation reference. Returns the number of extents released (1 or 0) or
+/// a negative errno.
+///
+/// # Safety
+/// Nothing of this guest may use the page afterwards: accesses to `gpa` fault from then on.
+pub unsafe fn decrease_reservation(gpa: u64) -> i64 {
+    let gfn = gpa >> XEN_PAGE_SHIFT;
+    let reservation = MemoryReservation {
+        extent_start: core::ptr::addr_of!(gfn) as u64,
+        nr_extents: 1,
+        extent_order: 0,
+        mem_flags: 0,
+        domid: DOMID_SELF,
+    };
+    // SAFETY: XENMEM_decrease_reservation reads the reservation and `nr_extents` frame numbers
+    // from `extent_start`; both are locals on this guest's stack that outlive the call (GPA =
+    // VA, or an identity map). The caller vouches for losing the page.
+    unsafe {
+        hypercall3(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_DECREASE_RESERVATION,
+            core::ptr::addr_of!(reservation) as u64,
+            0,
+        )
+    }
+}
+
+/// Asks Xen to remove whatever this domain has mapped at guest-physical address `gpa` from
+/// its physmap (`XENMEM_remove_from_physmap`). Returns 0 or a negative errno.
+///
+/// # Safety
+/// As for [`decrease_reservation`]: accesses to `gpa` fault from then on.
+pub unsafe fn remove_from_physmap(gpa: u64) -> i64 {
+    let request = RemoveFromPhysmap {
+        domid: DOMID_SELF,
+        gpfn: gpa >> XEN_PAGE_SHIFT,
+    };
+    // SAFETY: XENMEM_remove_from_physmap reads one `struct xen_remove_from_physmap` at the given
+    // address, a local of this guest's stack that outlives the call. The caller vouches for
+    // losing the mapping.
+    unsafe {
+        hypercall3(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_REMOVE_FROM_PHYSMAP,
+            core::ptr::addr_of!(request) as u64,
+            0,
+        )
+    }
 }
 
 /// Shuts this domain down for `reason` and never returns.

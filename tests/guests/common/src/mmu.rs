@@ -157,6 +157,8 @@ const SH_INNER: u64 = 0b11 << 8;
 /// AF: set, so no access flag fault is ever taken (TCR_EL1.HA is 0).
 const AF: u64 = 1 << 10;
 /// AP[2:1] = 0b00 (read/write at EL1, no EL0 access) is the zero value; nG = 0 (global).
+/// AP[1] set: read/write at EL0 too.
+const AP_EL0: u64 = 1 << 6;
 const PXN: u64 = 1 << 53;
 const UXN: u64 = 1 << 54;
 
@@ -164,8 +166,12 @@ const UXN: u64 = 1 << 54;
 const NORMAL_EXEC: u64 = AF | SH_INNER | attr_index(ATTR_NORMAL) | UXN;
 /// Leaf attributes of RAM that never holds code.
 const NORMAL_DATA: u64 = NORMAL_EXEC | PXN;
-/// Leaf attributes of MMIO: never executable, so never fetched from speculatively.
-const DEVICE: u64 = AF | attr_index(ATTR_DEVICE) | PXN | UXN;
+/// Leaf attributes of MMIO: never executable, so never fetched from speculatively. Accessible
+/// from EL0 too, so an unprivileged load or store (`LDTR`/`STTR` at EL1, which a hostile
+/// frontend uses on a device) reaches the device and Xen as with the MMU off. No guest runs
+/// code at EL0, and Xen starts vCPUs with SCTLR_EL1.SPAN set (SCTLR_GUEST_INIT), so PAN is never
+/// set and EL1's own accesses are unaffected.
+const DEVICE: u64 = AF | attr_index(ATTR_DEVICE) | AP_EL0 | PXN | UXN;
 
 /// Returns the leaf attributes of the static map at `addr` (the layout table of the module docs).
 const fn static_attributes(addr: u64) -> u64 {
