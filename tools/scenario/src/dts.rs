@@ -95,6 +95,9 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         if let Some(ms) = d.ioreq_timeout_ms {
             let _ = writeln!(s, "\t\t\txen,ioreq-timeout-ms = <{ms}>;");
         }
+        if let Some(us) = d.ioreq_poll_us {
+            let _ = writeln!(s, "\t\t\txen,ioreq-poll-us = <{us}>;");
+        }
         if let Some(extra) = &d.dts_extra {
             let _ = writeln!(s, "\t\t\t/* dts_extra */");
             for line in extra.lines() {
@@ -142,6 +145,9 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
             }
             if let Some(args) = &dev.args {
                 let _ = writeln!(s, "\t\t\t\txen,backend-args = {};", quote(args));
+            }
+            if dev.classic {
+                let _ = writeln!(s, "\t\t\t\txen,virtio-classic;");
             }
             let _ = writeln!(s, "\t\t\t}};");
         }

@@ -125,6 +125,7 @@ struct RawDomain {
     ioreq_notify_spi: Option<u32>,
     dts_extra: Option<String>,
     ioreq_timeout_ms: Option<u32>,
+    ioreq_poll_us: Option<u32>,
     #[serde(default)]
     expect_crash: bool,
     #[serde(default, rename = "device")]
@@ -139,6 +140,8 @@ struct RawDevice {
     interrupt: Option<u32>,
     backend: Option<String>,
     args: Option<String>,
+    #[serde(default)]
+    classic: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -253,6 +256,8 @@ pub struct Domain {
     pub dts_extra: Option<String>,
     /// The backend's response timeout (`xen,ioreq-timeout-ms`); `None` leaves Xen's default.
     pub ioreq_timeout_ms: Option<u32>,
+    /// How long Xen spins for a polling backend's answer (`xen,ioreq-poll-us`); `None` omits it.
+    pub ioreq_poll_us: Option<u32>,
     /// Whether Xen must crash this domain during the boot (a hostile guest Xen is expected to
     /// stop): its crash lines are then not a failure, and their absence is.
     pub expect_crash: bool,
@@ -274,6 +279,8 @@ pub struct Device {
     pub backend: Option<String>,
     /// `xen,backend-args`: opaque to Xen, handed to the backend; `None` omits the property.
     pub args: Option<String>,
+    /// `xen,virtio-classic`: every access a round trip to the backend (docs/binding.md).
+    pub classic: bool,
 }
 
 /// A device's register window in the frontend's guest-physical address space.
@@ -550,6 +557,7 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
                 interrupt: dev.interrupt,
                 backend: dev.backend,
                 args: dev.args,
+                classic: dev.classic,
             });
         }
 
@@ -567,6 +575,7 @@ fn validate(raw: RawScenario, path: &Path) -> Result<Scenario, Error> {
             ioreq_notify_spi: d.ioreq_notify_spi,
             dts_extra: d.dts_extra,
             ioreq_timeout_ms: d.ioreq_timeout_ms,
+            ioreq_poll_us: d.ioreq_poll_us,
             expect_crash: d.expect_crash,
             devices,
         });
@@ -837,6 +846,7 @@ contains = ["Freed"]
                 interrupt: Some(33),
                 backend: Some("domU2".into()),
                 args: None,
+                classic: false,
             }]
         );
         assert!(!d1.ioreq_server);
