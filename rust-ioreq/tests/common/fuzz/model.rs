@@ -734,7 +734,7 @@ fn trap_and_check(
     let counted = counts_differ(m, &counts_before);
     let wakeup_before = wakeups_before[usize::from(m.device(dev).backend)];
     if let Some(answered) =
-        expect_transport(m, dev, offset, &a, data, wakeup_before, &posts, &events)
+        expect_transport(m, dev, offset, &a, data, wakeup_before, (&posts, &events))
     {
         assert_eq!(out, answered, "{t:?}");
         let queue = (data as u32).min(transport::MAX_QUEUES);
@@ -864,8 +864,7 @@ fn expect_transport(
     a: &Access,
     data: u64,
     wakeup_before: u32,
-    posts: &[(PageId, u32, IoReq)],
-    events: &[Event],
+    (posts, events): (&[(PageId, u32, IoReq)], &[Event]),
 ) -> Option<MmioOutcome> {
     let backend = usize::from(m.device(dev).backend);
     if a.width != Width::Word || m.dead[backend] || m.broken[dev] {
