@@ -369,6 +369,9 @@ impl Server {
                 // The driver's ring writes before its QueueNotify are visible once the new
                 // count is (docs/backend-abi.md "Notify page").
                 crate::ioreq::dmb();
+                if dev.counters.posted == 0 {
+                    println!("backend: dev{index}: first posted notify (queue {q}, count {count})");
+                }
                 dev.counters.posted += u64::from(count.wrapping_sub(*last));
                 *last = count;
                 any = true;
@@ -486,7 +489,9 @@ impl Server {
                 transport.device().kind(),
                 transport.negotiated_features()
             );
-        } else if before != DeviceStatus(0) && after == DeviceStatus(0) && dev.counters.notifies > 0
+        } else if before != DeviceStatus(0)
+            && after == DeviceStatus(0)
+            && dev.counters.notifies + dev.counters.posted > 0
         {
             println!("backend: reset: {}", Stats(dev));
             dev.printed = dev.counters;

@@ -864,8 +864,8 @@ fn smp_irq_io(cpu: usize, prefix: &str, seed: u64, rounds: usize, irq: Option<In
 }
 
 /// Submits one request under the disk's lock and waits for it without the lock, looking at the
-/// used ring under the lock: after each device interrupt (with `irq`, acknowledging it) or
-/// slice of sleep, or continuously (without). The used ring is shared: a request is popped only
+/// used ring under the lock: with `irq`, after each device interrupt (acknowledging it) or
+/// slice of sleep; without, continuously. The used ring is shared: a request is popped only
 /// by the vCPU that submitted it, when it is the next one. A request the device does not
 /// complete within `REQUEST_MS` ends the scenario (`check` FAILs), as in `transfer`.
 fn in_flight(
@@ -879,6 +879,8 @@ fn in_flight(
     let mut req = BlkReq::default();
     let mut resp = BlkResp::default();
     let block = usize::try_from(sector).map_err(|_| virtio_drivers::Error::InvalidParam)?;
+    // Before the submission: the interrupt for this request comes after it.
+    let mut seen = irq.map(gic::irq_count);
     let token = {
         let mut guard = SHARED.lock();
         let blk = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
@@ -894,10 +896,20 @@ fn in_flight(
         }
     }?;
     let deadline = Deadline::after_ms(REQUEST_MS);
-    let mut took_irq = false;
     loop {
-        // Before the look: an interrupt that comes after it ends the sleep below at once.
-        let seen = irq.map(gic::irq_count);
+        // With interrupts, sleep for one first, even if the request is already done: the
+        // point is that the device interrupts while both vCPUs are at work.
+        let took_irq = match (irq, seen) {
+            (Some(id), Some(since)) => {
+                gic::wait_for_irq(id, since, Deadline::after_ms(SMP_IRQ_SLICE_MS))
+            }
+            _ => {
+                core::hint::spin_loop();
+                false
+            }
+        };
+        // Before the look: an interrupt that comes after it ends the next sleep at once.
+        seen = irq.map(gic::irq_count);
         {
             let mut guard = SHARED.lock();
             let blk = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
@@ -933,15 +945,6 @@ fn in_flight(
                 ),
             );
         }
-        took_irq = match (irq, seen) {
-            (Some(id), Some(seen)) => {
-                gic::wait_for_irq(id, seen, Deadline::after_ms(SMP_IRQ_SLICE_MS))
-            }
-            _ => {
-                core::hint::spin_loop();
-                false
-            }
-        };
     }
 }
 
