@@ -246,6 +246,7 @@ fn main(boot: &Boot) {
                 fast: pages.is_some(),
                 published,
                 polling: options.poll,
+                poll_us: pages.and_then(|p| p.poll_us),
             },
             match (options.exit_after, options.silent_after) {
                 (Some(_), _) => ", exits after backend.exit-after requests",
@@ -291,6 +292,8 @@ struct Interface {
     fast: bool,
     published: usize,
     polling: bool,
+    /// `rust-ioreq,poll-us`, if Xen set it.
+    poll_us: Option<u32>,
 }
 
 impl core::fmt::Display for Interface {
@@ -303,7 +306,11 @@ impl core::fmt::Display for Interface {
             "fast transport, {} record(s) published{}",
             self.published,
             if self.polling { ", polling" } else { "" }
-        )
+        )?;
+        match self.poll_us {
+            Some(us) => write!(f, " (Xen spins up to {us} us for an answer)"),
+            None => Ok(()),
+        }
     }
 }
 
