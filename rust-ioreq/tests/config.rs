@@ -1790,6 +1790,42 @@ fn refuses_sched_null_with_more_vcpus_than_pcpus() {
 }
 
 #[test]
+fn refuses_a_poll_longer_than_a_millisecond() {
+    let with_poll = |us: u32| {
+        vec![
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE).prop("xen,ioreq-poll-us", cells(&[us])),
+        ]
+    };
+    refused(
+        &with_poll(1001),
+        "/chosen/be",
+        "xen,ioreq-poll-us",
+        ErrorKind::PollTooLong { us: 1001 },
+        "/chosen/be: property 'xen,ioreq-poll-us': 1001 us is more than 1000 us of spinning on \
+         a frontend's pCPU per access",
+    );
+    let c = ok(&with_poll(1000));
+    assert_eq!(c.domains()[1].backend.map(|b| b.poll_us), Some(1000));
+    let c = ok(&fe_be(vec![Dev::new("d", BE)]));
+    assert_eq!(c.domains()[1].backend.map(|b| b.poll_us), Some(0));
+}
+
+#[test]
+fn reads_virtio_classic_per_device() {
+    let c = ok(&fe_be(vec![
+        Dev::new("fast", BE),
+        Dev::new("classic", BE).prop("xen,virtio-classic", Vec::new()),
+    ]));
+    let classic: Vec<(&str, bool)> = c
+        .devices()
+        .iter()
+        .map(|d| (d.name.as_str(), d.classic))
+        .collect();
+    assert_eq!(classic, [("fast", false), ("classic", true)]);
+}
+
+#[test]
 fn every_error_kind_is_covered_here() {
     // A reminder that compiles only while the list above is complete: adding a variant to
     // ErrorKind breaks this match until a test for it is written.
@@ -1837,6 +1873,7 @@ fn every_error_kind_is_covered_here() {
             ErrorKind::BadPartialDt { .. } => {
                 "refuses_regions_over_passthrough_ranges_when_the_partial_dt_is_readable"
             }
+            ErrorKind::PollTooLong { .. } => "refuses_a_poll_longer_than_a_millisecond",
             ErrorKind::SchedNullOvercommit { .. } => {
                 "refuses_sched_null_with_more_vcpus_than_pcpus"
             }

@@ -156,6 +156,7 @@ fn main(boot: &Boot) {
     // for this domain.
     let doorbell = unsafe { Doorbell::new(config.doorbell) };
     let (magic, version) = (doorbell.magic(), doorbell.version());
+    // Later versions keep everything version 1 offers (docs/backend-abi.md).
     if magic != DOORBELL_MAGIC || version < DOORBELL_MIN_VERSION {
         return fail(format_args!(
             "doorbell at {:#x}: magic {magic:#x} version {version}, want {DOORBELL_MAGIC:#x} \
