@@ -103,14 +103,18 @@ const RESERVED: [(&str, u64, u64); 6] = [
 ];
 const VPL011: (&str, u64, u64) = ("the vpl011 UART", 0x2200_0000, 0x1000);
 /// What the doorbell and ioreq pages are called in messages.
-const BACKEND_PAGES_WHAT: &str = "the backend interface (doorbell, ioreq pages)";
-/// The doorbell and the ioreq pages of a backend (`docs/backend-abi.md`): only for domains with
-/// `xen,ioreq-server`, whose devices (as a frontend of another backend) must avoid them.
+const BACKEND_PAGES_WHAT: &str = "the backend interface (doorbell, ioreq, transport, notify pages)";
+/// The doorbell, ioreq, transport and notify pages of a backend (`docs/backend-abi.md`): only
+/// for domains with `xen,ioreq-server`, whose devices (as a frontend of another backend) must
+/// avoid them.
 const BACKEND_PAGES: (&str, u64, u64) = (
     BACKEND_PAGES_WHAT,
     backend_layout::DOORBELL_GPA,
+    backend_layout::NOTIFY_PAGE_GPA + 0x1000 - backend_layout::DOORBELL_GPA,
+);
+const _: () = assert!(
     backend_layout::IOREQ_PAGES_GPA + 0x1000 * MAX_FRONTENDS_PER_BACKEND as u64
-        - backend_layout::DOORBELL_GPA,
+        <= backend_layout::TRANSPORT_PAGE_GPA
 );
 
 /// A domain's or device's node name, unit address included (at most [`NAME_MAX`] bytes).
