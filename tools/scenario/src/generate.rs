@@ -99,50 +99,8 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
         });
     }
 
-    // Images first: a missing image is a scenario problem, reported against its field.
-    // Modules are loaded in domain order, each domain's kernel then its ramdisk, then dom0's
-    // (last, so that adding a dom0 moves no dom0less module).
-    let mut images: Vec<(Owner, String, &str, &str, Option<&str>)> = scenario
-        .domains
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            (
-                Owner::Domain(i),
-                format!("domain[{i}]"),
-                d.name.as_str(),
-                d.kernel.as_str(),
-                d.ramdisk.as_deref(),
-            )
-        })
-        .collect();
-    if let Some(d) = &scenario.dom0 {
-        images.push((
-            Owner::Dom0,
-            "dom0".to_owned(),
-            "dom0",
-            d.kernel.as_str(),
-            d.ramdisk.as_deref(),
-        ));
-    }
-    let mut found: Vec<(Owner, ModuleKind, PathBuf, u64)> = Vec::new();
-    for (owner, field_base, name, kernel, ramdisk) in images {
-        let kernel = (ModuleKind::Kernel, format!("{kernel}.img"), "kernel");
-        let ramdisk = ramdisk.map(|r| (ModuleKind::Ramdisk, r.to_owned(), "ramdisk"));
-        for (kind, file, field) in std::iter::once(kernel).chain(ramdisk) {
-            let wanted = opts.images.join(file);
-            let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
-            let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
-                return Err(Error::invalid(
-                    &scenario.path,
-                    format!("{field_base}.{field}"),
-                    format!("image {} not found (domain {name:?})", wanted.display()),
-                ));
-            };
-            found.push((owner, kind, abs, meta.len()));
-        }
-    }
-    let sizes: Vec<u64> = found.iter().map(|f| f.3).collect();
+    let found = find_images(scenario, &opts.images)?;
+    let sizes: Vec<u64> = found.iter().map(|f| f.size).collect();
     // QEMU's RAM is `qemu_mem_mib` from RAM_BASE; validation bounded the size, so no overflow
     // for any real value, and saturation would only make the check stricter.
     let ram_end = RAM_BASE.saturating_add(scenario.qemu_mem_mib.saturating_mul(1 << 20));
@@ -156,12 +114,12 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
     let modules: Vec<Module> = found
         .into_iter()
         .zip(addrs)
-        .map(|((owner, kind, image, size), addr)| Module {
-            owner,
-            kind,
-            image,
+        .map(|(f, addr)| Module {
+            owner: f.owner,
+            kind: f.kind,
+            image: f.path,
             addr,
-            size,
+            size: f.size,
         })
         .collect();
 
@@ -261,6 +219,75 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
         source,
     })?;
     Ok(gen)
+}
+
+/// A boot module's image file found in the images directory.
+#[derive(Debug, Clone)]
+pub(crate) struct FoundImage {
+    pub owner: Owner,
+    pub kind: ModuleKind,
+    /// The file's name in the images directory (`<kernel>.img`, the ramdisk's name).
+    pub name: String,
+    /// Its absolute path, symbolic links resolved.
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Finds every domain's kernel (and ramdisk) image in `images`, in load order: per dom0less
+/// domain in scenario order its kernel then its ramdisk, then dom0's (last, so that adding a
+/// dom0 moves no dom0less module). A missing image is a scenario problem, reported against
+/// its field.
+pub(crate) fn find_images(
+    scenario: &Scenario,
+    images_dir: &std::path::Path,
+) -> Result<Vec<FoundImage>, Error> {
+    let mut images: Vec<(Owner, String, &str, &str, Option<&str>)> = scenario
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            (
+                Owner::Domain(i),
+                format!("domain[{i}]"),
+                d.name.as_str(),
+                d.kernel.as_str(),
+                d.ramdisk.as_deref(),
+            )
+        })
+        .collect();
+    if let Some(d) = &scenario.dom0 {
+        images.push((
+            Owner::Dom0,
+            "dom0".to_owned(),
+            "dom0",
+            d.kernel.as_str(),
+            d.ramdisk.as_deref(),
+        ));
+    }
+    let mut found = Vec::new();
+    for (owner, field_base, name, kernel, ramdisk) in images {
+        let kernel = (ModuleKind::Kernel, format!("{kernel}.img"), "kernel");
+        let ramdisk = ramdisk.map(|r| (ModuleKind::Ramdisk, r.to_owned(), "ramdisk"));
+        for (kind, file, field) in std::iter::once(kernel).chain(ramdisk) {
+            let wanted = images_dir.join(&file);
+            let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
+            let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
+                return Err(Error::invalid(
+                    &scenario.path,
+                    format!("{field_base}.{field}"),
+                    format!("image {} not found (domain {name:?})", wanted.display()),
+                ));
+            };
+            found.push(FoundImage {
+                owner,
+                kind,
+                name: file,
+                path: abs,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(found)
 }
 
 impl Generated {
