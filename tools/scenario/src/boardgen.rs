@@ -187,7 +187,8 @@ fn memory_nodes(board: &Board) -> String {
 }
 
 /// The regions nothing may be loaded into: the board's own list, the tree's
-/// `/reserved-memory` and `/memreserve/`.
+/// `/reserved-memory` and `/memreserve/`, and every device's registers (an SRAM or a buffer
+/// described inside RAM).
 pub fn avoid_ranges(board: &Board, facts: &TreeFacts) -> Vec<Range> {
     board
         .reserved
@@ -195,6 +196,7 @@ pub fn avoid_ranges(board: &Board, facts: &TreeFacts) -> Vec<Range> {
         .map(|r| r.range)
         .chain(facts.reserved_memory.iter().map(|r| r.range))
         .chain(facts.memreserve.iter().copied())
+        .chain(facts.devices.iter().map(|d| d.range))
         .collect()
 }
 
@@ -357,8 +359,9 @@ pub fn generate_board(scenario: &Scenario, opts: &BoardOptions) -> Result<BoardO
         &base_path,
         &xen_bootargs,
         &images,
-        xen_size,
+        (xen_size, xen_span),
         &memory,
+        &avoid,
     )?;
     write(
         &dir.join("plan.txt"),
@@ -407,8 +410,9 @@ fn write_imagebuilder(
     base_path: &Path,
     xen_bootargs: &str,
     images: &[FoundImage],
-    xen_size: u64,
+    (xen_size, xen_span): (u64, u64),
     memory: &str,
+    avoid: &[Range],
 ) -> Result<Vec<Load>, Error> {
     fs::copy(base_path, dir.join(BOARD_DTB)).map_err(io_err(base_path, "copy"))?;
     let names = |owner: Owner| {
@@ -427,18 +431,6 @@ fn write_imagebuilder(
         .map(|i| names(Owner::Domain(i)))
         .collect();
     let dom0_files = scenario.dom0.as_ref().map(|_| names(Owner::Dom0));
-    let load_cmd = format!("load {}", board.default_load_device);
-    write(
-        &dir.join("imagebuilder.cfg"),
-        &imagebuilder::config(
-            scenario,
-            board,
-            xen_bootargs,
-            &domain_files,
-            dom0_files.as_ref(),
-            &load_cmd,
-        ),
-    )?;
     let dtso = dir.join("rust-ioreq.dtso");
     write(&dtso, &imagebuilder::overlay_dts(scenario))?;
     let dtbo = dir.join(OVERLAY_DTBO);
@@ -480,7 +472,31 @@ fn write_imagebuilder(
         file: BOARD_DTB.to_owned(),
         size: read(base_path, "read")?.len() as u64,
     });
-    let (loads, _) = imagebuilder::predict_loads(board.window, &files);
+    let (ib_memory, loads) = imagebuilder::choose_memory(board.window, avoid, &files, xen_span)
+        .ok_or_else(|| {
+            Error::invalid(
+                &scenario.path,
+                "domain",
+                format!(
+                    "ImageBuilder, which loads its files one after the other, finds no stretch of \
+                     {}'s load window {} free of reservations that holds them",
+                    board.name, board.window
+                ),
+            )
+        })?;
+    let load_cmd = format!("load {}", board.default_load_device);
+    write(
+        &dir.join("imagebuilder.cfg"),
+        &imagebuilder::config(
+            scenario,
+            board,
+            ib_memory,
+            xen_bootargs,
+            &domain_files,
+            dom0_files.as_ref(),
+            &load_cmd,
+        ),
+    )?;
 
     // The tree Xen will get from ImageBuilder's script: the board's, the overlay's nodes and
     // ImageBuilder's modules at its addresses (and U-Boot's /memory where the tree has none).

@@ -60,6 +60,7 @@ fn sh(v: &str) -> String {
 pub fn config(
     scenario: &Scenario,
     board: &Board,
+    memory: Range,
     xen_bootargs: &str,
     kernel_files: &[(String, Option<String>)],
     dom0_files: Option<&(String, Option<String>)>,
@@ -88,10 +89,13 @@ pub fn config(
     );
     let _ = writeln!(
         s,
-        "MEMORY_START={}",
-        sh(&format!("{:#x}", board.window.start))
+        "# MEMORY_START/END: the stretch of the board's load window {} that ImageBuilder, which\n\
+         # loads its files one after the other from MEMORY_START, fills without meeting a\n\
+         # reservation (plan.txt lists them).",
+        board.window
     );
-    let _ = writeln!(s, "MEMORY_END={}", sh(&format!("{:#x}", board.window.end)));
+    let _ = writeln!(s, "MEMORY_START={}", sh(&format!("{:#x}", memory.start)));
+    let _ = writeln!(s, "MEMORY_END={}", sh(&format!("{:#x}", memory.end)));
     let _ = writeln!(s, "LOAD_CMD={}", sh(load_cmd));
     let _ = writeln!(s, "BOOT_CMD=\"booti\"");
     let _ = writeln!(s, "DEVICE_TREE={}", sh(BOARD_DTB));
@@ -188,6 +192,57 @@ pub fn predict_loads(window: Range, files: &[IbFile]) -> (Vec<Load>, u64) {
     (loads, next)
 }
 
+/// Returns the first stretch of `window` free of `avoid`, starting on a 2 MiB boundary, in
+/// which ImageBuilder's placement of `files` fits (its own end check, and Xen's `xen_span`
+/// bytes clear of the next file), with that placement; `None` if there is none.
+pub fn choose_memory(
+    window: Range,
+    avoid: &[Range],
+    files: &[IbFile],
+    xen_span: u64,
+) -> Option<(Range, Vec<Load>)> {
+    // The gaps between the reservations inside the window.
+    let mut cuts: Vec<Range> = avoid
+        .iter()
+        .filter(|r| r.overlaps(&window))
+        .copied()
+        .collect();
+    cuts.sort();
+    let mut gaps = Vec::new();
+    let mut at = window.start;
+    for c in cuts {
+        if c.start > at {
+            gaps.push(Range {
+                start: at,
+                end: c.start,
+            });
+        }
+        at = at.max(c.end);
+    }
+    if at < window.end {
+        gaps.push(Range {
+            start: at,
+            end: window.end,
+        });
+    }
+    gaps.into_iter().find_map(|g| {
+        let start = align_up(g.start, IB_ALIGN)?;
+        let memory = Range { start, end: g.end };
+        if start >= g.end {
+            return None;
+        }
+        let (loads, next) = predict_loads(memory, files);
+        let fits = next.checked_add(IB_ALIGN)? <= g.end;
+        let xen_clear = loads.iter().enumerate().all(|(i, l)| {
+            l.kind != LoadKind::Xen
+                || loads
+                    .get(i + 1)
+                    .is_none_or(|n| l.addr + xen_span.max(l.size) <= n.addr)
+        });
+        (fits && xen_clear).then_some((memory, loads))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +291,7 @@ ioreq_notify_spi = 45
         let c = config(
             &scenario(),
             b,
+            b.window,
             "console=dtuart dtuart=serial2",
             &files,
             None,
@@ -331,5 +387,40 @@ ioreq_notify_spi = 45
         );
         assert_eq!(loads[0].addr, 0xc0_0000);
         assert_eq!(loads[1].addr, 0xe0_0000);
+    }
+
+    #[test]
+    fn imagebuilder_memory_avoids_reservations() {
+        let f = |kind, file: &str, size| IbFile {
+            kind,
+            file: file.to_owned(),
+            size,
+        };
+        let files = [
+            f(LoadKind::Xen, "xen", 0x10_0000),
+            f(LoadKind::Dtb, "d", 0x1000),
+        ];
+        let window = Range {
+            start: 0x4800_0000,
+            end: 0x5000_0000,
+        };
+        // Script + Xen + DTB + ImageBuilder's 2 MiB margin need 8 MiB: the first gap (6 MiB)
+        // is too small, the second starts at the next 2 MiB boundary after the reservation.
+        let avoid = [Range {
+            start: 0x4860_0000,
+            end: 0x4870_1000,
+        }];
+        let (memory, loads) = choose_memory(window, &avoid, &files, 0x10_0000).expect("fits");
+        assert_eq!(
+            memory,
+            Range {
+                start: 0x4880_0000,
+                end: 0x5000_0000
+            }
+        );
+        assert_eq!(loads[1].addr, 0x48c0_0000);
+        // Xen whose BSS reaches into the next file's slot does not fit anywhere.
+        assert_eq!(choose_memory(window, &[], &files, 0x30_0000), None);
+        assert!(choose_memory(window, &[], &files, 0x20_0000).is_some());
     }
 }
