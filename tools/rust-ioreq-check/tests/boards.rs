@@ -204,6 +204,9 @@ fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     fs::write(&p, text.replacen(from, to, 1)).expect("write");
 }
 
+/// One way to damage an output: what it is, how, and the message that must catch it.
+type Damage<'a> = (&'a str, &'a dyn Fn(&Path), &'a str);
+
 #[test]
 fn generated_board_files_pass_and_each_damage_is_caught() {
     let root = std::env::temp_dir().join(format!("rust-ioreq-check-boards-{}", std::process::id()));
@@ -215,7 +218,7 @@ fn generated_board_files_pass_and_each_damage_is_caught() {
     let loads: Vec<&str> = cmd
         .lines()
         .filter(|l| l.starts_with("load "))
-        .map(|l| l.rsplitn(3, ' ').nth(1).unwrap_or(""))
+        .map(|l| l.rsplit(' ').nth(1).unwrap_or(""))
         .collect();
     assert_eq!(
         loads,
@@ -233,7 +236,7 @@ fn generated_board_files_pass_and_each_damage_is_caught() {
     assert!(good.verdict.starts_with("(XEN) rust-ioreq v"), "{good:?}");
     assert!(good.passed.len() >= 9, "{good:?}");
 
-    let damages: &[(&str, &dyn Fn(&Path), &str)] = &[
+    let damages: &[Damage<'_>] = &[
         (
             "a load over /reserved-memory",
             &|d| edit(d, "boot.cmd", "0x48800000 backend.img", "0x48a00000 backend.img"),
