@@ -40,7 +40,7 @@ HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
 .PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
         fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
-        fuzz fuzz-corpus board-dtbs board boards clean distclean
+        fuzz fuzz-corpus board-dtbs board boards board-qemu clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
@@ -54,7 +54,8 @@ help:
 	@echo "make check-config DTB=<host.dtb|.dts>   check a host device tree as Xen will at boot"
 	@echo "make board BOARD=<board> SCENARIO=<name> [LOAD=distro|tftp|<cmd>]   boot files for a"
 	@echo "            real board in build/boards/out/<board>/<name>/, checked (docs/boards.md)"
-	@echo "make boards every scenario on every board, written and checked (part of make test)"
+	@echo "make boards every scenario on every board, written and checked, and blk-rw booted"
+	@echo "            through U-Boot on QEMU (make board-qemu); part of make test"
 
 setup:
 	@tools/setup.sh packages
@@ -145,10 +146,27 @@ board: xen guests linux host-tools board-dtbs
 	@$(SCENARIO_TOOL) board --board $(BOARD) $(BOARD_ARGS) --load '$(LOAD)' tests/scenarios/$(SCENARIO).toml
 	@$(SCENARIO_TOOL) check-board --board $(BOARD) --checker $(CHECKER) $(BOARD_OUT)/$(BOARD)/$(SCENARIO)
 
-# Every scenario on every board: one line each; a refusal scenario must be refused with its
-# message (or, for sched=null, may pass where the board has the pCPUs).
+# Every scenario on every board: one line each; a refusal scenario must be refused for the same
+# node and property (or, for sched=null, may pass where the board has the pCPUs). Then the
+# qemu-virt board's files of BOARD_QEMU_SCENARIOS are booted through U-Boot (board-qemu).
 boards: xen guests linux host-tools board-dtbs
 	@$(SCENARIO_TOOL) boards $(BOARD_ARGS) --checker $(CHECKER) $(SCENARIOS)
+	@$(MAKE) --no-print-directory board-qemu
+
+# The one board booted here: QEMU's virt machine started by Debian's U-Boot for QEMU, whose
+# distro boot finds boot.scr on the qemu-virt output's disk.img; the script loads Xen, the
+# images and the host DTB and starts Xen; the harness judges the scenario as usual, and also
+# that U-Boot ran the script to its end. ~10 s per scenario.
+BOARD_QEMU_SCENARIOS ?= blk-rw
+board-qemu: xen guests linux host-tools board-dtbs
+	@for s in $(BOARD_QEMU_SCENARIOS); do \
+	    $(SCENARIO_TOOL) board --board qemu-virt $(BOARD_ARGS) tests/scenarios/$$s.toml >/dev/null \
+	    && $(SCENARIO_TOOL) check-board --board qemu-virt --checker $(CHECKER) $(BOARD_OUT)/qemu-virt/$$s \
+	        >/dev/null || exit 1; \
+	done
+	$(HARNESS) run --xen $(XEN_RELEASE) --images $(IMAGES) --out $(BUILD)/scenarios \
+	    --logs $(BUILD)/logs/uboot --uboot $(BOARD_OUT) \
+	    $(foreach s,$(BOARD_QEMU_SCENARIOS),tests/scenarios/$(s).toml)
 
 # Not part of `make test`: N boots x 3 schedulers take a while. The harness skips null when the
 # scenario has more vCPUs than QEMU CPUs (null never time-shares a pCPU), and prints the host

@@ -11,6 +11,9 @@
 #   are extracted from its linux-source-6.1.tar.xz into build/boards/src/.
 # - rk3568-rock-3a.dtb (Radxa ROCK 3A): shipped in the Debian arm64 kernel package that
 #   tools/linux-image.sh pins and extracts (run `make linux` first); copied as it is.
+# - qemu-virt.dtb: QEMU's own tree for the machine the harness boots (virt with EL2 and a
+#   GICv3, 2 Cortex-A57, 2 GiB), which `make board-qemu` boots through U-Boot; dumped with
+#   QEMU's dumpdtb each time (QEMU is not pinned: its tree is the machine it runs).
 # - RK3588: neither package has a tree for it (Linux 6.1 has no RK3588 device tree), so no
 #   RK3588 board is built; the script checks that this is still so and says it.
 #
@@ -112,6 +115,19 @@ copy_rock3a() {
     fi
 }
 
+dump_qemu_virt() {
+    local dst=$dtbs/qemu-virt.dtb
+    # The machine options must be the harness's (tools/scenario/src/generate.rs, MACHINE, CPU
+    # and the defaults DEFAULT_SMP and DEFAULT_MEM_MIB): the tree describes that machine.
+    qemu-system-aarch64 -machine "virt,virtualization=on,gic-version=3,dumpdtb=$dst.tmp" \
+        -cpu cortex-a57 -smp 2 -m 2048M -nographic >/dev/null 2>&1 \
+        || die "qemu-system-aarch64 cannot dump its virt tree (make setup installs qemu-system-arm)"
+    # QEMU puts fresh random kaslr-seed and rng-seed values into /chosen on every dump: a
+    # changed file is not news.
+    [ -f "$dst" ] || say "$dst ($(wc -c < "$dst.tmp") bytes, QEMU's virt machine)"
+    mv "$dst.tmp" "$dst"
+}
+
 check_rk3588() {
     local in_source in_kernel
     in_source=$(compgen -G "$src/linux-source-6.1/arch/arm64/boot/dts/rockchip/rk3588*" | wc -l || true)
@@ -127,5 +143,6 @@ fetch_source
 extract_source
 build_salvator
 copy_rock3a
+dump_qemu_virt
 check_rk3588
 ls "$dtbs"/*.dtb >/dev/null

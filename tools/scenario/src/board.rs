@@ -75,13 +75,14 @@ pub struct GicLines {
     pub why: &'static str,
 }
 
-/// Xen's console on the board: the UART `dtuart=` names and what the checks expect to find at
-/// that alias in the board's tree.
+/// Xen's console on the board: the UART `dtuart=` names and what the checks expect to find
+/// there in the board's tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoardConsole {
-    /// The `/aliases` entry Xen's `dtuart=` takes (also what the DTS's `stdout-path` names).
-    pub alias: &'static str,
-    /// The node the alias must resolve to.
+    /// What Xen's `dtuart=` takes: an `/aliases` entry (what the DTS's `stdout-path` names) or
+    /// the node's path.
+    pub dtuart: &'static str,
+    /// The node `dtuart` must resolve to.
     pub path: &'static str,
     /// A compatible string of that node that Xen 4.17's UART drivers match.
     pub compatible: &'static str,
@@ -121,6 +122,9 @@ pub struct Board {
     /// The U-Boot command that loads a file from the boot medium, when the script is run by
     /// hand rather than by U-Boot's distro boot.
     pub default_load_device: &'static str,
+    /// Whether the board can be booted here (QEMU): the generator then also writes `disk.img`,
+    /// a disk with the boot partition U-Boot's distro boot finds boot.scr on.
+    pub boots_here: bool,
 }
 
 /// R-Car H3 (R8A7795 ES3.x, "r8a77951") on Renesas' Salvator-XS board.
@@ -132,7 +136,7 @@ const SALVATOR_XS: Board = Board {
                  of Debian's linux-source-6.1 (the version tools/board-dtbs.sh pins)",
     compatible: "renesas,salvator-xs",
     console: BoardConsole {
-        alias: "serial0",
+        dtuart: "serial0",
         path: "/soc/serial@e6e88000",
         compatible: "renesas,scif",
         stdout_path: "serial0:115200n8",
@@ -172,6 +176,7 @@ const SALVATOR_XS: Board = Board {
         },
     ],
     default_load_device: "mmc 0:1",
+    boots_here: false,
 };
 
 /// Rockchip RK3568 on Radxa's ROCK 3 Model A.
@@ -182,7 +187,7 @@ const ROCK_3A: Board = Board {
                  kernel package tools/linux-image.sh pins",
     compatible: "radxa,rock3a",
     console: BoardConsole {
-        alias: "serial2",
+        dtuart: "serial2",
         path: "/serial@fe660000",
         compatible: "snps,dw-apb-uart",
         stdout_path: "serial2:1500000n8",
@@ -232,10 +237,69 @@ const ROCK_3A: Board = Board {
         },
     ],
     default_load_device: "mmc 1:1",
+    boots_here: false,
+};
+
+/// QEMU's `virt` machine as `make test` runs it (GICv3, Cortex-A57), started by Debian's
+/// U-Boot for QEMU instead of by QEMU's own loader: the board whose boot files are booted
+/// here (`make board-qemu`), so that boot.scr itself is tested on a real U-Boot.
+const QEMU_VIRT: Board = Board {
+    name: "qemu-virt",
+    title: "QEMU virt (GICv3, 2 x Cortex-A57, 2 GiB) started by U-Boot",
+    dtb_source: "QEMU's own tree, dumped by tools/board-dtbs.sh with the machine options the \
+                 harness boots (virt,virtualization=on,gic-version=3, cortex-a57, 2 CPUs, 2 GiB)",
+    compatible: "linux,dummy-virt",
+    console: BoardConsole {
+        dtuart: "/pl011@9000000",
+        path: "/pl011@9000000",
+        compatible: "arm,pl011",
+        stdout_path: "/pl011@9000000",
+    },
+    gic: GicVersion::V3,
+    gic_lines: GicLines {
+        lines: 288,
+        exact: true,
+        why: "QEMU's virt machine gives its GIC 256 SPIs (hw/arm/virt.c, NUM_IRQS)",
+    },
+    ipa_bits: 44,
+    ram_if_missing: &[],
+    ram_if_missing_why: "",
+    window: Range {
+        start: 0x4800_0000,
+        end: 0x7000_0000,
+    },
+    window_why: "clear of QEMU's tree and U-Boot's load addresses at the start of RAM and of \
+                 U-Boot at its end",
+    reserved: &[
+        Reserved {
+            range: Range {
+                start: 0x4000_0000,
+                end: 0x4020_0000,
+            },
+            why: "QEMU's own tree, which it puts at the start of RAM for U-Boot",
+        },
+        Reserved {
+            range: Range {
+                start: 0x4020_0000,
+                end: 0x4040_0000,
+            },
+            why: "U-Boot's scriptaddr (include/configs/qemu-arm.h), where distro boot loads \
+                  boot.scr and runs it from",
+        },
+        Reserved {
+            range: Range {
+                start: 0xb000_0000,
+                end: 0xc000_0000,
+            },
+            why: "U-Boot after relocation to the top of RAM",
+        },
+    ],
+    default_load_device: "virtio 0:1",
+    boots_here: true,
 };
 
 /// Every board the tool knows.
-pub const BOARDS: [Board; 2] = [SALVATOR_XS, ROCK_3A];
+pub const BOARDS: [Board; 3] = [SALVATOR_XS, ROCK_3A, QEMU_VIRT];
 
 /// Returns the board called `name`.
 pub fn find_board(name: &str) -> Option<&'static Board> {
@@ -255,13 +319,13 @@ impl Board {
         self.gic_lines.lines.min(992) - 32
     }
 
-    /// Xen's command line for this board: `console=dtuart dtuart=<alias>` followed by the
+    /// Xen's command line for this board: `console=dtuart dtuart=<uart>` followed by the
     /// scenario's options without its own `console=`, `dtuart=` and `conswitch=` (QEMU's PL011
     /// is not on the board).
     pub fn xen_bootargs(&self, scenario_bootargs: &str) -> String {
         let mut args = vec![
             "console=dtuart".to_owned(),
-            format!("dtuart={}", self.console.alias),
+            format!("dtuart={}", self.console.dtuart),
         ];
         args.extend(
             scenario_bootargs
@@ -439,7 +503,7 @@ mod tests {
             for ram in b.ram_if_missing {
                 assert!(ram.contains(&b.window), "{}", b.name);
             }
-            assert!(b.console.stdout_path.starts_with(b.console.alias));
+            assert!(b.console.stdout_path.starts_with(b.console.dtuart));
             assert!(b.default_nr_spis() >= 64, "{}", b.name);
             assert!(xen_417_can_start_at(b.window.start + SCRIPT_SLOT));
             assert_eq!(find_board(b.name), Some(b));

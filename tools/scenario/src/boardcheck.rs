@@ -128,17 +128,30 @@ fn parse_script(text: &str) -> Result<Script, String> {
         if line.starts_with('#') || words.is_empty() {
             continue;
         }
-        match words[0] {
-            "booti" => {
-                let [_, xen, "-", dtb] = words.as_slice() else {
-                    fail!("booti line {line:?}: expected booti <xen> - <dtb>");
-                };
-                s.booti = Some((
-                    hex(xen).ok_or("booti: bad address")?,
-                    hex(dtb).ok_or("booti: bad address")?,
-                ));
+        // `if test "${rio_ok}" = yes; then ...; booti <xen> - <dtb>; fi`: booti runs only if
+        // every load and size check before it passed.
+        if let Some(at) = line.find("booti ") {
+            if !line.starts_with("if test \"${rio_ok}\" = yes; then ") || s.booti.is_some() {
+                fail!("booti line {line:?}: expected one, run only when rio_ok is yes");
             }
+            let b: Vec<&str> = line[at..]
+                .trim_end_matches("; fi")
+                .split_whitespace()
+                .collect();
+            let [_, xen, "-", dtb] = b.as_slice() else {
+                fail!("booti line {line:?}: expected booti <xen> - <dtb>");
+            };
+            s.booti = Some((
+                hex(xen).ok_or("booti: bad address")?,
+                hex(dtb).ok_or("booti: bad address")?,
+            ));
+            continue;
+        }
+        match words[0] {
             "if" if line.contains("${filesize}") => {
+                if !line.ends_with("setenv rio_ok no; fi") {
+                    fail!("size check {line:?} does not stop the boot");
+                }
                 let want = line
                     .split('"')
                     .nth(3)
@@ -151,7 +164,12 @@ fn parse_script(text: &str) -> Result<Script, String> {
             }
             "if" | "echo" | "setenv" => {}
             _ => {
-                // `<load command...> <address> <file>`.
+                // `<load command...> <address> <file> || setenv rio_ok no`: a failed load
+                // must keep booti from running.
+                let Some(load) = line.strip_suffix(" || setenv rio_ok no") else {
+                    fail!("boot.cmd line {line:?}: not a load whose failure stops the boot");
+                };
+                let words: Vec<&str> = load.split_whitespace().collect();
                 let n = words.len();
                 match (n >= 3).then(|| hex(words[n - 2])).flatten() {
                     Some(addr) => s.loads.push((addr, words[n - 1].to_owned(), None)),
@@ -462,20 +480,20 @@ pub fn check_board(
         .and_then(|p| p.as_str())
         .unwrap_or("")
         .to_owned();
-    let want = format!("dtuart={}", board.console.alias);
+    let want = format!("dtuart={}", board.console.dtuart);
     if !bootargs.split_whitespace().any(|w| w == want)
         || !bootargs.split_whitespace().any(|w| w == "console=dtuart")
     {
         fail!("Xen's command line {bootargs:?} lacks console=dtuart {want}");
     }
-    if facts.alias(board.console.alias) != Some(board.console.path)
+    if facts.resolve(board.console.dtuart) != Some(board.console.path)
         || !devtree::compatible_at(&dtb, board.console.path)
             .iter()
             .any(|c| c == board.console.compatible)
     {
         fail!(
             "{} is not {} ({}) in host.dtb",
-            board.console.alias,
+            board.console.dtuart,
             board.console.path,
             board.console.compatible
         );
@@ -491,7 +509,7 @@ pub fn check_board(
     }
     passed.push(format!(
         "console {} = {}; the board's {} device regions unchanged; no passthrough, direct-map or static memory",
-        board.console.alias,
+        board.console.dtuart,
         board.console.path,
         facts.devices.len()
     ));
@@ -658,14 +676,15 @@ mod tests {
 
     #[test]
     fn script_parsing() {
-        let text = "#   [0x048000000, 0x048200000) boot.scr                     2048 bytes\n\
+        let text = "#   [0x048000000, 0x048200000) boot.scr                     (this script)\n\
                     if test -z \"${devtype}\"; then setenv devtype mmc; fi\n\
                     echo \"x\"\n\
-                    load ${devtype} ${devnum}:${distro_bootpart} 0x48200000 xen\n\
-                    if test \"${filesize}\" != \"1a2b\"; then echo \"no\"; exit; fi\n\
-                    tftpboot 0x48400000 host.dtb\n\
+                    setenv rio_ok yes\n\
+                    load ${devtype} ${devnum}:${distro_bootpart} 0x48200000 xen || setenv rio_ok no\n\
+                    if test \"${filesize}\" != \"1a2b\"; then echo \"no\"; setenv rio_ok no; fi\n\
+                    tftpboot 0x48400000 host.dtb || setenv rio_ok no\n\
                     setenv fdt_high 0xffffffffffffffff\n\
-                    booti 0x48200000 - 0x48400000\n";
+                    if test \"${rio_ok}\" = yes; then echo \"b\"; booti 0x48200000 - 0x48400000; fi\n";
         let s = parse_script(text).expect("parses");
         assert_eq!(
             s.own_slot,
@@ -683,7 +702,14 @@ mod tests {
         );
         assert_eq!(s.booti, Some((0x4820_0000, 0x4840_0000)));
         assert!(parse_script("frobnicate\n").is_err());
-        assert!(parse_script("if test \"${filesize}\" != \"1\"; then exit; fi\n").is_err());
+        // A load or a size check that would not stop the boot, an unguarded booti.
+        assert!(parse_script("load mmc 0:1 0x1 xen\n").is_err());
+        assert!(parse_script(
+            "load mmc 0:1 0x1 xen || setenv rio_ok no\n\
+             if test \"${filesize}\" != \"1\"; then exit; fi\n"
+        )
+        .is_err());
+        assert!(parse_script("booti 0x1 - 0x2\n").is_err());
     }
 
     #[test]

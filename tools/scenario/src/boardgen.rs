@@ -9,7 +9,9 @@
 //!   ImageBuilder, and `imagebuilder-expected.dts`/`.dtb`, the tree U-Boot will hand Xen after
 //!   ImageBuilder's script (for the checks);
 //! - `plan.txt`: the load plan, the board's reservations and the console;
-//! - `xen` and every image, as symbolic links to the build's files (`cp -L` to copy them).
+//! - `xen` and every image, as symbolic links to the build's files (`cp -L` to copy them);
+//! - for a board that boots here (QEMU), `disk.img`: an MBR disk whose one (bootable, ext2)
+//!   partition holds boot.scr and the files it loads, as an SD card would.
 
 use std::fs;
 use std::io;
@@ -46,6 +48,8 @@ pub struct BoardOptions {
     pub out: PathBuf,
     /// How boot.scr reads its files.
     pub load: LoadCommand,
+    /// Whether to write `disk.img` for a board that boots here (`Board::boots_here`).
+    pub disk: bool,
 }
 
 /// What `generate_board` wrote.
@@ -63,7 +67,8 @@ pub struct BoardOutput {
 
 /// Output files that are written fresh on every run (removed first so that none survives a
 /// failed step).
-const OUTPUTS: [&str; 12] = [
+const OUTPUTS: [&str; 13] = [
+    "disk.img",
     "board.dts",
     "host.dts",
     "host.dtb",
@@ -148,12 +153,12 @@ fn check_base(board: &Board, facts: &TreeFacts, path: &Path) -> Result<(), Error
             facts.compatible, board.compatible, board.title
         )));
     }
-    match facts.alias(board.console.alias) {
+    match facts.resolve(board.console.dtuart) {
         Some(p) if p == board.console.path => {}
         other => {
             return Err(bad(format!(
-                "alias {} is {other:?}, expected {}",
-                board.console.alias, board.console.path
+                "dtuart={} names {other:?}, expected {}",
+                board.console.dtuart, board.console.path
             )))
         }
     }
@@ -375,6 +380,16 @@ pub fn generate_board(scenario: &Scenario, opts: &BoardOptions) -> Result<BoardO
         ),
     )?;
 
+    if board.boots_here && opts.disk {
+        let mut files: Vec<&str> = vec!["boot.scr"];
+        files.extend(
+            plan.iter()
+                .filter(|l| l.kind != LoadKind::Script)
+                .map(|l| l.file.as_str()),
+        );
+        write_disk_image(&dir, &files)?;
+    }
+
     let mut notes = Vec::new();
     if board.gic == crate::board::GicVersion::V2 {
         notes.push(format!(
@@ -399,6 +414,74 @@ pub fn generate_board(scenario: &Scenario, opts: &BoardOptions) -> Result<BoardO
         imagebuilder_plan,
         notes,
     })
+}
+
+/// The first sector of the partition in `disk.img` (1 MiB in, as partitioning tools align).
+const PARTITION_LBA: u64 = 2048;
+
+/// Writes `dir/disk.img`: an MBR with one bootable Linux partition from 1 MiB, an ext2 file
+/// system made by `mke2fs -d` from copies of `files` (links followed). U-Boot's distro boot
+/// scans bootable partitions for boot.scr.
+fn write_disk_image(dir: &Path, files: &[&str]) -> Result<(), Error> {
+    let stage = dir.join("disk.d");
+    let part = dir.join("disk.part");
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir_all(&stage).map_err(io_err(&stage, "create"))?;
+    let mut bytes = 0;
+    for f in files {
+        let to = stage.join(f);
+        bytes += fs::copy(dir.join(f), &to).map_err(io_err(&to, "copy"))?;
+    }
+    // Room for ext2's own blocks: a quarter more, and at least 16 MiB, in whole MiB.
+    let mib = (bytes + bytes / 4).div_ceil(1 << 20).max(16);
+    run(
+        "mke2fs",
+        "e2fsprogs",
+        Command::new("mke2fs")
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext2",
+                "-L",
+                "boot",
+                "-E",
+                "root_owner=0:0",
+                "-d",
+            ])
+            .arg(&stage)
+            .arg(&part)
+            .arg(format!("{mib}M")),
+    )?;
+    let fs_image = read(&part, "read")?;
+    let _ = fs::remove_dir_all(&stage);
+    let _ = fs::remove_file(&part);
+    let sectors = (fs_image.len() as u64).div_ceil(512);
+    let (Ok(lba), Ok(count)) = (u32::try_from(PARTITION_LBA), u32::try_from(sectors)) else {
+        return Err(Error::Tool {
+            tool: "scenario",
+            message: format!(
+                "{}: {mib} MiB is too big for an MBR partition",
+                part.display()
+            ),
+        });
+    };
+    let mut disk = vec![0u8; (PARTITION_LBA * 512) as usize];
+    // Partition entry 1 (MBR offset 446): bootable, type 0x83, CHS fields unused (0xfe 0xff
+    // 0xff: "use the LBA"), first sector and sector count.
+    let entry = &mut disk[446..462];
+    entry[0] = 0x80;
+    entry[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    entry[4] = 0x83;
+    entry[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    entry[8..12].copy_from_slice(&lba.to_le_bytes());
+    entry[12..16].copy_from_slice(&count.to_le_bytes());
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    disk.extend_from_slice(&fs_image);
+    disk.resize(disk.len().div_ceil(512) * 512, 0);
+    let path = dir.join("disk.img");
+    fs::write(&path, disk).map_err(io_err(&path, "write"))
 }
 
 /// Writes the ImageBuilder files and returns where ImageBuilder's script will load its files.
@@ -551,7 +634,7 @@ fn plan_text(
     let _ = writeln!(
         s,
         "console: {} = {} ({}), /chosen/stdout-path {:?}",
-        board.console.alias,
+        board.console.dtuart,
         board.console.path,
         board.console.compatible,
         board.console.stdout_path

@@ -255,6 +255,18 @@ impl TreeFacts {
             .map(|(_, p)| p.as_str())
     }
 
+    /// Returns the node path `dtuart=` names: a path as it is, an alias resolved.
+    pub fn resolve(&self, name: &str) -> Option<&str> {
+        if name.starts_with('/') {
+            self.devices
+                .iter()
+                .find(|d| d.path == name)
+                .map(|d| d.path.as_str())
+        } else {
+            self.alias(name)
+        }
+    }
+
     /// Tells whether the tree has a device node with a `reg` at `path`.
     pub fn has_device(&self, path: &str) -> bool {
         self.devices.iter().any(|d| d.path == path)

@@ -17,6 +17,9 @@ use crate::model::Scenario;
 pub const QEMU: &str = "qemu-system-aarch64";
 /// Device tree compiler, looked up on `PATH` (Debian package `device-tree-compiler`).
 pub const DTC: &str = "dtc";
+/// Debian's U-Boot for QEMU's 64-bit Arm virt machine (package `u-boot-qemu`), which
+/// [`Generated::uboot_disk`] boots.
+pub const UBOOT_QEMU: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 
 /// Machine options shared by the DTB dump and the boot: they must match exactly, or the
 /// dumped tree would describe another machine than the one Xen runs on.
@@ -79,6 +82,10 @@ pub struct Generated {
     pub modules: Vec<Module>,
     pub smp: u32,
     pub mem_mib: u64,
+    /// When set, QEMU starts U-Boot ([`UBOOT_QEMU`]) with this disk attached, and U-Boot's
+    /// distro boot runs the boot.scr on it, which loads Xen, the modules and the DTB (a
+    /// `qemu-virt` board output, docs/boards.md); QEMU then loads none of them itself.
+    pub uboot_disk: Option<PathBuf>,
 }
 
 /// Generates the boot files for `scenario` under `<opts.out>/<name>/`: `virt.dtb` (QEMU's own
@@ -145,6 +152,7 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
         modules,
         smp: scenario.qemu_smp,
         mem_mib: scenario.qemu_mem_mib,
+        uboot_disk: None,
     };
 
     // Stale outputs must not survive a failed step and be mistaken for fresh ones.
@@ -301,6 +309,17 @@ impl Generated {
         a.push(self.smp.to_string().into());
         a.push("-m".into());
         a.push(format!("{}M", self.mem_mib).into());
+        if let Some(disk) = &self.uboot_disk {
+            a.push("-bios".into());
+            a.push(UBOOT_QEMU.into());
+            let mut drive = OsString::from("if=none,format=raw,id=boot,snapshot=on,file=");
+            drive.push(qemu_opt_escape(disk.as_os_str()));
+            a.push("-drive".into());
+            a.push(drive);
+            a.push("-device".into());
+            a.push("virtio-blk-device,drive=boot".into());
+            return a;
+        }
         a.push("-dtb".into());
         a.push(self.host_dtb.clone().into());
         a.push("-kernel".into());
@@ -454,6 +473,7 @@ mod tests {
             ],
             smp: 2,
             mem_mib: 2048,
+            uboot_disk: None,
         };
         let machine = "qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3 \
             -cpu cortex-a57 -smp 2 -m 2048M -dtb /o/s/host.dtb -kernel /x/xen \
@@ -472,6 +492,16 @@ mod tests {
         assert_eq!(
             cmd.get_args().count(),
             gen.qemu_args(Console::Harness).len()
+        );
+        // Through U-Boot: the disk instead of the DTB, Xen and the loaders.
+        let mut gen = gen;
+        gen.uboot_disk = Some("/b/qemu-virt/s/disk,1.img".into());
+        assert_eq!(
+            gen.shell_command(Console::Harness),
+            "qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3 -cpu cortex-a57 \
+             -smp 2 -m 2048M -bios /usr/lib/u-boot/qemu_arm64/u-boot.bin \
+             -drive if=none,format=raw,id=boot,snapshot=on,file=/b/qemu-virt/s/disk,,1.img \
+             -device virtio-blk-device,drive=boot -display none -serial stdio -monitor none -no-reboot"
         );
     }
 }

@@ -26,7 +26,7 @@ pub mod uboot;
 pub use dts::{host_dts, host_dts_over, DtsBase, NodeNames};
 pub use error::Error;
 pub use generate::{
-    generate, qemu_opt_escape, shell_quote, Console, GenOptions, Generated, DTC, QEMU,
+    generate, qemu_opt_escape, shell_quote, Console, GenOptions, Generated, DTC, QEMU, UBOOT_QEMU,
 };
 pub use layout::{
     place_modules, Module, ModuleKind, Owner, PlaceError, MODULE_ALIGN, MODULE_BASE, RAM_BASE,

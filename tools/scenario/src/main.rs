@@ -21,12 +21,14 @@ usage:
   scenario board <scenario.toml> --board <name> --dtbs <dir> --xen <xen image> --images <dir>
                  --out <dir> [--load distro|tftp|<U-Boot command>]
       writes <out>/<board>/<name>/: host.dtb (+ .dts), boot.cmd + boot.scr, imagebuilder.cfg +
-      rust-ioreq.dtbo, plan.txt and links to Xen and the images (docs/boards.md)
+      rust-ioreq.dtbo, plan.txt and links to Xen and the images (docs/boards.md); for
+      qemu-virt also disk.img, which `harness run --uboot <out>` boots through U-Boot
   scenario check-board <dir> --board <name> --checker <rust-ioreq-check> [--expect-error <msg>]
       checks one board output directory
   scenario boards --dtbs <dir> --xen <xen image> --images <dir> --out <dir>
                   --checker <rust-ioreq-check> [--board <name>]... <scenario.toml>...
       writes and checks every scenario on every board (or the ones named); one line each
+      (no disk.img)
   scenario board --list
       names the boards";
 
@@ -168,6 +170,7 @@ fn board_options(a: &BoardArgs, board: &'static Board) -> Result<BoardOptions, S
         images: need(a.images.clone(), "--images")?,
         out: need(a.out.clone(), "--out")?,
         load: a.load.clone().unwrap_or(LoadCommand::Distro),
+        disk: board.boots_here,
     })
 }
 
@@ -241,7 +244,11 @@ fn boards(args: &[String]) -> Result<(), String> {
     let checker = need(a.checker.clone(), "--checker")?;
     let (mut pass, mut fail) = (0, 0);
     for board in boards {
-        let opts = board_options(&a, board)?;
+        // Disks only for the boots `make board-qemu` makes: one per scenario would be large.
+        let opts = BoardOptions {
+            disk: false,
+            ..board_options(&a, board)?
+        };
         let mut notes: Vec<String> = Vec::new();
         for file in &a.files {
             let name = Path::new(file)

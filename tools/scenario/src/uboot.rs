@@ -3,9 +3,11 @@
 //! has the size the DTB was generated for, keep the DTB in place, and `booti` Xen.
 //!
 //! Only commands of U-Boot's hush shell that every current U-Boot has are used: `setenv`,
-//! `test` (`-z`, `!=`), `if`/`then`/`fi`, `echo`, `exit`, `load`/`tftpboot` and `booti`.
-//! `load` and `tftpboot` set `filesize` to the bytes read, in lower-case hexadecimal without
-//! `0x`.
+//! `test` (`-z`, `=`, `!=`), `if`/`then`/`else`/`fi`, `||`, `echo`, `load`/`tftpboot` and
+//! `booti`. `load` and `tftpboot` set `filesize` to the bytes read, in lower-case hexadecimal
+//! without `0x`. A failed load or a wrong size clears `rio_ok`, and `booti` runs only if it is
+//! still set: `exit` inside an `if` does not end a script in U-Boot 2023.01 (seen on QEMU:
+//! the script went on to `booti`).
 
 use std::fmt::Write as _;
 
@@ -143,12 +145,15 @@ pub fn boot_cmd(ctx: &ScriptContext<'_>, plan: &[Load], load: &LoadCommand) -> S
         b.name
     );
     let prefix = load.prefix();
+    let _ = writeln!(s, "setenv rio_ok yes");
     for l in plan.iter().filter(|l| l.kind != LoadKind::Script) {
-        let _ = writeln!(s, "{prefix} {:#x} {}", l.addr, l.file);
+        // A failed load leaves `filesize` as it was: reset it, so the size check says so.
+        let _ = writeln!(s, "setenv filesize none");
+        let _ = writeln!(s, "{prefix} {:#x} {} || setenv rio_ok no", l.addr, l.file);
         let _ = writeln!(
             s,
-            "if test \"${{filesize}}\" != \"{:x}\"; then echo \"rust-ioreq: {} has 0x${{filesize}} \
-             bytes, this script was made for {:#x}: copy the files generated with it\"; exit; fi",
+            "if test \"${{filesize}}\" != \"{:x}\"; then echo \"rust-ioreq: {}: read ${{filesize}} \
+             bytes (hex), expected {:x}: copy the files generated with this script\"; setenv rio_ok no; fi",
             l.size, l.file, l.size
         );
     }
@@ -159,10 +164,14 @@ pub fn boot_cmd(ctx: &ScriptContext<'_>, plan: &[Load], load: &LoadCommand) -> S
     let _ = writeln!(s, "setenv fdt_high 0xffffffffffffffff");
     let _ = writeln!(
         s,
-        "echo \"rust-ioreq: booting Xen (console on {}, {})\"",
-        b.console.alias, b.console.stdout_path
+        "if test \"${{rio_ok}}\" = yes; then echo \"rust-ioreq: booting Xen (console on {}, {})\"; \
+         booti {:#x} - {:#x}; fi",
+        b.console.dtuart, b.console.stdout_path, xen.addr, dtb.addr
     );
-    let _ = writeln!(s, "booti {:#x} - {:#x}", xen.addr, dtb.addr);
+    let _ = writeln!(
+        s,
+        "echo \"rust-ioreq: Xen was not started (see the messages above)\""
+    );
     s
 }
 
@@ -212,15 +221,19 @@ mod tests {
                 "if test -z \"${devnum}\"; then setenv devnum 0; fi",
                 "if test -z \"${distro_bootpart}\"; then setenv distro_bootpart 1; fi",
                 "echo \"rust-ioreq: r8a77951-salvator-xs: loading Xen, 1 boot module(s) and the host DTB\"",
-                "load ${devtype} ${devnum}:${distro_bootpart} 0x48200000 xen",
-                "if test \"${filesize}\" != \"123456\"; then echo \"rust-ioreq: xen has 0x${filesize} bytes, this script was made for 0x123456: copy the files generated with it\"; exit; fi",
-                "load ${devtype} ${devnum}:${distro_bootpart} 0x48400000 frontend.img",
-                "if test \"${filesize}\" != \"10000\"; then echo \"rust-ioreq: frontend.img has 0x${filesize} bytes, this script was made for 0x10000: copy the files generated with it\"; exit; fi",
-                "load ${devtype} ${devnum}:${distro_bootpart} 0x48600000 host.dtb",
-                "if test \"${filesize}\" != \"12000\"; then echo \"rust-ioreq: host.dtb has 0x${filesize} bytes, this script was made for 0x12000: copy the files generated with it\"; exit; fi",
+                "setenv rio_ok yes",
+                "setenv filesize none",
+                "load ${devtype} ${devnum}:${distro_bootpart} 0x48200000 xen || setenv rio_ok no",
+                "if test \"${filesize}\" != \"123456\"; then echo \"rust-ioreq: xen: read ${filesize} bytes (hex), expected 123456: copy the files generated with this script\"; setenv rio_ok no; fi",
+                "setenv filesize none",
+                "load ${devtype} ${devnum}:${distro_bootpart} 0x48400000 frontend.img || setenv rio_ok no",
+                "if test \"${filesize}\" != \"10000\"; then echo \"rust-ioreq: frontend.img: read ${filesize} bytes (hex), expected 10000: copy the files generated with this script\"; setenv rio_ok no; fi",
+                "setenv filesize none",
+                "load ${devtype} ${devnum}:${distro_bootpart} 0x48600000 host.dtb || setenv rio_ok no",
+                "if test \"${filesize}\" != \"12000\"; then echo \"rust-ioreq: host.dtb: read ${filesize} bytes (hex), expected 12000: copy the files generated with this script\"; setenv rio_ok no; fi",
                 "setenv fdt_high 0xffffffffffffffff",
-                "echo \"rust-ioreq: booting Xen (console on serial0, serial0:115200n8)\"",
-                "booti 0x48200000 - 0x48600000",
+                "if test \"${rio_ok}\" = yes; then echo \"rust-ioreq: booting Xen (console on serial0, serial0:115200n8)\"; booti 0x48200000 - 0x48600000; fi",
+                "echo \"rust-ioreq: Xen was not started (see the messages above)\"",
             ]
         );
         assert!(
@@ -240,10 +253,16 @@ mod tests {
     #[test]
     fn tftp_and_custom_commands() {
         let s = boot_cmd(&ctx(), &plan(), &LoadCommand::parse("tftp"));
-        assert!(s.contains("\ntftpboot 0x48200000 xen\n"), "{s}");
+        assert!(
+            s.contains("\ntftpboot 0x48200000 xen || setenv rio_ok no\n"),
+            "{s}"
+        );
         assert!(!s.contains("devtype"), "{s}");
         let s = boot_cmd(&ctx(), &plan(), &LoadCommand::parse("fatload usb 0:1"));
-        assert!(s.contains("\nfatload usb 0:1 0x48600000 host.dtb\n"), "{s}");
+        assert!(
+            s.contains("\nfatload usb 0:1 0x48600000 host.dtb || setenv rio_ok no\n"),
+            "{s}"
+        );
         assert_eq!(LoadCommand::parse("distro"), LoadCommand::Distro);
     }
 }
