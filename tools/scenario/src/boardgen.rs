@@ -417,7 +417,9 @@ pub fn generate_board(scenario: &Scenario, opts: &BoardOptions) -> Result<BoardO
 }
 
 /// The first sector of the partition in `disk.img` (1 MiB in, as partitioning tools align).
-const PARTITION_LBA: u64 = 2048;
+const PARTITION_LBA: u32 = 2048;
+/// Sector size of `disk.img`.
+const SECTOR: usize = 512;
 
 /// Writes `dir/disk.img`: an MBR with one bootable Linux partition from 1 MiB, an ext2 file
 /// system made by `mke2fs -d` from copies of `files` (links followed). U-Boot's distro boot
@@ -456,8 +458,7 @@ fn write_disk_image(dir: &Path, files: &[&str]) -> Result<(), Error> {
     let fs_image = read(&part, "read")?;
     let _ = fs::remove_dir_all(&stage);
     let _ = fs::remove_file(&part);
-    let sectors = (fs_image.len() as u64).div_ceil(512);
-    let (Ok(lba), Ok(count)) = (u32::try_from(PARTITION_LBA), u32::try_from(sectors)) else {
+    let Ok(count) = u32::try_from(fs_image.len().div_ceil(SECTOR)) else {
         return Err(Error::Tool {
             tool: "scenario",
             message: format!(
@@ -466,7 +467,7 @@ fn write_disk_image(dir: &Path, files: &[&str]) -> Result<(), Error> {
             ),
         });
     };
-    let mut disk = vec![0u8; (PARTITION_LBA * 512) as usize];
+    let mut disk = vec![0u8; PARTITION_LBA as usize * SECTOR];
     // Partition entry 1 (MBR offset 446): bootable, type 0x83, CHS fields unused (0xfe 0xff
     // 0xff: "use the LBA"), first sector and sector count.
     let entry = &mut disk[446..462];
@@ -474,12 +475,12 @@ fn write_disk_image(dir: &Path, files: &[&str]) -> Result<(), Error> {
     entry[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
     entry[4] = 0x83;
     entry[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
-    entry[8..12].copy_from_slice(&lba.to_le_bytes());
+    entry[8..12].copy_from_slice(&PARTITION_LBA.to_le_bytes());
     entry[12..16].copy_from_slice(&count.to_le_bytes());
     disk[510] = 0x55;
     disk[511] = 0xaa;
     disk.extend_from_slice(&fs_image);
-    disk.resize(disk.len().div_ceil(512) * 512, 0);
+    disk.resize(disk.len().div_ceil(SECTOR) * SECTOR, 0);
     let path = dir.join("disk.img");
     fs::write(&path, disk).map_err(io_err(&path, "write"))
 }
