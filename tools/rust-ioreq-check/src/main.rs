@@ -30,7 +30,7 @@ usage: rust-ioreq-check [--gic-spis <n>] [--ipa-bits <n>] [--module <addr>=<file
   RAM window (then notes starting with '#'); or the error Xen will stop with.
   A .dts file is compiled with dtc first (includes relative to its directory).
   --gic-spis <n>         SPIs of a domain without nr_spis: Xen's gic_number_lines() - 32.
-                         Default: 256 on QEMU virt; else the least the host GIC can have,
+                         Default: 224 on QEMU virt; else the least the host GIC can have,
                          from the highest SPI the tree routes to it (exact when that is the
                          GIC's maximum, e.g. GIC-400 with an SPI above 447)
   --ipa-bits <n>         Xen's p2m_ipa_bits. Default: the smallest PARange of the boot CPU's
