@@ -27,7 +27,7 @@ use crate::board::{
     MAX_FDT_SIZE,
 };
 use crate::devtree::{self, prop_strings, TreeFacts};
-use crate::imagebuilder::{self, IbFile, BOARD_DTB, OVERLAY_DTBO};
+use crate::imagebuilder::{self, IbFile, BOARD_DTB, IB_DTB, OVERLAY_DTBO};
 
 /// What a board output must give the configuration checker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,6 +353,18 @@ fn run_checker(
     Ok(first)
 }
 
+/// Returns the bytes a device tree blob uses (its header's string block end; a blob may be
+/// padded beyond, as QEMU's dumps are).
+fn fdt_used_size(blob: &[u8]) -> u64 {
+    let be = |at: usize| {
+        blob.get(at..at + 4).map_or(0, |b| {
+            u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        })
+    };
+    // off_dt_strings at 12, size_dt_strings at 32; the structure block comes before it.
+    be(12) + be(32)
+}
+
 /// Reads `KEY="value"` / `KEY[n]="value"` lines of an ImageBuilder config.
 fn ib_value(cfg: &str, key: &str) -> Option<String> {
     cfg.lines().find_map(|l| {
@@ -373,12 +385,13 @@ pub fn check_board(
     for f in [
         "host.dtb",
         OVERLAY_DTBO,
+        IB_DTB,
         "imagebuilder-expected.dtb",
         BOARD_DTB,
     ] {
         dtc_reads(&dir.join(f))?;
     }
-    passed.push("dtc reads host.dtb, the overlay and ImageBuilder's tree".to_owned());
+    passed.push("dtc reads host.dtb, the overlay and ImageBuilder's trees".to_owned());
 
     let dtb = fs::read(&host_dtb_path).map_err(|e| format!("host.dtb: {e}"))?;
     let facts = devtree::read_facts(&dtb)?;
@@ -524,7 +537,7 @@ pub fn check_board(
     let verdict = run_checker(checker, &host_dtb_path, board, expect)?;
     passed.push(format!("rust-ioreq-check: {verdict}"));
 
-    check_imagebuilder(dir, board, expect, checker, &base, &forbidden, &mut passed)?;
+    check_imagebuilder(dir, board, expect, checker, &forbidden, &mut passed)?;
     Ok(Checked { passed, verdict })
 }
 
@@ -534,7 +547,6 @@ fn check_imagebuilder(
     board: &Board,
     expect: &Expect,
     checker: &Path,
-    base: &[u8],
     forbidden: &[Placed],
     passed: &mut Vec<String>,
 ) -> Result<(), String> {
@@ -572,18 +584,16 @@ fn check_imagebuilder(
         }
     }
     add(LoadKind::Xen, ib_value(&cfg, "XEN").ok_or("no XEN")?)?;
-    add(
-        LoadKind::Overlay,
-        ib_value(&cfg, "DT_OVERLAY[0]").ok_or("no DT_OVERLAY[0]")?,
-    )?;
-    add(
-        LoadKind::Dtb,
-        ib_value(&cfg, "DEVICE_TREE").ok_or("no DEVICE_TREE")?,
-    )?;
+    if let Some(overlay) = ib_value(&cfg, "DT_OVERLAY[0]") {
+        add(LoadKind::Overlay, overlay)?;
+    }
+    let tree = ib_value(&cfg, "DEVICE_TREE").ok_or("no DEVICE_TREE")?;
+    add(LoadKind::Dtb, tree.clone())?;
     let (loads, next) = imagebuilder::predict_loads(window, &files);
-    // U-Boot's `fdt resize 1024` in ImageBuilder's script makes the DTB the tree rounded up to
-    // 4 KiB plus 0x1024 bytes; booti may add FDT_PAD to that.
-    let budget = (base.len() as u64).div_ceil(0x1000) * 0x1000 + 0x1024;
+    // U-Boot's `fdt resize 1024` in ImageBuilder's script makes the DTB its used bytes rounded
+    // up to 4 KiB plus 0x1024 (fdt_shrink_to_minimum); booti may add FDT_PAD to that.
+    let tree_blob = fs::read(dir.join(&tree)).map_err(|e| format!("{tree}: {e}"))?;
+    let budget = fdt_used_size(&tree_blob).div_ceil(0x1000) * 0x1000 + 0x1024;
     // uboot-script-gen's own check: MEMORY_END - last address - 2 MiB >= 0.
     if next + LOAD_ALIGN > end {
         fail!("ImageBuilder would refuse: its files end at {next:#x}, MEMORY_END is {end:#x}");
@@ -654,7 +664,7 @@ fn check_imagebuilder(
         );
     }
     passed.push(format!(
-        "ImageBuilder: the overlay applies to the board's tree; the edited tree ({expected} bytes) fits `fdt resize 1024` ({budget})"
+        "ImageBuilder: the edited {tree} ({expected} bytes) fits `fdt resize 1024` ({budget}); the overlay applies to the board's own tree"
     ));
     let ib_expect = match expect {
         // Domain names differ (domU<n>): only the verdict is compared.

@@ -5,8 +5,10 @@
 //!   command line, the domains, their modules and devices) and `host.dtb`;
 //! - `boot.cmd` and `boot.scr` (`mkimage`): U-Boot loads Xen, the modules and the DTB at the
 //!   load plan's addresses and `booti`s Xen;
-//! - `imagebuilder.cfg`, `rust-ioreq.dtso`/`.dtbo` and `board.dtb`: the same setup for
-//!   ImageBuilder, and `imagebuilder-expected.dts`/`.dtb`, the tree U-Boot will hand Xen after
+//! - `imagebuilder.cfg` and `imagebuilder.dts`/`.dtb`: the same setup for ImageBuilder (the
+//!   board's tree with rust-ioreq's domain nodes, which ImageBuilder completes at boot);
+//!   `rust-ioreq.dtso`/`.dtbo`, the same nodes as an overlay onto the board's own tree
+//!   `board.dtb`; and `imagebuilder-expected.dts`/`.dtb`, the tree U-Boot will hand Xen after
 //!   ImageBuilder's script (for the checks);
 //! - `plan.txt`: the load plan, the board's reservations and the console;
 //! - `xen` and every image, as symbolic links to the build's files (`cp -L` to copy them);
@@ -26,7 +28,7 @@ use crate::devtree::{self, TreeFacts};
 use crate::dts::{host_dts_over, DtsBase, NodeNames};
 use crate::error::Error;
 use crate::generate::{find_images, FoundImage, DTC};
-use crate::imagebuilder::{self, IbFile, BOARD_DTB, OVERLAY_DTBO};
+use crate::imagebuilder::{self, IbFile, BOARD_DTB, IB_DTB, OVERLAY_DTBO};
 use crate::layout::{Module, ModuleKind, Owner};
 use crate::model::Scenario;
 use crate::uboot::{boot_cmd, LoadCommand, ScriptContext};
@@ -67,8 +69,10 @@ pub struct BoardOutput {
 
 /// Output files that are written fresh on every run (removed first so that none survives a
 /// failed step).
-const OUTPUTS: [&str; 13] = [
+const OUTPUTS: [&str; 15] = [
     "disk.img",
+    "imagebuilder.dts",
+    IB_DTB,
     "board.dts",
     "host.dts",
     "host.dtb",
@@ -517,11 +521,13 @@ fn write_imagebuilder(
     let dom0_files = scenario.dom0.as_ref().map(|_| names(Owner::Dom0));
     let dtso = dir.join("rust-ioreq.dtso");
     write(&dtso, &imagebuilder::overlay_dts(scenario))?;
-    let dtbo = dir.join(OVERLAY_DTBO);
-    dtc(&dtso, &dtbo, true)?;
+    dtc(&dtso, &dir.join(OVERLAY_DTBO), true)?;
+    let ib_dts = dir.join("imagebuilder.dts");
+    let ib_dtb = dir.join(IB_DTB);
+    write(&ib_dts, &imagebuilder::tree_dts(scenario, "board.dts"))?;
+    dtc(&ib_dts, &ib_dtb, false)?;
 
-    // ImageBuilder's order: dom0's files, each domain's kernel and ramdisk, Xen, the overlay,
-    // the DTB.
+    // ImageBuilder's order: dom0's files, each domain's kernel and ramdisk, Xen, the DTB.
     let mut files = Vec::new();
     let mut order: Vec<(usize, &FoundImage)> = images
         .iter()
@@ -547,14 +553,9 @@ fn write_imagebuilder(
         size: xen_size,
     });
     files.push(IbFile {
-        kind: LoadKind::Overlay,
-        file: OVERLAY_DTBO.to_owned(),
-        size: read(&dtbo, "read")?.len() as u64,
-    });
-    files.push(IbFile {
         kind: LoadKind::Dtb,
-        file: BOARD_DTB.to_owned(),
-        size: read(base_path, "read")?.len() as u64,
+        file: IB_DTB.to_owned(),
+        size: read(&ib_dtb, "read")?.len() as u64,
     });
     let (ib_memory, loads) = imagebuilder::choose_memory(board.window, avoid, &files, xen_span)
         .ok_or_else(|| {

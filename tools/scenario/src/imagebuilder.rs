@@ -3,17 +3,20 @@
 //! their boot script with it.
 //!
 //! ImageBuilder writes each dom0less domain into the DTB at boot (`fdt mknod /chosen domU<n>`,
-//! then `fdt set` for memory, cpus, vpl011 and the modules) and knows nothing of rust-ioreq's
-//! properties. Those come from a device tree overlay (`DT_OVERLAY[0]`, applied by
-//! ImageBuilder's script with `fdt apply` before it edits `/chosen`) that creates the same
-//! `domU<n>` nodes with `xen,ioreq-server`, the notify SPI, and the `xen,virtio-mmio-device`
-//! children. U-Boot then prints `libfdt fdt_add_subnode(): FDT_ERR_EXISTS` once per domain,
-//! when ImageBuilder's `fdt mknod` finds the node the overlay made, and goes on (hush runs the
-//! next command).
+//! then `fdt set` for compatible, memory, cpus, vpl011 and the modules) and knows nothing of
+//! rust-ioreq's properties. So the DTB it is given, `imagebuilder.dtb`, is the board's tree
+//! with the `domU<n>` nodes already there holding `xen,ioreq-server`, the notify SPI and the
+//! `xen,virtio-mmio-device` children; ImageBuilder's `fdt mknod` then finds each node made
+//! (U-Boot prints `libfdt fdt_add_subnode(): FDT_ERR_EXISTS`, and hush goes on to the next
+//! command) and its `fdt set`s fill in the rest. The same nodes also come as a device tree
+//! overlay, `rust-ioreq.dtbo`, for a setup that keeps its own DTB (`DT_OVERLAY[0]`, applied by
+//! ImageBuilder's script with `fdt apply` before it edits `/chosen`: U-Boot needs
+//! `CONFIG_OF_LIBFDT_OVERLAY`, which Debian's U-Boot for QEMU lacks).
 //!
 //! ImageBuilder places its files itself, from `MEMORY_START`: [`predict_loads`] repeats its
 //! computation (as of Xilinx/imagebuilder commit c3ae307) so that the checks can see where they
-//! land.
+//! land, and [`choose_memory`] picks `MEMORY_START`/`MEMORY_END` so that they miss every
+//! reservation.
 
 use std::fmt::Write as _;
 
@@ -21,10 +24,12 @@ use crate::board::{align_up, Board, Load, LoadKind, Range};
 use crate::dts::{domain_node, write_devices, write_rust_ioreq_props, NodeNames};
 use crate::model::Scenario;
 
-/// File name of the overlay ImageBuilder applies.
+/// File name of the overlay for a setup that keeps its own DTB.
 pub const OVERLAY_DTBO: &str = "rust-ioreq.dtbo";
-/// File name of the board's own DTB that ImageBuilder loads and edits.
+/// File name of the board's own DTB (the overlay applies to it).
 pub const BOARD_DTB: &str = "board.dtb";
+/// File name of the DTB ImageBuilder loads and edits: the board's with rust-ioreq's nodes.
+pub const IB_DTB: &str = "imagebuilder.dtb";
 /// Name of the script ImageBuilder writes (not boot.scr, which the tool writes itself).
 pub const IB_SCRIPT: &str = "imagebuilder.scr";
 
@@ -83,9 +88,10 @@ pub fn config(
         "# In this directory: bash <imagebuilder>/scripts/uboot-script-gen -c imagebuilder.cfg -d . -t sd\n\
          # (-t tftp for TFTP), then have U-Boot run {IB_SCRIPT}. ImageBuilder writes each domain's\n\
          # memory, vCPUs, vpl011 and modules into /chosen/domU<n> at boot; rust-ioreq's properties\n\
-         # and devices come from {OVERLAY_DTBO}, which its script applies first (U-Boot then\n\
-         # prints FDT_ERR_EXISTS once per domain: harmless). The plain boot.scr next to this file\n\
-         # boots the same setup without ImageBuilder."
+         # and devices are already in those nodes of {IB_DTB} (U-Boot then prints FDT_ERR_EXISTS\n\
+         # once per domain: harmless). To keep your own DTB instead, set DEVICE_TREE to it and add\n\
+         # NUM_DT_OVERLAY=1 and DT_OVERLAY[0]=\"{OVERLAY_DTBO}\" (U-Boot needs fdt apply). The\n\
+         # plain boot.scr next to this file boots the same setup without ImageBuilder."
     );
     let _ = writeln!(
         s,
@@ -98,7 +104,7 @@ pub fn config(
     let _ = writeln!(s, "MEMORY_END={}", sh(&format!("{:#x}", memory.end)));
     let _ = writeln!(s, "LOAD_CMD={}", sh(load_cmd));
     let _ = writeln!(s, "BOOT_CMD=\"booti\"");
-    let _ = writeln!(s, "DEVICE_TREE={}", sh(BOARD_DTB));
+    let _ = writeln!(s, "DEVICE_TREE={}", sh(IB_DTB));
     let _ = writeln!(s, "XEN=\"xen\"");
     let _ = writeln!(s, "XEN_CMD={}", sh(xen_bootargs));
     if let (Some(dom0), Some((kernel, ramdisk))) = (&scenario.dom0, dom0_files) {
@@ -108,8 +114,6 @@ pub fn config(
         }
         let _ = writeln!(s, "DOM0_CMD={}", sh(&dom0.bootargs));
     }
-    let _ = writeln!(s, "NUM_DT_OVERLAY=1");
-    let _ = writeln!(s, "DT_OVERLAY[0]={}", sh(OVERLAY_DTBO));
     let _ = writeln!(s, "NUM_DOMUS={}", scenario.domains.len());
     for (i, (d, (kernel, ramdisk))) in scenario.domains.iter().zip(kernel_files).enumerate() {
         let _ = writeln!(s, "# /chosen/domU{i}: the scenario's domain {:?}", d.name);
@@ -125,6 +129,23 @@ pub fn config(
     let _ = writeln!(s, "UBOOT_SOURCE=\"imagebuilder.source\"");
     let _ = writeln!(s, "UBOOT_SCRIPT={}", sh(IB_SCRIPT));
     s
+}
+
+/// Writes the `domU<n>` nodes with rust-ioreq's properties and devices for domain `n`,
+/// indented by `indent`.
+fn domain_nodes(s: &mut String, scenario: &Scenario, indent: &str) {
+    for (i, d) in scenario.domains.iter().enumerate() {
+        let (node, label) = domain_node(NodeNames::ImageBuilder, i, &d.name, &d.label);
+        let inner = format!("{indent}\t");
+        let _ = writeln!(s);
+        let _ = writeln!(s, "{indent}/* {} */", d.name);
+        let _ = writeln!(s, "{indent}{label}: {node} {{");
+        let _ = writeln!(s, "{inner}#address-cells = <0x2>;");
+        let _ = writeln!(s, "{inner}#size-cells = <0x2>;");
+        write_rust_ioreq_props(s, &inner, d);
+        write_devices(s, &inner, scenario, d, NodeNames::ImageBuilder);
+        let _ = writeln!(s, "{indent}}};");
+    }
 }
 
 /// Renders the overlay source: a fragment on `/chosen` creating `domU<n>` with rust-ioreq's
@@ -147,18 +168,30 @@ pub fn overlay_dts(scenario: &Scenario) -> String {
     let _ = writeln!(s, "\t\t__overlay__ {{");
     let _ = writeln!(s, "\t\t\t#address-cells = <0x2>;");
     let _ = writeln!(s, "\t\t\t#size-cells = <0x2>;");
-    for (i, d) in scenario.domains.iter().enumerate() {
-        let (node, label) = domain_node(NodeNames::ImageBuilder, i, &d.name, &d.label);
-        let _ = writeln!(s);
-        let _ = writeln!(s, "\t\t\t/* {} */", d.name);
-        let _ = writeln!(s, "\t\t\t{label}: {node} {{");
-        let _ = writeln!(s, "\t\t\t\t#address-cells = <0x2>;");
-        let _ = writeln!(s, "\t\t\t\t#size-cells = <0x2>;");
-        write_rust_ioreq_props(&mut s, "\t\t\t\t", d);
-        write_devices(&mut s, "\t\t\t\t", scenario, d, NodeNames::ImageBuilder);
-        let _ = writeln!(s, "\t\t\t}};");
-    }
+    domain_nodes(&mut s, scenario, "\t\t\t");
     let _ = writeln!(s, "\t\t}};");
+    let _ = writeln!(s, "\t}};");
+    let _ = writeln!(s, "}};");
+    s
+}
+
+/// Renders `imagebuilder.dts`: the board's tree (`include`, a DTS next to it) with the same
+/// `domU<n>` nodes in `/chosen`.
+pub fn tree_dts(scenario: &Scenario, include: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "/include/ \"{include}\"");
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "/* rust-ioreq's part of scenario {} for ImageBuilder ({}): generated by tools/scenario. */",
+        scenario.name,
+        scenario.path.display()
+    );
+    let _ = writeln!(s, "/ {{");
+    let _ = writeln!(s, "\tchosen {{");
+    let _ = writeln!(s, "\t\t#address-cells = <0x2>;");
+    let _ = writeln!(s, "\t\t#size-cells = <0x2>;");
+    domain_nodes(&mut s, scenario, "\t\t");
     let _ = writeln!(s, "\t}};");
     let _ = writeln!(s, "}};");
     s
@@ -301,10 +334,8 @@ ioreq_notify_spi = 45
             "MEMORY_START=\"0x10000000\"",
             "MEMORY_END=\"0x40000000\"",
             "LOAD_CMD=\"load mmc 1:1\"",
-            "DEVICE_TREE=\"board.dtb\"",
+            "DEVICE_TREE=\"imagebuilder.dtb\"",
             "XEN_CMD=\"console=dtuart dtuart=serial2\"",
-            "NUM_DT_OVERLAY=1",
-            "DT_OVERLAY[0]=\"rust-ioreq.dtbo\"",
             "NUM_DOMUS=2",
             "DOMU_KERNEL[0]=\"front.img\"",
             "DOMU_RAMDISK[0]=\"front.cpio.gz\"",
@@ -318,6 +349,7 @@ ioreq_notify_spi = 45
             assert!(c.lines().any(|l| l == line), "{line} in\n{c}");
         }
         assert!(!c.contains("DOMU_RAMDISK[1]"), "{c}");
+        assert!(!c.contains("\nNUM_DT_OVERLAY"), "{c}");
         assert!(!c.contains("DOM0_KERNEL"), "{c}");
     }
 
@@ -343,6 +375,12 @@ ioreq_notify_spi = 45
             assert!(!o.contains(p), "{p} in\n{o}");
         }
         assert_eq!(o.matches('{').count(), o.matches('}').count());
+        // The tree ImageBuilder edits carries the same nodes.
+        let t = tree_dts(&scenario(), "board.dts");
+        assert!(t.starts_with("/include/ \"board.dts\"\n"), "{t}");
+        assert!(t.contains("\t\tdomU1: domU1 {\n\t\t\t#address-cells = <0x2>;\n\t\t\t#size-cells = <0x2>;\n\t\t\txen,ioreq-server;\n"), "{t}");
+        assert!(t.contains("\t\t\t\txen,backend = <&domU1>;\n"), "{t}");
+        assert_eq!(t.matches('{').count(), t.matches('}').count());
     }
 
     #[test]
