@@ -321,8 +321,9 @@ impl Board {
     }
 
     /// Xen's command line for this board: `console=dtuart dtuart=<uart>` followed by the
-    /// scenario's options without its own `console=`, `dtuart=` and `conswitch=` (QEMU's PL011
-    /// is not on the board).
+    /// scenario's options without its own `console=` and `dtuart=` (QEMU's PL011 is not on the
+    /// board) and without `spin-debug`, the debug Xen's lock check that the QEMU runs turn on
+    /// (xen-patches/0007; a board runs the release build).
     pub fn xen_bootargs(&self, scenario_bootargs: &str) -> String {
         let mut args = vec![
             "console=dtuart".to_owned(),
@@ -332,6 +333,7 @@ impl Board {
             scenario_bootargs
                 .split_ascii_whitespace()
                 .filter(|w| !["console=", "dtuart="].iter().any(|p| w.starts_with(p)))
+                .filter(|w| *w != "spin-debug")
                 .map(str::to_owned),
         );
         args.join(" ")
@@ -519,7 +521,7 @@ mod tests {
         let args = SALVATOR_XS.xen_bootargs(crate::DEFAULT_XEN_BOOTARGS);
         assert_eq!(
             args,
-            "console=dtuart dtuart=serial0 bootscrub=0 loglvl=all guest_loglvl=all spin-debug"
+            "console=dtuart dtuart=serial0 bootscrub=0 loglvl=all guest_loglvl=all"
         );
         assert_eq!(
             ROCK_3A.xen_bootargs("console=vga dtuart=/x sched=credit"),
