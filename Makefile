@@ -146,19 +146,12 @@ board: xen guests linux host-tools board-dtbs
 	@$(SCENARIO_TOOL) board --board $(BOARD) $(BOARD_ARGS) --load '$(LOAD)' tests/scenarios/$(SCENARIO).toml
 	@$(SCENARIO_TOOL) check-board --board $(BOARD) --checker $(CHECKER) $(BOARD_OUT)/$(BOARD)/$(SCENARIO)
 
-# Every scenario on every board: one line each; a refusal scenario must be refused for the same
-# node and property (or, for sched=null, may pass where the board has the pCPUs). Then the
-# qemu-virt board's files of BOARD_QEMU_SCENARIOS are booted through U-Boot (board-qemu).
-boards: xen guests linux host-tools board-dtbs
-	@$(SCENARIO_TOOL) boards $(BOARD_ARGS) --checker $(CHECKER) $(SCENARIOS)
-	@$(MAKE) --no-print-directory board-qemu
-
 # The one board booted here: QEMU's virt machine started by Debian's U-Boot for QEMU, whose
 # distro boot finds boot.scr on the qemu-virt output's disk.img; the script loads Xen, the
 # images and the host DTB and starts Xen; the harness judges the scenario as usual, and also
 # that U-Boot ran the script to its end. ~10 s per scenario.
 BOARD_QEMU_SCENARIOS ?= blk-rw
-board-qemu: xen guests linux host-tools board-dtbs
+define board_qemu
 	@for s in $(BOARD_QEMU_SCENARIOS); do \
 	    $(SCENARIO_TOOL) board --board qemu-virt $(BOARD_ARGS) tests/scenarios/$$s.toml >/dev/null \
 	    && $(SCENARIO_TOOL) check-board --board qemu-virt --checker $(CHECKER) $(BOARD_OUT)/qemu-virt/$$s \
@@ -167,6 +160,17 @@ board-qemu: xen guests linux host-tools board-dtbs
 	$(HARNESS) run --xen $(XEN_RELEASE) --images $(IMAGES) --out $(BUILD)/scenarios \
 	    --logs $(BUILD)/logs/uboot --uboot $(BOARD_OUT) \
 	    $(foreach s,$(BOARD_QEMU_SCENARIOS),tests/scenarios/$(s).toml)
+endef
+
+# Every scenario on every board: one line each; a refusal scenario must be refused for the same
+# node and property (or, for sched=null, may pass where the board has the pCPUs). Then the
+# qemu-virt files of BOARD_QEMU_SCENARIOS are booted through U-Boot (as make board-qemu).
+boards: xen guests linux host-tools board-dtbs
+	@$(SCENARIO_TOOL) boards $(BOARD_ARGS) --checker $(CHECKER) $(SCENARIOS)
+	$(board_qemu)
+
+board-qemu: xen guests linux host-tools board-dtbs
+	$(board_qemu)
 
 # Not part of `make test`: N boots x 3 schedulers take a while. The harness skips null when the
 # scenario has more vCPUs than QEMU CPUs (null never time-shares a pCPU), and prints the host

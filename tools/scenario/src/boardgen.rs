@@ -688,13 +688,17 @@ fn plan_text(
         let _ = writeln!(s);
         let _ = writeln!(s, "load plan of {title}:");
         for l in loads {
+            let size = if l.kind == LoadKind::Script {
+                "(the script)".to_owned()
+            } else {
+                format!("{:>9} bytes", l.size)
+            };
             let _ = writeln!(
                 s,
-                "  [{:#011x}, {:#011x}) {:<30} {:>9} bytes",
+                "  [{:#011x}, {:#011x}) {:<30} {size}",
                 l.addr,
                 l.addr + l.span.max(l.size),
                 l.file,
-                l.size
             );
         }
     }
