@@ -10,7 +10,7 @@ XEN_ORIG_SHA256="53922f4d0a02c577f2ea9d63f65989cd88715779eebeed879ca1d314103ee06
 PACKAGES=(rustc-web cargo-web rust-web-src rustfmt-web rust-web-clippy
           gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
           libc6-dev-arm64-cross qemu-system-arm device-tree-compiler bison flex python3 dpkg-dev
-          cpio xz-utils git make)
+          cpio xz-utils git make cpp u-boot-tools u-boot-qemu e2fsprogs)
 SRC_LIST=/etc/apt/sources.list.d/rust-ioreq-deb-src.sources
 
 top=$(cd "$(dirname "$0")/.." && pwd)
