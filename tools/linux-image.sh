@@ -284,7 +284,7 @@ build_initramfs() {
     } | gzip -9 -n > "$dest.tmp"
     mv "$dest.tmp" "$dest"
     rm -rf "$stage"
-    say "$dest ($(wc -c < "$dest") bytes; modules: $(tr '\n' ' ' <<<"$order"))"
+    say "$dest ($(wc -c < "$dest") bytes; modules: $(tr '\n' ' ' <<<"${order:-none}")${extra_ko:+ + $(basename "$extra_ko")})"
 }
 
 link_images() {

@@ -8,17 +8,23 @@
  *   mmap-refused the module refuses a range of a RAM window outside the frontend's banks, and
  *                a private mapping
  *   irq-read     a non-blocking read of the notify count returns 8 bytes
+ *   fast         (when Xen offers the fast transport) the transport records published
+ *   posted-notify a fast device's first notify seen on the notify page (FAIL if one arrives
+ *                as a round trip)
  *   online       ONLINE written; then the first round trip it answers
- *   rng-request  the first two virtio-rng requests it serves (bytes written into the frontend's
- *                RAM through the window), then END
+ *   rng-request  the first two virtio-rng requests it serves per device (bytes written into the
+ *                frontend's RAM through the window; a fast device's requests found through its
+ *                notify count), then END once every rng device has had two
  * and keeps serving afterwards (the frontend may still be running). On a setup failure it
  * prints FAIL and END and exits non-zero.
  *
- * What it serves: device 0 of frontend 0 as a version-1-style (every access a round trip,
- * the transport page is never written) virtio-mmio 1.x entropy device with one split
- * virtqueue, bytes from getrandom(). Other devices answer all ones to reads and drop writes.
- * It is a test program, not the daemon of issue 10 (rust-ioreq-backend, which will use the
- * virtio-device crate).
+ * What it serves: every device whose args start with "virtio-rng" as a virtio-mmio 1.x entropy
+ * device with one split virtqueue, bytes from getrandom(). A classic device (`classic=1` in the
+ * layout) is served by round trips alone; the others, when the doorbell's FEATURES bit 0 offers
+ * the fast transport of version 2, get a published transport record (Xen then answers the
+ * transport registers and posts QueueNotify to the notify page). Other devices answer all ones
+ * to reads and drop writes. It is a test program, not the daemon of issue 10
+ * (rust-ioreq-backend, which will use the virtio-device crate).
  *
  * Memory: a slot is read once (its fields copied out after the state byte, with an acquire
  * fence), validated, then answered; ring fields in the frontend's RAM are read once each and
@@ -124,7 +130,9 @@ struct device {
 	uint64_t mmio, size;
 	char args[128];
 	/* virtio-mmio state of a served rng */
-	bool rng;
+	bool rng, classic, fast;
+	uint32_t notified; /* the notify count of queue 0 last handled (fast devices) */
+	unsigned posted; /* times that count was seen to move */
 	uint32_t dev_features_sel, drv_features_sel, drv_features[2], queue_sel, status, isr;
 	uint32_t queue_num, queue_ready;
 	uint64_t desc, avail, used;
@@ -140,7 +148,8 @@ static unsigned frontend_vcpus[MAX_FRONTENDS];
 static uint64_t frontend_ioreq[MAX_FRONTENDS];
 static unsigned nr_frontends;
 static volatile uint8_t *doorbell;
-static unsigned rng_requests;
+static volatile uint8_t *transport, *notify;
+static unsigned rng_devices, rng_requests;
 
 /* Doorbell accesses: one 32-bit LDR/STR with a plain base register (a valid syndrome for Xen). */
 static uint32_t db_read(unsigned off)
@@ -176,7 +185,7 @@ static int parse_layout(void)
 		char type[16];
 		unsigned idx, vcpus;
 		uint64_t ioreq;
-		int pos = 0;
+		int pos = 0, classic = 0;
 
 		line[strcspn(line, "\n")] = 0;
 		printf("backend: layout: %s\n", line);
@@ -192,10 +201,12 @@ static int parse_layout(void)
 			if (idx + 1 > nr_frontends)
 				nr_frontends = idx + 1;
 		} else if (nr_devices < MAX_DEVICES &&
-			   sscanf(line, "device %u frontend=%u mmio=%" SCNx64 " size=%" SCNx64 " classic=%*d args=%n",
-				  &d->index, &d->frontend, &d->mmio, &d->size, &pos) == 4 && pos > 0) {
+			   sscanf(line, "device %u frontend=%u mmio=%" SCNx64 " size=%" SCNx64 " classic=%d args=%n",
+				  &d->index, &d->frontend, &d->mmio, &d->size, &classic, &pos) == 5 && pos > 0) {
 			snprintf(d->args, sizeof(d->args), "%s", line + pos);
 			d->rng = strncmp(d->args, "virtio-rng", 10) == 0;
+			d->classic = classic;
+			rng_devices += d->rng;
 			nr_devices++;
 		}
 	}
@@ -339,20 +350,21 @@ static void rng_process(struct device *d)
 		d->last_avail++;
 		d->served++;
 		rng_requests++;
-		if (rng_requests <= 2)
+		if (d->served <= 2)
 			check(written > 0, "rng-request",
-			      "dev%u: request %u (descriptor %u) given %u random bytes", d->index,
-			      rng_requests, head, written);
-		if (rng_requests == 2)
+			      "dev%u (%s): request %u (descriptor %u) given %u random bytes", d->index,
+			      d->fast ? "fast" : "round trips", d->served, head, written);
+		if (rng_requests == 2 * rng_devices)
 			printf("SCENARIO %s END\n", scenario);
 		dmb_ish(); /* the element before the index */
 		*used_idx = (uint16_t)(used + 1);
 		raised = true;
 	}
 	if (raised) {
+		/* A fast device's InterruptStatus is Xen's: the cause (bit 16, used buffer) sets it. */
 		d->isr |= 1;
 		dmb_ish(); /* used ring writes before the interrupt (docs/backend-abi.md) */
-		db_write(DB_RAISE_IRQ, d->index);
+		db_write(DB_RAISE_IRQ, d->index | (d->fast ? 1u << 16 : 0));
 	}
 }
 
@@ -398,7 +410,14 @@ static void mmio_write(struct device *d, uint64_t off, uint32_t size, uint32_t v
 	case R_QUEUE_SEL: d->queue_sel = v; break;
 	case R_QUEUE_NUM: if (q0 && v >= 1 && v <= QUEUE_NUM_MAX) d->queue_num = v; break;
 	case R_QUEUE_READY: if (q0) d->queue_ready = v & 1; break;
-	case R_QUEUE_NOTIFY: if (v == 0) rng_process(d); break;
+	case R_QUEUE_NOTIFY:
+		/* A fast device's notifies are posted to the notify page, never a round trip. */
+		if (d->fast)
+			check(false, "posted-notify", "dev%u: QueueNotify %u arrived as a round trip",
+			      d->index, v);
+		else if (v == 0)
+			rng_process(d);
+		break;
 	case R_INTERRUPT_ACK: d->isr &= ~v; break;
 	case R_STATUS:
 		if (v == 0) {
@@ -426,9 +445,79 @@ static void mmio_write(struct device *d, uint64_t off, uint32_t size, uint32_t v
 
 static unsigned long round_trips;
 
-/* Answers every READY slot of every frontend. */
-static void scan(void)
+/* Publishes a transport record for every rng device that is not classic (docs/backend-abi.md,
+ * "Transport page"), then the header's version: from then on Xen answers their transport
+ * registers and posts their QueueNotify writes. */
+static void publish_records(uint32_t features)
 {
+	struct region *t = find_region("transport", -1, UINT64_MAX);
+	struct region *n = find_region("notify", -1, UINT64_MAX);
+	unsigned published = 0;
+
+	if (!(features & 1) || !t || !n) {
+		printf("backend: no fast transport (FEATURES %#x, pages %s): round trips only\n",
+		       features, t && n ? "mapped" : "missing");
+		return;
+	}
+	transport = t->map;
+	notify = n->map;
+	for (unsigned i = 0; i < nr_devices; i++) {
+		struct device *d = &devices[i];
+		volatile uint32_t *rec = (volatile uint32_t *)(transport + 0x40 + 0x40 * d->index);
+
+		if (!d->rng || d->classic || d->index >= 63)
+			continue;
+		rec[1] = VIRTIO_ID_RNG;
+		rec[2] = VENDOR_ID;
+		rec[3] = 1; /* num_queues */
+		rec[4] = QUEUE_NUM_MAX;
+		rec[5] = 0; /* config_generation */
+		rec[6] = 0; /* device_features[0..3]: VERSION_1 (bit 32) only */
+		rec[7] = FEATURE_VERSION_1_HIGH;
+		rec[8] = 0;
+		rec[9] = 0;
+		/* Counts never go back, not even across a device reset: start from the page's. */
+		d->notified = *(volatile uint32_t *)(notify + 0x40 * d->index);
+		dmb_ish(); /* the record before `published` */
+		rec[0] = 1;
+		d->fast = true;
+		published++;
+	}
+	dmb_ish();
+	*(volatile uint32_t *)transport = 2; /* header version: use this page */
+	check(true, "fast", "%u transport record(s) published", published);
+}
+
+/* Serves the queues of fast devices whose notify count moved; returns how many moved. */
+static unsigned poll_notifies(void)
+{
+	unsigned moved = 0;
+
+	for (unsigned i = 0; i < nr_devices; i++) {
+		struct device *d = &devices[i];
+		uint32_t count;
+
+		if (!d->fast)
+			continue;
+		count = *(volatile uint32_t *)(notify + 0x40 * d->index);
+		dmb_ish(); /* ring writes the driver made before its notify */
+		if (count == d->notified)
+			continue;
+		if (!d->posted++)
+			check(true, "posted-notify", "dev%u: notify count %u -> %u on the notify page",
+			      d->index, d->notified, count);
+		d->notified = count;
+		moved++;
+		rng_process(d);
+	}
+	return moved;
+}
+
+/* Answers every READY slot of every frontend; returns how many. */
+static unsigned scan(void)
+{
+	unsigned answered = 0;
+
 	for (unsigned fe = 0; fe < nr_frontends; fe++) {
 		struct region *page = find_region("ioreq", (int)fe, frontend_ioreq[fe]);
 
@@ -474,8 +563,10 @@ static void scan(void)
 			dmb_ish(); /* the answer before the state */
 			slot[30] = (uint8_t)((flags & 0xf0) | STATE_IORESP_READY);
 			db_write(DB_COMPLETE, (fe << 16) | vcpu);
+			answered++;
 		}
 	}
+	return answered;
 }
 
 int main(int argc, char **argv)
@@ -512,20 +603,32 @@ int main(int argc, char **argv)
 	      nb >= 0 ? count : 0);
 	if (nb >= 0)
 		close(nb);
-	if (!devices[0].rng)
-		check(false, "device", "device 0 args \"%s\": only virtio-rng is served", devices[0].args);
+	if (!rng_devices)
+		check(false, "device", "no device with args virtio-rng: nothing to serve");
 	if (failures)
 		goto fail;
+	publish_records(features);
 	db_write(DB_ONLINE, 1);
-	check(true, "online", "serving %u device(s) of %u frontend(s); device 0 as virtio-rng",
-	      nr_devices, nr_frontends);
+	check(true, "online", "serving %u device(s) of %u frontend(s), %u as virtio-rng",
+	      nr_devices, nr_frontends, rng_devices);
 	for (;;) {
 		/* The first read returns at once: the scan at start the ABI asks for. */
 		if (read(fd, &count, 8) != 8) {
 			check(false, "irq-read", "read: %s", strerror(errno));
 			goto fail;
 		}
-		scan();
+		/* Going idle (docs/backend-abi.md, "Wake-ups"): ask for the SPI at the next posted
+		 * notify, then look once more; a notify is either seen here or wakes the read. */
+		for (;;) {
+			scan();
+			poll_notifies();
+			if (!transport)
+				break;
+			*(volatile uint32_t *)(transport + 4) = 1; /* wakeup */
+			dmb_ish();
+			if (scan() + poll_notifies() == 0)
+				break;
+		}
 	}
 fail:
 	printf("SCENARIO %s END\n", scenario);
