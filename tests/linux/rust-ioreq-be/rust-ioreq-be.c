@@ -347,7 +347,8 @@ static int be_mmap(struct file *file, struct vm_area_struct *vma)
 	u64 len = vma->vm_end - vma->vm_start;
 	const struct be_region *r;
 
-	if (!(vma->vm_flags & VM_SHARED))
+	/* An offset past the 64-bit physical space would wrap in `start`. */
+	if (!(vma->vm_flags & VM_SHARED) || vma->vm_pgoff > (U64_MAX >> PAGE_SHIFT))
 		return -EINVAL;
 	r = be_find_region(bf->be, start, len);
 	if (!r)
