@@ -38,7 +38,7 @@ HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
-.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
+.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux linux-module host-tools \
         fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
         fuzz fuzz-corpus board-dtbs board boards board-qemu clean distclean
 
@@ -81,10 +81,14 @@ xen: xen-source
 guests: setup
 	@tests/guests/build.sh $(BUILD)
 
-# The Linux frontend: pinned Debian arm64 packages -> build/linux/{Image,initramfs.cpio.gz},
-# linked into $(IMAGES) as linux.img and linux-initramfs.cpio.gz.
-linux: setup
+# The Linux guests: pinned Debian arm64 packages -> build/linux/{Image,initramfs.cpio.gz,...},
+# linked into $(IMAGES) as linux.img and linux-*initramfs.cpio.gz. The backend's initramfs holds
+# the out-of-tree module rust-ioreq-be.ko, built first against the pinned kernel's headers.
+linux: linux-module
 	@tools/linux-image.sh $(BUILD)
+
+linux-module: setup
+	@tools/linux-module.sh $(BUILD)
 
 host-tools:
 	@cargo build -q --release -p harness -p rust-ioreq-check -p scenario
