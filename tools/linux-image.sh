@@ -15,7 +15,8 @@
 #     128 MiB, unlike `xz -9`'s 64 MiB dictionary) holding busybox-static, the modules /init
 #     loads (the ones in MODULES plus everything their `depends=` names, transitively, read
 #     from each .ko's .modinfo section: the .deb ships no modules.dep), the load order in
-#     /lib/modules/load-order, and /init = tests/linux/init.
+#     /lib/modules/load-order, /init = tests/linux/init, and /bin/blkbench (the QD1 O_DIRECT
+#     timer of `make bench`), tests/linux/blkbench.c compiled with aarch64-linux-gnu-gcc -static.
 #  5. build/linux/dom0-initramfs.cpio.gz, the same way for the dom0 of dom0-destroy.toml:
 #     the modules in DOM0_MODULES (xen-privcmd: /dev/xen/privcmd), /init =
 #     tests/linux/dom0-init, and /bin/xen-domctl, tests/linux/xen-domctl.c compiled here with
@@ -66,6 +67,7 @@ root=$out/root
 init_src=$top/tests/linux/init
 dom0_init_src=$top/tests/linux/dom0-init
 domctl_src=$top/tests/linux/xen-domctl.c
+blkbench_src=$top/tests/linux/blkbench.c
 kver=$KERNEL_ABI-arm64
 
 say() { printf 'linux-image: %s\n' "$*" >&2; }
@@ -271,6 +273,6 @@ fetch_deb "$BUSYBOX_PKG" "$BUSYBOX_VERSION" "$BUSYBOX_SHA256" "$busybox_deb"
 extract
 check_config
 install_image
-build_initramfs "$out/initramfs.cpio.gz" "$init_src" "" "${MODULES[@]}"
+build_initramfs "$out/initramfs.cpio.gz" "$init_src" "$blkbench_src" "${MODULES[@]}"
 build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "${DOM0_MODULES[@]}"
 link_images
