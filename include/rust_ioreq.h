@@ -29,6 +29,16 @@ struct cpu_user_regs;
 #define RUST_IOREQ_DOORBELL_GPA     0x3e000000ULL
 #define RUST_IOREQ_DOORBELL_SIZE    0x1000ULL
 #define RUST_IOREQ_IOREQ_PAGES_GPA  0x3e001000ULL
+#define RUST_IOREQ_TRANSPORT_PAGE_GPA 0x3e009000ULL  /* version 2: written by the backend */
+#define RUST_IOREQ_NOTIFY_PAGE_GPA    0x3e00a000ULL  /* version 2: read-only to the backend */
+
+/*
+ * The pages Xen shares with a backend, as the glue indexes them: the ioreq page of frontend k
+ * at k, then the transport and the notify page (arch/src/state.rs: PAGES).
+ */
+#define RUST_IOREQ_BACKEND_PAGES   10
+#define RUST_IOREQ_TRANSPORT_PAGE  8
+#define RUST_IOREQ_NOTIFY_PAGE     9
 
 /* One slot of an ioreq page: Xen's ioreq_t (public/hvm/ioreq.h), bit-fields as one byte. */
 struct rust_ioreq_slot {
@@ -48,6 +58,35 @@ _Static_assert(offsetof(struct rust_ioreq_slot, size) == 20, "ioreq_t.size");
 _Static_assert(offsetof(struct rust_ioreq_slot, vp_eport) == 24, "ioreq_t.vp_eport");
 _Static_assert(offsetof(struct rust_ioreq_slot, flags) == 30, "ioreq_t state byte");
 _Static_assert(offsetof(struct rust_ioreq_slot, type) == 31, "ioreq_t.type");
+
+/* Version 2: the transport page's header (offset 0) and device records (0x40 + i * 0x40). */
+struct rust_ioreq_transport_header {
+    uint32_t version;           /* 2 to use the page */
+    uint32_t wakeup;            /* 1: send the notify SPI at the next posted notify */
+    uint32_t polling;           /* non-zero: no notify SPI at all */
+    uint32_t reserved[13];
+};
+_Static_assert(sizeof(struct rust_ioreq_transport_header) == 0x40, "transport header");
+_Static_assert(offsetof(struct rust_ioreq_transport_header, wakeup) == 0x04, "header.wakeup");
+_Static_assert(offsetof(struct rust_ioreq_transport_header, polling) == 0x08, "header.polling");
+
+struct rust_ioreq_transport_record {
+    uint32_t published;         /* 1: the fields below are valid */
+    uint32_t device_id;
+    uint32_t vendor_id;
+    uint32_t num_queues;        /* at most 16 */
+    uint32_t queue_num_max;
+    uint32_t config_generation;
+    uint32_t device_features[4];
+    uint32_t reserved[6];
+};
+_Static_assert(sizeof(struct rust_ioreq_transport_record) == 0x40, "transport record");
+_Static_assert(offsetof(struct rust_ioreq_transport_record, device_id) == 0x04, "record.device_id");
+_Static_assert(offsetof(struct rust_ioreq_transport_record, num_queues) == 0x0c, "record.num_queues");
+_Static_assert(offsetof(struct rust_ioreq_transport_record, config_generation) == 0x14,
+               "record.config_generation");
+_Static_assert(offsetof(struct rust_ioreq_transport_record, device_features) == 0x18,
+               "record.device_features");
 
 /* --- Trap path --------------------------------------------------------------------------- */
 
@@ -78,7 +117,7 @@ _Static_assert(offsetof(struct rust_ioreq_trap, post_imm9) == 24, "rust_ioreq_tr
 
 #define RUST_IOREQ_MMIO_NOT_MINE 0  /* not a configured region: stock handling */
 #define RUST_IOREQ_MMIO_RETRY    1  /* posted to the backend: the vCPU waits */
-#define RUST_IOREQ_MMIO_HANDLED  2  /* nothing to emulate: advance the PC */
+#define RUST_IOREQ_MMIO_HANDLED  2  /* done (nothing to emulate, or answered): advance the PC */
 #define RUST_IOREQ_MMIO_ABORT    3  /* refused: inject a data abort */
 
 struct rust_ioreq_completion {
@@ -124,9 +163,13 @@ int rust_ioreq_make_dt_nodes(uint16_t domid, void *fdt);
  */
 int rust_ioreq_domains_built(void);
 /* Trap: a frontend's stage-2 data abort. Returns RUST_IOREQ_MMIO_*. */
-int rust_ioreq_handle_mmio(const struct rust_ioreq_trap *trap, const struct cpu_user_regs *regs);
-/* Return to guest: returns RUST_IOREQ_WORK_*; fills *out for COMPLETE. */
-int rust_ioreq_vcpu_work(uint16_t domid, uint32_t vcpu, struct rust_ioreq_completion *out);
+int rust_ioreq_handle_mmio(const struct rust_ioreq_trap *trap, struct cpu_user_regs *regs);
+/*
+ * Return to guest: returns RUST_IOREQ_WORK_*; fills *out for COMPLETE. With spin, a vCPU
+ * waiting on a polling backend spins up to its xen,ioreq-poll-us first.
+ */
+int rust_ioreq_vcpu_work(uint16_t domid, uint32_t vcpu, bool spin,
+                         struct rust_ioreq_completion *out);
 /* Domain domid shuts down or crashed; a backend's frontends stop waiting for it. */
 void rust_ioreq_domain_shutdown(uint16_t domid);
 /* Domain domid is being destroyed (domain_relinquish_resources()): forget it, drop references. */
@@ -142,8 +185,8 @@ int rust_ioreq_doorbell(uint16_t domid, uint64_t gpa, unsigned int size_log2, bo
 bool rust_xen_hold_domain(unsigned int index, struct domain *d);
 void rust_xen_mark_frontend(struct domain *d);
 bool rust_xen_reserve_spi(struct domain *d, unsigned int spi);
-void *rust_xen_map_ioreq_page(unsigned int index, unsigned int k, struct domain *d,
-                              uint64_t gpa);
+void *rust_xen_map_backend_page(unsigned int index, unsigned int page, struct domain *d,
+                                uint64_t gpa, bool writable);
 int rust_xen_register_doorbell(struct domain *d, uint64_t gpa, uint64_t size);
 int rust_xen_map_ram(struct domain *backend, struct domain *frontend, uint64_t gpa,
                      uint64_t size, uint64_t at);
@@ -158,5 +201,6 @@ void rust_xen_inject_spi(struct domain *d, unsigned int spi);
 void rust_xen_wake_vcpu(struct domain *d, unsigned int vcpu);
 void rust_xen_domain_crash(struct domain *d);
 uint64_t rust_xen_guest_reg(const struct cpu_user_regs *regs, unsigned int n);
+void rust_xen_set_guest_reg(struct cpu_user_regs *regs, unsigned int n, uint64_t value);
 
 #endif /* RUST_IOREQ_H */

@@ -67,3 +67,12 @@ const _: () = assert!(offset_of!(RustIoreqCompletion, post_imm9) == 16);
 pub const WORK_IDLE: i32 = 0;
 pub const WORK_WAITING: i32 = 1;
 pub const WORK_COMPLETE: i32 = 2;
+
+/// `RUST_IOREQ_BACKEND_PAGES`, `RUST_IOREQ_TRANSPORT_PAGE`, `RUST_IOREQ_NOTIFY_PAGE`: the
+/// glue's table of a backend's pages, indexed as `state::PAGES`.
+pub const BACKEND_PAGES: u32 = 10;
+pub const TRANSPORT_PAGE: u32 = 8;
+pub const NOTIFY_PAGE: u32 = 9;
+const _: () = assert!(BACKEND_PAGES as usize == crate::state::BACKEND_PAGES);
+const _: () = assert!(TRANSPORT_PAGE as usize == crate::state::TRANSPORT_PAGE);
+const _: () = assert!(NOTIFY_PAGE as usize == crate::state::NOTIFY_PAGE);

@@ -16,7 +16,7 @@ use rust_ioreq::types::{DomId, Gpa, VcpuId, Width};
 
 use crate::abi_c::*;
 use crate::platform::XenPlatform;
-use crate::state::{domain, BUDGETS, BUILDER, DOMAINS, ENGINE, PAGES};
+use crate::state::{domain, BUDGETS, BUILDER, DOMAINS, ENGINE, NOTIFY_PAGE, PAGES, TRANSPORT_PAGE};
 use crate::xen::{self, CpuUserRegs, XenDomain, EINVAL, ENOMEM};
 
 /// Largest host device tree accepted, as Xen's own `MAX_DTB_SIZE` on Arm (2 MiB).
@@ -312,16 +312,23 @@ fn connect_backend(config: &Config, b: usize) -> Result<(), c_int> {
             return Err(rc);
         }
     }
-    let slots = PAGES[b].iter().take(backend.frontends.len());
-    for (k, slot) in slots.enumerate() {
-        let gpa = backend_layout::ioreq_page(k);
+    let ioreq_pages =
+        (0..backend.frontends.len()).map(|k| (k, backend_layout::ioreq_page(k), true));
+    let pages = ioreq_pages.chain([
+        (TRANSPORT_PAGE, backend_layout::TRANSPORT_PAGE_GPA, true),
+        // Only Xen writes the notify counts.
+        (NOTIFY_PAGE, backend_layout::NOTIFY_PAGE_GPA, false),
+    ]);
+    for (index, gpa, writable) in pages {
         // SAFETY: `bd` is live and held; the glue allocates and maps a fresh page.
-        let page = unsafe { xen::rust_xen_map_ioreq_page(b as c_uint, k as c_uint, bd, gpa) };
+        let page = unsafe {
+            xen::rust_xen_map_backend_page(b as c_uint, index as c_uint, bd, gpa, writable)
+        };
         if page.is_null() {
-            log!("{}: cannot map the ioreq page of frontend {}", dom.name, k);
+            log!("{}: cannot map its page at {:#x}", dom.name, gpa);
             return Err(-ENOMEM);
         }
-        slot.store(page, Ordering::Release);
+        PAGES[b][index].store(page, Ordering::Release);
     }
     for (k, &f) in backend.frontends.iter().enumerate() {
         let frontend = &config.domains()[usize::from(f)];
@@ -357,7 +364,7 @@ fn connect_backend(config: &Config, b: usize) -> Result<(), c_int> {
 #[no_mangle]
 pub unsafe extern "C" fn rust_ioreq_handle_mmio(
     trap: *const RustIoreqTrap,
-    regs: *const CpuUserRegs,
+    regs: *mut CpuUserRegs,
 ) -> c_int {
     let Some(engine) = ENGINE.get() else {
         return MMIO_NOT_MINE;
@@ -397,6 +404,14 @@ pub unsafe extern "C" fn rust_ioreq_handle_mmio(
             MMIO_RETRY
         }
         MmioOutcome::Handled => MMIO_HANDLED,
+        MmioOutcome::Answered { write_reg } => {
+            if let Some((n, value)) = write_reg {
+                // SAFETY: `regs` are the current vCPU's saved registers; `n` is 0..=30 (a
+                // decoded load's target other than XZR).
+                unsafe { xen::rust_xen_set_guest_reg(regs, c_uint::from(n), value) };
+            }
+            MMIO_HANDLED
+        }
         MmioOutcome::Abort(e) => {
             glog!(
                 engine.domain_index(trap.domid),
@@ -412,7 +427,8 @@ pub unsafe extern "C" fn rust_ioreq_handle_mmio(
 }
 
 /// Runs on a vCPU's way back to the guest. Returns a `RUST_IOREQ_WORK_*` code and, for
-/// `COMPLETE`, fills `out`.
+/// `COMPLETE`, fills `out`. With `spin`, a vCPU waiting on a polling backend spins for up to
+/// its `xen,ioreq-poll-us` first (the glue asks once per return, before it blocks the vCPU).
 ///
 /// # Safety
 /// `out` points to writable storage for a `struct rust_ioreq_completion`.
@@ -420,12 +436,19 @@ pub unsafe extern "C" fn rust_ioreq_handle_mmio(
 pub unsafe extern "C" fn rust_ioreq_vcpu_work(
     domid: u16,
     vcpu: u32,
+    spin: bool,
     out: *mut RustIoreqCompletion,
 ) -> c_int {
     let Some(engine) = ENGINE.get() else {
         return WORK_IDLE;
     };
-    match engine.vcpu_work(&XenPlatform, DomId(domid), VcpuId(vcpu)) {
+    let (p, domid, vcpu) = (&XenPlatform, DomId(domid), VcpuId(vcpu));
+    let work = if spin {
+        engine.vcpu_work_spinning(p, domid, vcpu)
+    } else {
+        engine.vcpu_work(p, domid, vcpu)
+    };
+    match work {
         Work::Idle => WORK_IDLE,
         Work::Waiting => WORK_WAITING,
         Work::Complete(c) => {
@@ -481,6 +504,23 @@ pub unsafe extern "C" fn rust_ioreq_doorbell(
             Ok(DoorbellEvent::Online) => {
                 // Once per backend: later ONLINE writes are `OnlineAgain`, never logged.
                 log!("d{}: backend online", domid);
+                // How each of its devices is served from now on (the transport record must be
+                // published before ONLINE).
+                if let Some(b) = index {
+                    let config = engine.config();
+                    for (i, dev) in config.devices().iter().enumerate() {
+                        if usize::from(dev.backend) == b {
+                            log!(
+                                "d{}: device {} ({}/{}): {}",
+                                domid,
+                                dev.index_in_backend,
+                                config.domains()[usize::from(dev.frontend)].name,
+                                dev.name,
+                                engine.transport_kind(&XenPlatform, i)
+                            );
+                        }
+                    }
+                }
                 0
             }
             Ok(_) => 0,

@@ -1,5 +1,7 @@
-//! `Platform` over Xen: ioreq slots read and written with volatile accesses and barriers,
-//! SPI injection, vCPU wake-up, domain crash, the clock and per-vCPU timers through the C glue.
+//! `Platform` over Xen: ioreq slots read and written with volatile accesses and barriers, the
+//! transport page's words read (and `wakeup` swapped) and the notify page's counts incremented
+//! with atomics, SPI injection, vCPU wake-up, domain crash, the clock and per-vCPU timers
+//! through the C glue.
 //!
 //! Domains and pages are reached through `state`: null once Xen destroyed the domain, in which
 //! case the call does nothing (the engine has already forgotten the domain; see `state.rs` for
@@ -7,13 +9,13 @@
 
 use core::ffi::c_uint;
 use core::ptr;
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::{fence, AtomicU32, Ordering};
 
 use rust_ioreq::abi::{IoReq, IOREQ_FLAGS_OFFSET, IOREQ_SIZE, SLOTS_PER_PAGE};
 use rust_ioreq::platform::{BackendFault, DomainIndex, PageId, Platform};
 use rust_ioreq::types::{Spi, VcpuId};
 
-use crate::state::{domain, PAGES};
+use crate::state::{domain, NOTIFY_PAGE, PAGES, TRANSPORT_PAGE};
 use crate::xen;
 
 /// The Xen implementation of the core's `Platform`.
@@ -30,6 +32,22 @@ fn slot_ptr(page: PageId, slot: VcpuId) -> Option<*mut u8> {
     }
     // In bounds: slot < SLOTS_PER_PAGE, so the slot lies inside the 4 KiB page.
     Some(base.wrapping_add(slot.0 as usize * IOREQ_SIZE))
+}
+
+/// Returns the word at `offset` of page `page` (a `PAGES` index) of `backend`, if that page is
+/// mapped and `offset` is a 4-aligned offset inside it.
+fn page_word(backend: usize, page: usize, offset: usize) -> Option<&'static AtomicU32> {
+    let base = PAGES.get(backend)?.get(page)?.load(Ordering::Acquire);
+    if base.is_null() || !offset.is_multiple_of(4) || offset >= 4096 {
+        return None;
+    }
+    // SAFETY: `base` is Xen's mapping of a whole 4 KiB page the glue allocated for this backend
+    // and holds a reference to until an RCU grace period after it left `PAGES`, which this
+    // path (a trap, doorbell or completion handler) cannot outlive (see `state.rs`); `offset`
+    // is 4-aligned and inside the page, so the word is aligned and valid. Another domain may
+    // write it at any time: it is only ever accessed atomically here, through this reference,
+    // and never turned into a plain reference to its contents.
+    Some(unsafe { AtomicU32::from_ptr(base.add(offset).cast::<u32>()) })
 }
 
 impl Platform for XenPlatform {
@@ -132,6 +150,20 @@ impl Platform for XenPlatform {
             // SAFETY: the glue's timers of `frontend` exist while the domain is recorded, and
             // `vcpu` is checked against them there.
             unsafe { xen::rust_xen_set_timer(frontend as c_uint, vcpu.0, deadline) };
+        }
+    }
+
+    fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32 {
+        page_word(backend, TRANSPORT_PAGE, offset).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32 {
+        page_word(backend, TRANSPORT_PAGE, offset).map_or(0, |w| w.swap(value, Ordering::SeqCst))
+    }
+
+    fn notify_increment(&self, backend: DomainIndex, offset: usize) {
+        if let Some(w) = page_word(backend, NOTIFY_PAGE, offset) {
+            w.fetch_add(1, Ordering::SeqCst);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The component's globals: the builder during boot, the frozen engine afterwards, the Xen
-//! objects (domains, ioreq pages) the engine refers to by index, and each domain's message
-//! budget.
+//! objects (domains, a backend's ioreq, transport and notify pages) the engine refers to by
+//! index, and each domain's message budget.
 //!
 //! A domain's pointers are published once at boot and cleared when Xen destroys the domain
 //! (`rust_ioreq_domain_destroyed`), before the glue drops its references after an RCU grace
@@ -26,11 +26,18 @@ pub static ENGINE: Once<alloc::boxed::Box<Engine>> = Once::new();
 pub static DOMAINS: [AtomicPtr<XenDomain>; MAX_DOMAINS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_DOMAINS];
 
-/// Xen's mapping of each backend's ioreq page per frontend index; null when not (or no longer)
-/// mapped.
-pub static PAGES: [[AtomicPtr<u8>; MAX_FRONTENDS_PER_BACKEND]; MAX_DOMAINS] =
-    [const { [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_FRONTENDS_PER_BACKEND] };
-        MAX_DOMAINS];
+/// Index in [`PAGES`] of a backend's transport page (after its ioreq pages).
+pub const TRANSPORT_PAGE: usize = MAX_FRONTENDS_PER_BACKEND;
+/// Index in [`PAGES`] of a backend's notify page.
+pub const NOTIFY_PAGE: usize = MAX_FRONTENDS_PER_BACKEND + 1;
+/// Pages Xen shares with a backend: one ioreq page per frontend index, the transport page and
+/// the notify page (`RUST_IOREQ_BACKEND_PAGES` in the C glue).
+pub const BACKEND_PAGES: usize = MAX_FRONTENDS_PER_BACKEND + 2;
+
+/// Xen's mapping of each backend's pages, by [`PAGES`] index (ioreq page of frontend `k` at
+/// `k`); null when not (or no longer) mapped.
+pub static PAGES: [[AtomicPtr<u8>; BACKEND_PAGES]; MAX_DOMAINS] =
+    [const { [const { AtomicPtr::new(core::ptr::null_mut()) }; BACKEND_PAGES] }; MAX_DOMAINS];
 
 /// Message budget of each configured domain, and (last) of everything else.
 pub static BUDGETS: Once<[RateLimit; MAX_DOMAINS + 1]> = Once::new();

@@ -46,14 +46,16 @@ extern "C" {
     pub fn rust_xen_mark_frontend(d: *mut XenDomain);
     /// Reserves `spi` in the domain's vGIC (`vgic_reserve_virq`).
     pub fn rust_xen_reserve_spi(d: *mut XenDomain, spi: c_uint) -> bool;
-    /// Allocates a zeroed Xen page for backend entry `index`, frontend `k`, shares it
-    /// read-write with `d`, maps it at `gpa`, and keeps a reference to it until
-    /// `rust_xen_release_domain(index)`.
-    pub fn rust_xen_map_ioreq_page(
+    /// Allocates a zeroed Xen page for backend entry `index`, page `page` (an ioreq page, the
+    /// transport or the notify page: `abi_c::BACKEND_PAGES`), maps it at `gpa` in `d`,
+    /// read-write or read-only, and keeps a reference to it until
+    /// `rust_xen_release_domain(index)`. Returns Xen's mapping of it, or null.
+    pub fn rust_xen_map_backend_page(
         index: c_uint,
-        k: c_uint,
+        page: c_uint,
         d: *mut XenDomain,
         gpa: u64,
+        writable: bool,
     ) -> *mut u8;
     /// Registers the doorbell MMIO handler of backend `d` at `[gpa, gpa + size)`.
     pub fn rust_xen_register_doorbell(d: *mut XenDomain, gpa: u64, size: u64) -> c_int;
@@ -93,6 +95,8 @@ extern "C" {
     pub fn rust_xen_domain_crash(d: *mut XenDomain);
     /// Reads general-purpose register `n` (0..=30) of the trapping vCPU.
     pub fn rust_xen_guest_reg(regs: *const CpuUserRegs, n: c_uint) -> u64;
+    /// Writes general-purpose register `n` (0..=30) of the trapping vCPU.
+    pub fn rust_xen_set_guest_reg(regs: *mut CpuUserRegs, n: c_uint, value: u64);
 }
 
 /// Xen's `EINVAL`, returned negated across the C boundary.

@@ -1,5 +1,6 @@
 //! The shared-memory and register ABI with backends: Xen's `ioreq_t`
-//! (`xen/include/public/hvm/ioreq.h`) and the doorbell page of `docs/backend-abi.md`.
+//! (`xen/include/public/hvm/ioreq.h`), the doorbell page, and the transport and notify pages of
+//! interface version 2 (`docs/backend-abi.md`).
 //!
 //! `include/rust_ioreq.h` mirrors every layout here with `_Static_assert`s.
 
@@ -95,14 +96,22 @@ pub mod doorbell {
     pub const FEATURES: u64 = 0x08;
     /// `COMPLETE` register (W): `(frontend_index << 16) | vcpu_id`.
     pub const COMPLETE: u64 = 0x10;
-    /// `RAISE_IRQ` register (W): device index.
+    /// `RAISE_IRQ` register (W): device index, causes in bits 16-17.
     pub const RAISE_IRQ: u64 = 0x14;
+    /// `RAISE_IRQ` bits holding the device index.
+    pub const RAISE_IRQ_DEVICE: u32 = 0xffff;
+    /// `RAISE_IRQ` cause: used buffer (`InterruptStatus` bit 0).
+    pub const CAUSE_USED_BUFFER: u32 = 1 << 16;
+    /// `RAISE_IRQ` cause: configuration change (`InterruptStatus` bit 1).
+    pub const CAUSE_CONFIG_CHANGE: u32 = 1 << 17;
+    /// `FEATURES` bit: the fast transport (transport and notify pages).
+    pub const FEATURE_FAST_TRANSPORT: u32 = 1 << 0;
     /// `ONLINE` register (W).
     pub const ONLINE: u64 = 0x18;
     /// Value of `MAGIC`: "rioq" in little-endian.
     pub const MAGIC_VALUE: u32 = 0x716f_6972;
     /// Interface version.
-    pub const VERSION_VALUE: u32 = 1;
+    pub const VERSION_VALUE: u32 = 2;
     /// Size of the doorbell region.
     pub const SIZE: u64 = 0x1000;
 }
@@ -113,6 +122,10 @@ pub mod backend_layout {
     pub const DOORBELL_GPA: u64 = 0x3e00_0000;
     /// Ioreq page of frontend 0; frontend `k` at `+ k * 0x1000`.
     pub const IOREQ_PAGES_GPA: u64 = 0x3e00_1000;
+    /// Transport page (version 2): written by the backend, read by Xen.
+    pub const TRANSPORT_PAGE_GPA: u64 = 0x3e00_9000;
+    /// Notify page (version 2): written by Xen, read-only to the backend.
+    pub const NOTIFY_PAGE_GPA: u64 = 0x3e00_a000;
     /// Size of one RAM window; window of frontend `k` at `WINDOW_SIZE * (k + 1)`.
     pub const WINDOW_SIZE: u64 = 0x10_0000_0000;
 
@@ -125,4 +138,116 @@ pub mod backend_layout {
     pub fn window(k: usize) -> u64 {
         WINDOW_SIZE * (k as u64 + 1)
     }
+}
+
+/// The transport page of interface version 2: a header, then one record per device, all
+/// written by the backend (`docs/backend-abi.md`, "Transport page"). Xen reads each field once
+/// per use and validates it.
+pub mod transport {
+    use core::mem::{offset_of, size_of};
+
+    /// The header at offset 0.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Header {
+        /// [`VERSION`] to use the page; anything else: Xen ignores it.
+        pub version: u32,
+        /// 1: send the notify SPI at the next posted notify (Xen swaps it to 0 then).
+        pub wakeup: u32,
+        /// Non-zero: the backend polls; no notify SPI at all.
+        pub polling: u32,
+        /// Reserved (0).
+        pub reserved: [u32; 13],
+    }
+
+    /// A device's record, at [`record`]`(i)`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Record {
+        /// 1: the fields below are valid.
+        pub published: u32,
+        /// virtio device ID (non-zero).
+        pub device_id: u32,
+        /// virtio vendor ID.
+        pub vendor_id: u32,
+        /// Queues `0..num_queues`, at most [`MAX_QUEUES`].
+        pub num_queues: u32,
+        /// `QueueNumMax` of every queue below `num_queues`.
+        pub queue_num_max: u32,
+        /// `ConfigGeneration`.
+        pub config_generation: u32,
+        /// `DeviceFeatures` for `DeviceFeaturesSel` 0..[`FEATURE_WORDS`].
+        pub device_features: [u32; FEATURE_WORDS],
+        /// Reserved (0).
+        pub reserved: [u32; 6],
+    }
+
+    /// The header's `version` that enables the page.
+    pub const VERSION: u32 = 2;
+    /// Most queues of a fast device (the notify counts of one device).
+    pub const MAX_QUEUES: u32 = 16;
+    /// `DeviceFeatures` words a record holds.
+    pub const FEATURE_WORDS: usize = 4;
+    /// Size of the header and of each record.
+    pub const RECORD_SIZE: usize = 0x40;
+    /// Offset of the header's `version`.
+    pub const VERSION_OFFSET: usize = offset_of!(Header, version);
+    /// Offset of the header's `wakeup`.
+    pub const WAKEUP_OFFSET: usize = offset_of!(Header, wakeup);
+    /// Offset of the header's `polling`.
+    pub const POLLING_OFFSET: usize = offset_of!(Header, polling);
+
+    const _: () = assert!(size_of::<Header>() == RECORD_SIZE);
+    const _: () = assert!(size_of::<Record>() == RECORD_SIZE);
+    const _: () = assert!(offset_of!(Header, wakeup) == 0x04);
+    const _: () = assert!(offset_of!(Header, polling) == 0x08);
+    const _: () = assert!(offset_of!(Record, published) == 0x00);
+    const _: () = assert!(offset_of!(Record, device_id) == 0x04);
+    const _: () = assert!(offset_of!(Record, vendor_id) == 0x08);
+    const _: () = assert!(offset_of!(Record, num_queues) == 0x0c);
+    const _: () = assert!(offset_of!(Record, queue_num_max) == 0x10);
+    const _: () = assert!(offset_of!(Record, config_generation) == 0x14);
+    const _: () = assert!(offset_of!(Record, device_features) == 0x18);
+    // Every device's record fits in the page.
+    const _: () = assert!(RECORD_SIZE * (1 + crate::config::MAX_DEVICES) <= 4096);
+
+    /// Returns the offset of device `i`'s record.
+    pub const fn record(i: usize) -> usize {
+        RECORD_SIZE * (i + 1)
+    }
+
+    /// Offsets of a record's fields.
+    pub mod field {
+        use super::Record;
+        use core::mem::offset_of;
+
+        /// `published`.
+        pub const PUBLISHED: usize = offset_of!(Record, published);
+        /// `device_id`.
+        pub const DEVICE_ID: usize = offset_of!(Record, device_id);
+        /// `vendor_id`.
+        pub const VENDOR_ID: usize = offset_of!(Record, vendor_id);
+        /// `num_queues`.
+        pub const NUM_QUEUES: usize = offset_of!(Record, num_queues);
+        /// `queue_num_max`.
+        pub const QUEUE_NUM_MAX: usize = offset_of!(Record, queue_num_max);
+        /// `config_generation`.
+        pub const CONFIG_GENERATION: usize = offset_of!(Record, config_generation);
+        /// `device_features[0]`.
+        pub const DEVICE_FEATURES: usize = offset_of!(Record, device_features);
+    }
+}
+
+/// The notify page of interface version 2: per device, [`transport::MAX_QUEUES`] counts of
+/// `QueueNotify` writes, written by Xen only (`docs/backend-abi.md`, "Notify page").
+pub mod notify {
+    use super::transport::{MAX_QUEUES, RECORD_SIZE};
+
+    /// Returns the offset of queue `q`'s count of device `i`.
+    pub const fn count(i: usize, q: u32) -> usize {
+        RECORD_SIZE * i + 4 * q as usize
+    }
+
+    const _: () = assert!(4 * MAX_QUEUES as usize == RECORD_SIZE);
+    const _: () = assert!(RECORD_SIZE * crate::config::MAX_DEVICES <= 4096);
 }

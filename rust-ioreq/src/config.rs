@@ -70,6 +70,10 @@ pub const DEFAULT_NOTIFY_SPI: u32 = 44;
 /// before the access completes as on a vanished device. Generous, because under emulation (and
 /// on a loaded host) a backend's vCPU may not run for tens of milliseconds; 0 = wait forever.
 pub const DEFAULT_TIMEOUT_MS: u32 = 5000;
+/// Largest `xen,ioreq-poll-us`: Xen spins that long on a frontend's pCPU for a polling backend's
+/// answer before blocking the vCPU, with nothing else running there (KVM's halt-polling default
+/// is 200 µs).
+pub const MAX_POLL_US: u32 = 1000;
 /// Xen's `GUEST_VIRTIO_MMIO_BASE`: where default device regions start.
 pub const GUEST_VIRTIO_MMIO_BASE: u64 = 0x0200_0000;
 /// Xen's `GUEST_VIRTIO_MMIO_SPI_FIRST`/`_LAST`: the default device SPIs.
@@ -99,14 +103,18 @@ const RESERVED: [(&str, u64, u64); 6] = [
 ];
 const VPL011: (&str, u64, u64) = ("the vpl011 UART", 0x2200_0000, 0x1000);
 /// What the doorbell and ioreq pages are called in messages.
-const BACKEND_PAGES_WHAT: &str = "the backend interface (doorbell, ioreq pages)";
-/// The doorbell and the ioreq pages of a backend (`docs/backend-abi.md`): only for domains with
-/// `xen,ioreq-server`, whose devices (as a frontend of another backend) must avoid them.
+const BACKEND_PAGES_WHAT: &str = "the backend interface (doorbell, ioreq, transport, notify pages)";
+/// The doorbell, ioreq, transport and notify pages of a backend (`docs/backend-abi.md`): only
+/// for domains with `xen,ioreq-server`, whose devices (as a frontend of another backend) must
+/// avoid them.
 const BACKEND_PAGES: (&str, u64, u64) = (
     BACKEND_PAGES_WHAT,
     backend_layout::DOORBELL_GPA,
+    backend_layout::NOTIFY_PAGE_GPA + 0x1000 - backend_layout::DOORBELL_GPA,
+);
+const _: () = assert!(
     backend_layout::IOREQ_PAGES_GPA + 0x1000 * MAX_FRONTENDS_PER_BACKEND as u64
-        - backend_layout::DOORBELL_GPA,
+        <= backend_layout::TRANSPORT_PAGE_GPA
 );
 
 /// A domain's or device's node name, unit address included (at most [`NAME_MAX`] bytes).
@@ -192,6 +200,9 @@ pub struct Backend {
     pub notify_spi: Spi,
     /// `xen,ioreq-timeout-ms`: how long a request may wait for this backend; 0 = forever.
     pub timeout_ms: u32,
+    /// `xen,ioreq-poll-us`: how long Xen spins for this backend's answer while it polls; 0 =
+    /// never.
+    pub poll_us: u32,
     /// Frontends served, as domain indices; position = frontend index `k`.
     pub frontends: Table<u8, MAX_FRONTENDS_PER_BACKEND>,
 }
@@ -215,6 +226,9 @@ pub struct Device {
     pub index_in_backend: u16,
     /// Index `k` of the frontend among the backend's frontends.
     pub frontend_index: u8,
+    /// `xen,virtio-classic`: every access is a round trip to the backend, which keeps the
+    /// whole transport (no register answered in Xen, no posted notify).
+    pub classic: bool,
 }
 
 /// The validated configuration; frozen once built.
@@ -349,6 +363,11 @@ pub enum ErrorKind {
     BadPartialDt {
         /// Where the module is.
         addr: u64,
+    },
+    /// `xen,ioreq-poll-us` above [`MAX_POLL_US`].
+    PollTooLong {
+        /// The value given.
+        us: u32,
     },
     /// `sched=null` with more vCPUs than pCPUs.
     SchedNullOvercommit {
@@ -544,6 +563,10 @@ impl ConfigError {
             ErrorKind::BadPartialDt { addr } => {
                 write!(f, "the module at {addr:#x} is not a readable device tree")
             }
+            ErrorKind::PollTooLong { us } => write!(
+                f,
+                "{us} us is more than {MAX_POLL_US} us of spinning on a frontend's pCPU per access"
+            ),
             ErrorKind::SchedNullOvercommit { vcpus, pcpus } => write!(
                 f,
                 "sched=null with {vcpus} vCPUs on {pcpus} pCPUs: the null scheduler gives each \
@@ -915,6 +938,7 @@ impl Config {
             args,
             index_in_backend: 0,
             frontend_index: 0,
+            classic: dev.property("xen,virtio-classic").is_some(),
         })
     }
 
@@ -1016,9 +1040,18 @@ fn parse_domain(
         }
         let timeout_ms =
             read_u32(node, path, "xen,ioreq-timeout-ms")?.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let poll_us = read_u32(node, path, "xen,ioreq-poll-us")?.unwrap_or(0);
+        if poll_us > MAX_POLL_US {
+            return Err(err(
+                path,
+                "xen,ioreq-poll-us",
+                ErrorKind::PollTooLong { us: poll_us },
+            ));
+        }
         Some(Backend {
             notify_spi,
             timeout_ms,
+            poll_us,
             frontends: Table::new(),
         })
     } else {

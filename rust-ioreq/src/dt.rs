@@ -124,7 +124,7 @@ pub fn write_frontend_nodes<W: DtWriter>(
     Ok(())
 }
 
-/// Writes the `rust-ioreq,backend-v1` node of backend `domain` under the current node.
+/// Writes the `rust-ioreq,backend-v2` node (also compatible with `-v1`) of backend `domain` under the current node.
 ///
 /// `domid_of` gives a frontend's domid when Xen has already created it; a frontend placed
 /// after its backend in `/chosen` has none yet, and its node then carries only its name.
@@ -138,7 +138,10 @@ pub fn write_backend_node<W: DtWriter>(
         return Ok(());
     };
     w.begin_node(node_name("ioreq-backend", backend_layout::DOORBELL_GPA).as_str())?;
-    w.property("compatible", b"rust-ioreq,backend-v1\0")?;
+    w.property(
+        "compatible",
+        b"rust-ioreq,backend-v2\0rust-ioreq,backend-v1\0",
+    )?;
     w.property(
         "reg",
         Cells::new()
@@ -147,6 +150,22 @@ pub fn write_backend_node<W: DtWriter>(
             .as_bytes(),
     )?;
     write_spi(w, backend.notify_spi)?;
+    w.property(
+        "rust-ioreq,transport-page",
+        Cells::new()
+            .u64(backend_layout::TRANSPORT_PAGE_GPA)
+            .as_bytes(),
+    )?;
+    w.property(
+        "rust-ioreq,notify-page",
+        Cells::new().u64(backend_layout::NOTIFY_PAGE_GPA).as_bytes(),
+    )?;
+    if backend.poll_us > 0 {
+        w.property(
+            "rust-ioreq,poll-us",
+            Cells::new().u32(backend.poll_us).as_bytes(),
+        )?;
+    }
     w.property("#address-cells", Cells::new().u32(1).as_bytes())?;
     w.property("#size-cells", Cells::new().u32(0).as_bytes())?;
     for (k, &frontend) in backend.frontends.iter().enumerate() {
@@ -200,6 +219,9 @@ pub fn write_backend_node<W: DtWriter>(
                 "rust-ioreq,args",
                 str_prop(dev.args.as_str()).as_str().as_bytes(),
             )?;
+            if dev.classic {
+                w.property("rust-ioreq,classic", &[])?;
+            }
             w.end_node()?;
         }
         w.end_node()?;

@@ -76,4 +76,13 @@ pub trait Platform {
     /// Asks for `Engine::expire(frontend, vcpu)` to run at or after `deadline` (nanoseconds of
     /// [`now`](Self::now)), replacing any earlier request for that vCPU.
     fn arm_timeout(&self, frontend: DomainIndex, vcpu: VcpuId, deadline: u64);
+    /// Reads the 32-bit word at `offset` (4-aligned, below 4096) of `backend`'s transport page,
+    /// once (the backend may write it at any time); 0 if the backend has no such page.
+    fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32;
+    /// Atomically replaces the word at `offset` of `backend`'s transport page with `value` and
+    /// returns the old one (0, and nothing written, if there is no such page).
+    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32;
+    /// Atomically adds 1 (wrapping) to the word at `offset` (4-aligned, below 4096) of
+    /// `backend`'s notify page, ordered after everything this pCPU did before (release).
+    fn notify_increment(&self, backend: DomainIndex, offset: usize);
 }

@@ -44,8 +44,15 @@ impl fmt::Display for DeviceLine<'_> {
         let be = &config.domains()[usize::from(d.backend)];
         write!(
             f,
-            "{}/{}: {} SPI {} -> backend {} device {} \"{}\"",
-            fe.name, d.name, d.mmio, d.spi.0, be.name, d.index_in_backend, d.args
+            "{}/{}: {} SPI {} -> backend {} device {} \"{}\"{}",
+            fe.name,
+            d.name,
+            d.mmio,
+            d.spi.0,
+            be.name,
+            d.index_in_backend,
+            d.args,
+            if d.classic { " (classic)" } else { "" }
         )
     }
 }
@@ -58,14 +65,18 @@ pub struct BackendLine<'a>(pub &'a Config, pub usize, pub DomId);
 impl fmt::Display for BackendLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.0.domains()[self.1];
-        let (frontends, spi, timeout) = d.backend.map_or((0, 0, 0), |b| {
-            (b.frontends.len(), b.notify_spi.0, b.timeout_ms)
+        let (frontends, spi, timeout, poll) = d.backend.map_or((0, 0, 0, 0), |b| {
+            (b.frontends.len(), b.notify_spi.0, b.timeout_ms, b.poll_us)
         });
         write!(
             f,
             "{} (d{}) serves {} frontend(s), notify SPI {}, timeout {} ms",
             d.name, self.2 .0, frontends, spi, timeout
-        )
+        )?;
+        if poll > 0 {
+            write!(f, ", spins up to {poll} us while it polls")?;
+        }
+        Ok(())
     }
 }
 

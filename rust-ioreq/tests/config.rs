@@ -387,10 +387,11 @@ fn refuses_overlap_with_vpl011_only_when_the_domain_has_it() {
 
 #[test]
 fn refuses_overlap_with_its_own_backend_pages_only_when_the_domain_is_a_backend() {
-    // A domain that serves devices has its doorbell and ioreq pages at 0x3e000000..0x3e009000
-    // (docs/backend-abi.md); as a frontend of another backend, its devices must avoid them.
-    let what = "the backend interface (doorbell, ioreq pages)";
-    for base in [0x3e00_0000, 0x3e00_8e00, 0x3dff_fe00] {
+    // A domain that serves devices has its doorbell, ioreq, transport and notify pages at
+    // 0x3e000000..0x3e00b000 (docs/backend-abi.md); as a frontend of another backend, its
+    // devices must avoid them.
+    let what = "the backend interface (doorbell, ioreq, transport, notify pages)";
+    for base in [0x3e00_0000, 0x3e00_8e00, 0x3e00_ae00, 0x3dff_fe00] {
         let size = if base == 0x3dff_fe00 { 0x400 } else { 0x200 };
         let dev = Dev::new("d", BE).at(base, size);
         refused(
@@ -406,7 +407,7 @@ fn refuses_overlap_with_its_own_backend_pages_only_when_the_domain_is_a_backend(
         ok(&[Dom::new("fe").device(dev), Dom::backend("be", BE)]);
     }
     ok(&[
-        Dom::backend("mid", 0x10).device(Dev::new("d", BE).at(0x3e00_9000, 0x200)),
+        Dom::backend("mid", 0x10).device(Dev::new("d", BE).at(0x3e00_b000, 0x200)),
         Dom::backend("be", BE),
     ]);
 }
@@ -1306,8 +1307,9 @@ fn window_p2m_pages_counts_the_tables_of_every_window() {
     assert_eq!(config.window_p2m_pages(3), 2 + 33 + 513 + 1);
     // be2: ioreq page, 3 GiB in bank 0 (1536 L3 + 3 L2) and 1 GiB in bank 1 (512 + 1).
     assert_eq!(config.window_p2m_pages(4), 2 + 1536 + 3 + 512 + 1 + 1);
-    // A backend serving nothing and a domain that serves nothing need none.
-    assert_eq!(config.window_p2m_pages(5), 0);
+    // A backend serving nothing still gets its transport and notify pages (1 L3 + 1 L2 +
+    // 1 L1); a domain that serves nothing needs none.
+    assert_eq!(config.window_p2m_pages(5), 3);
     assert_eq!(config.window_p2m_pages(0), 0);
     assert_eq!(config.window_p2m_pages(99), 0);
     // Xen's default pool for the 64 MiB backend: 2 MiB, far from the 548 pages its windows
@@ -1498,7 +1500,7 @@ fn refuses_backend_regions_over_its_interface_pages_and_windows() {
         "/chosen/be/shm@0",
         "xen,shared-mem",
         "/chosen/be/shm@0: property 'xen,shared-mem': the shared memory [0x3e008000, 0x3e009000) \
-         overlaps the backend interface (doorbell, ioreq pages) [0x3e000000, 0x3e009000)",
+         overlaps the backend interface (doorbell, ioreq, transport, notify pages) [0x3e000000, 0x3e00b000)",
     );
     assert!(matches!(
         kind,
@@ -1515,7 +1517,7 @@ fn refuses_backend_regions_over_its_interface_pages_and_windows() {
          [0x1000000000, 0x1000001000) overlaps the RAM window onto fe \
          [0x1000000000, 0x2000000000)",
     );
-    ok(&be(shm("shm@0", 0x7000_0000, 0x3e00_9000, 0x1000)));
+    ok(&be(shm("shm@0", 0x7000_0000, 0x3e00_b000, 0x1000)));
     // A direct-mapped backend's RAM over its doorbell.
     is_error(
         parse(&[
@@ -1525,8 +1527,8 @@ fn refuses_backend_regions_over_its_interface_pages_and_windows() {
         "/chosen/be",
         "xen,static-mem",
         "/chosen/be: property 'xen,static-mem': its static memory (xen,static-mem, direct-map) \
-         [0x3c000000, 0x40000000) overlaps the backend interface (doorbell, ioreq pages) \
-         [0x3e000000, 0x3e009000)",
+         [0x3c000000, 0x40000000) overlaps the backend interface (doorbell, ioreq, transport, notify \
+         pages) [0x3e000000, 0x3e00b000)",
     );
 }
 
@@ -1617,8 +1619,8 @@ fn refuses_regions_over_passthrough_ranges_when_the_partial_dt_is_readable() {
         "/chosen/be/module@4c000000",
         "xen,reg",
         "/chosen/be/module@4c000000: property 'xen,reg': the passthrough xen,reg range \
-         [0x3e000000, 0x3e001000) overlaps the backend interface (doorbell, ioreq pages) \
-         [0x3e000000, 0x3e009000)",
+         [0x3e000000, 0x3e001000) overlaps the backend interface (doorbell, ioreq, transport, notify \
+         pages) [0x3e000000, 0x3e00b000)",
     );
     // A module that cannot be read as a device tree.
     let junk = Modules(vec![(0x4c00_0000, vec![0; 64])]);
@@ -1790,6 +1792,42 @@ fn refuses_sched_null_with_more_vcpus_than_pcpus() {
 }
 
 #[test]
+fn refuses_a_poll_longer_than_a_millisecond() {
+    let with_poll = |us: u32| {
+        vec![
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE).prop("xen,ioreq-poll-us", cells(&[us])),
+        ]
+    };
+    refused(
+        &with_poll(1001),
+        "/chosen/be",
+        "xen,ioreq-poll-us",
+        ErrorKind::PollTooLong { us: 1001 },
+        "/chosen/be: property 'xen,ioreq-poll-us': 1001 us is more than 1000 us of spinning on \
+         a frontend's pCPU per access",
+    );
+    let c = ok(&with_poll(1000));
+    assert_eq!(c.domains()[1].backend.map(|b| b.poll_us), Some(1000));
+    let c = ok(&fe_be(vec![Dev::new("d", BE)]));
+    assert_eq!(c.domains()[1].backend.map(|b| b.poll_us), Some(0));
+}
+
+#[test]
+fn reads_virtio_classic_per_device() {
+    let c = ok(&fe_be(vec![
+        Dev::new("fast", BE),
+        Dev::new("classic", BE).prop("xen,virtio-classic", Vec::new()),
+    ]));
+    let classic: Vec<(&str, bool)> = c
+        .devices()
+        .iter()
+        .map(|d| (d.name.as_str(), d.classic))
+        .collect();
+    assert_eq!(classic, [("fast", false), ("classic", true)]);
+}
+
+#[test]
 fn every_error_kind_is_covered_here() {
     // A reminder that compiles only while the list above is complete: adding a variant to
     // ErrorKind breaks this match until a test for it is written.
@@ -1837,6 +1875,7 @@ fn every_error_kind_is_covered_here() {
             ErrorKind::BadPartialDt { .. } => {
                 "refuses_regions_over_passthrough_ranges_when_the_partial_dt_is_readable"
             }
+            ErrorKind::PollTooLong { .. } => "refuses_a_poll_longer_than_a_millisecond",
             ErrorKind::SchedNullOvercommit { .. } => {
                 "refuses_sched_null_with_more_vcpus_than_pcpus"
             }

@@ -1,6 +1,6 @@
 //! Host tests of the nodes Xen adds to the guests' device trees (`dt.rs`): the frontend's
 //! `virtio,mmio` nodes (Linux's virtio/mmio.yaml binding) and the backend's
-//! `rust-ioreq,backend-v1` node, checked against the example in `docs/backend-abi.md` itself.
+//! `rust-ioreq,backend-v2` node, checked against the example in `docs/backend-abi.md` itself.
 
 // Test data: indices and cells are small. The helpers below are test code too: a failed
 // unwrap is a failed test, as in the #[test] functions clippy.toml already exempts.
@@ -109,8 +109,12 @@ fn value(v: &[u8]) -> String {
     let printable = |b: &[u8]| !b.is_empty() && b.iter().all(|c| (0x20..0x7f).contains(c));
     if v.is_empty() {
         String::new()
-    } else if v.last() == Some(&0) && printable(&v[..v.len() - 1]) {
-        format!(" = \"{}\"", std::str::from_utf8(&v[..v.len() - 1]).unwrap())
+    } else if v.last() == Some(&0) && v[..v.len() - 1].split(|&c| c == 0).all(printable) {
+        let strings: Vec<String> = v[..v.len() - 1]
+            .split(|&c| c == 0)
+            .map(|b| format!("\"{}\"", std::str::from_utf8(b).unwrap()))
+            .collect();
+        format!(" = {}", strings.join(", "))
     } else if v.len().is_multiple_of(4) {
         let cells: Vec<String> = v
             .chunks(4)
@@ -142,7 +146,7 @@ fn render(nodes: &[Node]) -> String {
 }
 
 /// Parses the subset of .dts the doc uses: nodes, `name;`, `name = <cells>;`,
-/// `name = "string";`, C comments.
+/// `name = "string";`, `name = "string", "string";`, C comments.
 fn parse_dts(text: &str) -> Vec<Node> {
     let mut s = String::new();
     let mut rest = text;
@@ -237,13 +241,25 @@ fn parse_dts(text: &str) -> Vec<Node> {
                             n.props.push((w, Vec::new()));
                         }
                         Tok::Eq => {
-                            let v = match &toks[*i + 1] {
-                                Tok::Str(s) => [s.as_bytes(), &[0]].concat(),
-                                Tok::Cells(c) => c.iter().flat_map(|c| c.to_be_bytes()).collect(),
-                                t => panic!("unexpected {t:?}"),
-                            };
-                            assert_eq!(toks[*i + 2], Tok::Semi);
-                            *i += 3;
+                            // One value, or a list of strings separated by commas.
+                            let mut v = Vec::new();
+                            *i += 1;
+                            loop {
+                                match &toks[*i] {
+                                    Tok::Str(s) => v.extend([s.as_bytes(), &[0]].concat()),
+                                    Tok::Cells(c) => {
+                                        v.extend(c.iter().flat_map(|c| c.to_be_bytes()))
+                                    }
+                                    t => panic!("unexpected {t:?}"),
+                                }
+                                *i += 1;
+                                if toks[*i] != Tok::Word(",".into()) {
+                                    break;
+                                }
+                                *i += 1;
+                            }
+                            assert_eq!(toks[*i], Tok::Semi);
+                            *i += 1;
                             n.props.push((w, v));
                         }
                         t => panic!("unexpected {t:?} after {w}"),
@@ -384,7 +400,7 @@ fn the_backend_node_is_the_one_the_doc_shows() {
     let doc = doc_example();
     // The parse found the whole example: the node, its frontend and its device.
     assert_eq!(doc.len(), 1);
-    assert_eq!(doc[0].props.len(), 6);
+    assert_eq!(doc[0].props.len(), 8);
     assert_eq!(doc[0].children[0].props.len(), 9);
     assert_eq!(doc[0].children[0].children[0].props.len(), 3);
     assert_eq!(
@@ -430,10 +446,12 @@ fn the_backend_node_lists_every_frontend_and_device_in_order() {
         render(&backend(&config, BE2, all_domids)),
         "\
 ioreq-backend@3e000000 {
-    compatible = \"rust-ioreq,backend-v1\";
+    compatible = \"rust-ioreq,backend-v2\", \"rust-ioreq,backend-v1\";
     reg = <0x0 0x3e000000 0x0 0x1000>;
     interrupts = <0x0 0x12 0x1>;
     interrupt-parent = <0xfde8>;
+    rust-ioreq,transport-page = <0x0 0x3e009000>;
+    rust-ioreq,notify-page = <0x0 0x3e00a000>;
     #address-cells = <0x1>;
     #size-cells = <0x0>;
     frontend@0 {

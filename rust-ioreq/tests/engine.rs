@@ -461,8 +461,12 @@ fn raise_irq_injects_the_devices_spi_into_its_frontend() {
     );
     // Device 2 exists in be2, not in be: be cannot raise another backend's device.
     assert_eq!(raise(BE, 2), Err(DoorbellError::UnknownDevice(2)));
-    for v in [3, 0x1_0000, u32::MAX] {
-        assert_eq!(raise(BE2, v), Err(DoorbellError::UnknownDevice(v)));
+    // Bits 0-15 name the device, 16-17 are causes (version 2), the rest must be 0.
+    for (v, device) in [(3, 3), (0x3_0003, 3), (0x1_ffff, 0xffff)] {
+        assert_eq!(raise(BE2, v), Err(DoorbellError::UnknownDevice(device)));
+    }
+    for v in [0x4_0000, 0x8000_0000, u32::MAX] {
+        assert_eq!(raise(BE2, v), Err(DoorbellError::BadCause(v)));
     }
     // Only a backend may raise; a frontend is refused.
     assert_eq!(raise(FE, 0), Err(DoorbellError::NotABackend));
@@ -478,8 +482,8 @@ fn doorbell_reads() {
     let read = |d: DomId, off: u64, w: Width| engine.doorbell_read(d, off, w);
     let be = domid(BE);
     assert_eq!(read(be, doorbell::MAGIC, Width::Word), Ok(0x716f_6972));
-    assert_eq!(read(be, doorbell::VERSION, Width::Word), Ok(1));
-    assert_eq!(read(be, doorbell::FEATURES, Width::Word), Ok(0));
+    assert_eq!(read(be, doorbell::VERSION, Width::Word), Ok(2));
+    assert_eq!(read(be, doorbell::FEATURES, Width::Word), Ok(1));
     for wo in [doorbell::COMPLETE, doorbell::RAISE_IRQ, doorbell::ONLINE] {
         assert_eq!(
             read(be, wo, Width::Word),

@@ -11,14 +11,16 @@
 
 mod common;
 
-use loom::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 use common::hostdt::{host_dtb, GIC_SPIS};
 use common::rig::{domid, standard, BE, BE2, FE};
-use common::trap::{load, trap};
-use rust_ioreq::abi::{doorbell, IoReq, STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IORESP_READY};
+use common::trap::{load, store, trap};
+use rust_ioreq::abi::{
+    doorbell, notify, transport, IoReq, STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IORESP_READY,
+};
 use rust_ioreq::config::{Config, DEFAULT_TIMEOUT_MS};
 use rust_ioreq::engine::{Builder, DoorbellEvent, Engine, MmioOutcome, Work};
 use rust_ioreq::platform::{BackendFault, DomainIndex, PageId, Platform};
@@ -33,10 +35,18 @@ struct Slot {
     data: AtomicU64,
 }
 
-/// A thread-safe fake of the platform: slots of be's and be2's pages for fe (index 0), the
-/// clock, and a log of crashes and wakes.
+/// Words of a transport page the model keeps: the header and device 0's record.
+const TRANSPORT_WORDS: usize = 2 * transport::RECORD_SIZE / 4;
+/// Words of a notify page the model keeps: device 0's counts.
+const NOTIFY_WORDS: usize = transport::MAX_QUEUES as usize;
+
+/// A thread-safe fake of the platform: slots of be's and be2's pages for fe (index 0), be's
+/// transport and notify pages (device 0 only), the clock, and a log of crashes and of SPIs.
 struct LoomXen {
     pages: Vec<((DomainIndex, usize), Vec<Slot>)>,
+    transport: Vec<AtomicU32>,
+    notify: Vec<AtomicU32>,
+    spis: AtomicU32,
     now: AtomicU64,
     crashes: Mutex<Vec<DomainIndex>>,
 }
@@ -58,6 +68,9 @@ impl LoomXen {
                 ((BE, 1), page()),
                 ((BE2, 1), page()),
             ],
+            transport: (0..TRANSPORT_WORDS).map(|_| AtomicU32::new(0)).collect(),
+            notify: (0..NOTIFY_WORDS).map(|_| AtomicU32::new(0)).collect(),
+            spis: AtomicU32::new(0),
             now: AtomicU64::new(1),
             crashes: Mutex::new(Vec::new()),
         }
@@ -88,6 +101,27 @@ impl LoomXen {
     fn crashes(&self) -> Vec<DomainIndex> {
         self.crashes.lock().expect("crash log").clone()
     }
+
+    /// Returns be's transport word at `offset`, if the model keeps it.
+    fn transport_word(&self, backend: DomainIndex, offset: usize) -> Option<&AtomicU32> {
+        (backend == BE)
+            .then(|| self.transport.get(offset / 4))
+            .flatten()
+    }
+
+    /// Plays be at start-up: publishes blk (device 0) with one queue, then the page version.
+    fn publish_blk(&self) {
+        let record = transport::record(0);
+        for (field, value) in [
+            (transport::field::DEVICE_ID, 2),
+            (transport::field::NUM_QUEUES, 1),
+            (transport::field::QUEUE_NUM_MAX, 8),
+            (transport::field::PUBLISHED, 1),
+        ] {
+            self.transport[(record + field) / 4].store(value, Ordering::Release);
+        }
+        self.transport[transport::VERSION_OFFSET / 4].store(transport::VERSION, Ordering::Release);
+    }
 }
 
 impl Platform for LoomXen {
@@ -113,7 +147,11 @@ impl Platform for LoomXen {
     fn set_slot_flags(&self, page: PageId, slot: VcpuId, flags: u8) {
         self.slot(page, slot).flags.store(flags, Ordering::Release);
     }
-    fn inject_spi(&self, _: DomainIndex, _: Spi) {}
+    fn inject_spi(&self, domain: DomainIndex, _: Spi) {
+        if domain == BE {
+            self.spis.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     fn wake_vcpu(&self, _: DomainIndex, _: VcpuId) {}
     fn crash_domain(&self, domain: DomainIndex, _: BackendFault) {
         self.crashes.lock().expect("crash log").push(domain);
@@ -122,6 +160,18 @@ impl Platform for LoomXen {
         self.now.load(Ordering::Relaxed)
     }
     fn arm_timeout(&self, _: DomainIndex, _: VcpuId, _: u64) {}
+    fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32 {
+        self.transport_word(backend, offset)
+            .map_or(0, |w| w.load(Ordering::Acquire))
+    }
+    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32 {
+        self.transport_word(backend, offset)
+            .map_or(0, |w| w.swap(value, Ordering::SeqCst))
+    }
+    fn notify_increment(&self, backend: DomainIndex, offset: usize) {
+        assert_eq!(backend, BE, "a notify for be only");
+        self.notify[offset / 4].fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The engine under test, in a std `Arc` (its reference count is not under test): straight
@@ -286,5 +336,59 @@ fn a_request_posted_while_its_backend_dies_never_waits_forever() {
             engine.vcpu_work(&*xen, domid(FE), VcpuId(0)),
             Work::Complete(_)
         ));
+    });
+}
+
+/// fe's vCPU 0 posts a `QueueNotify` of blk (a fast device) while be goes idle: be arms its
+/// wake-up, fences and rescans the counts. Either the rescan sees the notify or Xen sends the
+/// notify SPI (exactly once): a notify is never left unseen by a sleeping backend.
+#[test]
+fn a_posted_notify_is_never_lost_by_a_backend_going_idle() {
+    loom::model(|| {
+        let engine = engine();
+        let xen = Arc::new(LoomXen::new());
+        xen.publish_blk();
+        let (e, x) = (engine.clone(), xen.clone());
+        let frontend = thread::spawn(move || {
+            let t = trap(1, 0, BLK + 0x50, store(2, 3));
+            e.handle_mmio(&*x, &t, |_| 0)
+        });
+        xen.transport[transport::WAKEUP_OFFSET / 4].store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seen = xen.notify[notify::count(0, 0) / 4].load(Ordering::Acquire);
+        let outcome = frontend.join().unwrap();
+        assert_eq!(outcome, MmioOutcome::Answered { write_reg: None });
+        let spis = xen.spis.load(Ordering::Relaxed);
+        assert!(
+            seen == 1 || spis == 1,
+            "notify lost: count seen {seen}, {spis} SPIs"
+        );
+        assert!(spis <= 1, "{spis} SPIs for one arming");
+    });
+}
+
+/// Two vCPUs of fe post `QueueNotify` of blk at once: both are counted.
+#[test]
+fn concurrent_posted_notifies_are_all_counted() {
+    loom::model(|| {
+        let engine = engine();
+        let xen = Arc::new(LoomXen::new());
+        xen.publish_blk();
+        let spawn_notify = |vcpu| {
+            let (e, x) = (engine.clone(), xen.clone());
+            thread::spawn(move || {
+                let t = trap(1, vcpu, BLK + 0x50, store(2, 3));
+                e.handle_mmio(&*x, &t, |_| 0)
+            })
+        };
+        let a = spawn_notify(0);
+        let b = spawn_notify(1);
+        for outcome in [a.join().unwrap(), b.join().unwrap()] {
+            assert_eq!(outcome, MmioOutcome::Answered { write_reg: None });
+        }
+        assert_eq!(
+            xen.notify[notify::count(0, 0) / 4].load(Ordering::Acquire),
+            2
+        );
     });
 }

@@ -192,7 +192,7 @@ pub fn xen_default_p2m_pages(memory_kib: u64, vcpus: u32) -> u64 {
 }
 
 /// Returns the ranges of backend `backend`'s address space that Xen maps for the binding:
-/// the ioreq pages, and each frontend's RAM at its window (`window(k) + GPA`). The doorbell is
+/// the ioreq, transport and notify pages, and each frontend's RAM at its window (`window(k) + GPA`). The doorbell is
 /// an MMIO handler, not a mapping.
 fn interface_mappings(config: &Config, backend: usize) -> Vec<GpaRange> {
     let mut out = Vec::new();
@@ -201,6 +201,9 @@ fn interface_mappings(config: &Config, backend: usize) -> Vec<GpaRange> {
     };
     let n = be.frontends.len() as u64;
     if let Some(pages) = GpaRange::new(Gpa(backend_layout::IOREQ_PAGES_GPA), 0x1000 * n) {
+        out.push(pages);
+    }
+    if let Some(pages) = GpaRange::new(Gpa(backend_layout::TRANSPORT_PAGE_GPA), 0x2000) {
         out.push(pages);
     }
     for (k, &f) in be.frontends.iter().enumerate() {

@@ -64,6 +64,8 @@ pub enum DoorbellError {
     NotAnswered(u8),
     /// `RAISE_IRQ` names a device this backend does not serve.
     UnknownDevice(u32),
+    /// `RAISE_IRQ` with bits set above the two causes.
+    BadCause(u32),
 }
 
 impl fmt::Display for DoorbellError {
@@ -83,6 +85,9 @@ impl fmt::Display for DoorbellError {
                 write!(f, "COMPLETE: slot state is {s}, not IORESP_READY")
             }
             DoorbellError::UnknownDevice(d) => write!(f, "RAISE_IRQ: no device {d}"),
+            DoorbellError::BadCause(v) => {
+                write!(f, "RAISE_IRQ: {v:#x} has bits set other than 0-17")
+            }
         }
     }
 }
@@ -111,7 +116,7 @@ impl Engine {
         match offset {
             doorbell::MAGIC => Ok(doorbell::MAGIC_VALUE),
             doorbell::VERSION => Ok(doorbell::VERSION_VALUE),
-            doorbell::FEATURES => Ok(0),
+            doorbell::FEATURES => Ok(doorbell::FEATURE_FAST_TRANSPORT),
             doorbell::COMPLETE | doorbell::RAISE_IRQ | doorbell::ONLINE => Ok(0),
             o => Err(DoorbellError::BadRegister(o)),
         }
@@ -214,13 +219,19 @@ impl Engine {
         Ok(DoorbellEvent::Completed { frontend, vcpu })
     }
 
-    /// `RAISE_IRQ`: injects the SPI of the backend's device `index` into its frontend.
+    /// `RAISE_IRQ`: injects the SPI of the backend's device (bits 0-15 of `value`) into its
+    /// frontend, after adding the causes (bits 16-17) to a fast device's interrupt status.
     fn raise_irq<P: Platform>(
         &self,
         p: &P,
         backend: DomainIndex,
-        index: u32,
+        value: u32,
     ) -> Result<DoorbellEvent, DoorbellError> {
+        let causes = value & !doorbell::RAISE_IRQ_DEVICE;
+        if causes & !(doorbell::CAUSE_USED_BUFFER | doorbell::CAUSE_CONFIG_CHANGE) != 0 {
+            return Err(DoorbellError::BadCause(value));
+        }
+        let index = value & doorbell::RAISE_IRQ_DEVICE;
         let (device, d) = self
             .config
             .devices()
@@ -234,6 +245,7 @@ impl Engine {
         if self.domid(frontend).is_none() {
             return Ok(DoorbellEvent::Discarded(Discarded::FrontendGone));
         }
+        self.add_interrupt_causes(p, device, causes >> 16);
         p.inject_spi(frontend, d.spi);
         Ok(DoorbellEvent::Raised { device })
     }

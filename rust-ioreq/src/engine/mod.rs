@@ -1,6 +1,6 @@
-//! The request engine: region lookup, posting an access to the backend, the per-vCPU request
-//! state machine, completion, timeouts, domain lifetime, and the doorbell protocol
-//! (`docs/backend-abi.md`).
+//! The request engine: region lookup, the registers answered in Xen (the fast transport),
+//! posting an access to the backend, the per-vCPU request state machine, completion, timeouts,
+//! domain lifetime, and the doorbell protocol (`docs/backend-abi.md`).
 //!
 //! Built once at boot by [`Builder`] while Xen creates the domains, then frozen into an
 //! [`Engine`] whose only mutable state is atomics: one request record per frontend vCPU
@@ -11,6 +11,7 @@ mod builder;
 mod doorbell;
 mod record;
 mod stale;
+mod transport;
 
 use core::fmt;
 
@@ -28,6 +29,8 @@ pub use builder::{BindError, BuildError, Builder};
 pub use doorbell::{Discarded, DoorbellError, DoorbellEvent};
 use record::{Posted, RecordState, Snapshot, VcpuRecord};
 use stale::HeldSlots;
+use transport::TransportState;
+pub use transport::{reg, TransportKind, VIRTIO_MAGIC};
 
 /// Most frontend vCPUs in the whole system (one request record each).
 pub const MAX_FRONTEND_VCPUS: usize = 128;
@@ -66,6 +69,12 @@ pub enum MmioOutcome {
     Unavailable(Unavailable),
     /// Nothing to emulate (cache maintenance): advance the PC.
     Handled,
+    /// Answered in Xen (the fast transport): write the register if any, then as `Handled`
+    /// (advance the PC; Xen finishes a post-indexed write-back).
+    Answered {
+        /// Register to write and its value (a load to a register other than XZR).
+        write_reg: Option<(u8, u64)>,
+    },
     /// Refused: inject a data abort into the frontend.
     Abort(MmioError),
 }
@@ -192,6 +201,8 @@ pub struct Engine {
     broken: [AtomicBool; MAX_DEVICES],
     /// Slots still held by a timed-out request, per backend and frontend index.
     held: [[HeldSlots; MAX_FRONTENDS_PER_BACKEND]; MAX_DOMAINS],
+    /// What Xen keeps of each device's transport (the fast transport).
+    transport: TransportState,
     regions: Table<Region, MAX_DEVICES>,
     vcpu_base: [u16; MAX_DOMAINS],
     vcpus: [VcpuRecord; MAX_FRONTEND_VCPUS],
@@ -213,6 +224,7 @@ impl Engine {
             online: core::array::from_fn(|_| AtomicBool::new(false)),
             broken: core::array::from_fn(|_| AtomicBool::new(false)),
             held: core::array::from_fn(|_| core::array::from_fn(|_| HeldSlots::new())),
+            transport: TransportState::new(),
             regions,
             vcpu_base,
             vcpus: core::array::from_fn(|_| VcpuRecord::new()),
@@ -313,6 +325,11 @@ impl Engine {
         } else {
             0
         };
+        // Regions are at most a few pages: the offset fits.
+        let offset = (trap.gpa.0 - device.mmio.start().0) as u32;
+        if let Some(answered) = self.transport_access(p, device_index, offset, &access, data) {
+            return answered;
+        }
         let backend = usize::from(device.backend);
         let timeout_ms = self.config.domains()[backend]
             .backend
@@ -320,8 +337,7 @@ impl Engine {
         let posted = Posted {
             access,
             hsr: trap.hsr,
-            // Regions are at most a few pages: the offset fits.
-            offset: (trap.gpa.0 - device.mmio.start().0) as u32,
+            offset,
             deadline: deadline(p, timeout_ms),
         };
         let Some(pending) = record.publish(idle, device_index as u8, &posted) else {
@@ -357,9 +373,7 @@ impl Engine {
         }
         let req = IoReq::mmio(trap.gpa.0, access.width.bytes(), !access.write, data);
         p.post_request(page, trap.vcpu, &req);
-        if let Some(b) = self.config.domains()[backend].backend {
-            p.inject_spi(backend, b.notify_spi);
-        }
+        self.notify_request(p, backend);
         if posted.deadline != 0 {
             p.arm_timeout(frontend, trap.vcpu, posted.deadline);
         }
@@ -427,6 +441,7 @@ impl Engine {
             return Work::Idle;
         };
         let settled = record.snapshot();
+        let posted = record.posted();
         let data = match settled.state {
             RecordState::Idle => return Work::Idle,
             RecordState::Pending => return Work::Waiting,
@@ -449,12 +464,39 @@ impl Engine {
                     u64::MAX
                 };
                 p.set_slot_flags(page, vcpu, STATE_IOREQ_NONE);
+                if posted.access.write && posted.offset == reg::STATUS {
+                    self.status_answered(usize::from(settled.device));
+                }
                 data
             }
         };
-        let posted = record.posted();
         record.retire(settled);
         Work::Complete(completion(&posted, data))
+    }
+
+    /// As [`vcpu_work`](Self::vcpu_work), but a vCPU waiting on a backend that polls (and has
+    /// `xen,ioreq-poll-us`) spins for its answer for up to that long before it is told to wait:
+    /// like KVM's halt-polling, a blocked vCPU costs two scheduler passes and a wake-up.
+    pub fn vcpu_work_spinning<P: Platform>(&self, p: &P, domid: DomId, vcpu: VcpuId) -> Work {
+        let work = self.vcpu_work(p, domid, vcpu);
+        if work != Work::Waiting {
+            return work;
+        }
+        let Some(record) = self.domain_index(domid).and_then(|f| self.record(f, vcpu)) else {
+            return work;
+        };
+        let budget = self.spin_budget_ns(p, usize::from(record.snapshot().device));
+        if budget == 0 {
+            return work;
+        }
+        let until = p.now().saturating_add(budget);
+        loop {
+            core::hint::spin_loop();
+            let work = self.vcpu_work(p, domid, vcpu);
+            if work != Work::Waiting || p.now() >= until {
+                return work;
+            }
+        }
     }
 
     /// Runs when the timeout armed for `vcpu` of `frontend` fires. If its request is still

@@ -8,8 +8,14 @@
 //! domain does not own, waking a vCPU that does not exist and crashing a domain that is not a
 //! backend all panic. Every injection, wake and crash is recorded for the test to check.
 //!
-//! Time stands still until the test moves it ([`FakeXen::advance`]); timeouts the engine arms
-//! are recorded per vCPU ([`FakeXen::armed`]), and the test fires them by calling the engine.
+//! Time stands still until the test moves it ([`FakeXen::advance`]), or moves by a fixed step
+//! at every reading ([`FakeXen::tick_every_read`], for code that spins on the clock); timeouts
+//! the engine arms are recorded per vCPU ([`FakeXen::armed`]), and the test fires them by
+//! calling the engine.
+//!
+//! Every backend has a transport page (the test writes it as the backend would) and a notify
+//! page (only the engine writes it); touching either of a domain that is no backend, or at an
+//! offset that is not 4-aligned inside the page, panics.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -59,8 +65,14 @@ pub struct FakeXen {
     posts: RefCell<Vec<(PageId, u32, IoReq)>>,
     faults: RefCell<Vec<(DomainIndex, BackendFault)>>,
     clock: Cell<u64>,
+    tick: Cell<u64>,
     armed: RefCell<BTreeMap<(DomainIndex, u32), u64>>,
+    transport: BTreeMap<DomainIndex, RefCell<Vec<u32>>>,
+    notify: BTreeMap<DomainIndex, RefCell<Vec<u32>>>,
 }
+
+/// Words in a 4 KiB page.
+const PAGE_WORDS: usize = 1024;
 
 impl FakeXen {
     /// Builds the pages and ownership tables `config` implies.
@@ -84,6 +96,15 @@ impl FakeXen {
             spis[usize::from(dev.frontend)].push(dev.spi.0);
             frontend[usize::from(dev.frontend)] = true;
         }
+        let pages_of_backends = || {
+            backend
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b)
+                .map(|(i, _)| (i, RefCell::new(vec![0; PAGE_WORDS])))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (transport, notify) = (pages_of_backends(), pages_of_backends());
         FakeXen {
             pages,
             spis,
@@ -95,8 +116,52 @@ impl FakeXen {
             faults: RefCell::new(Vec::new()),
             // Not zero: a real system has been up for a while.
             clock: Cell::new(1_000_000_000),
+            tick: Cell::new(0),
             armed: RefCell::new(BTreeMap::new()),
+            transport,
+            notify,
         }
+    }
+
+    /// Makes every later reading of the clock advance it by `ns` first.
+    pub fn tick_every_read(&self, ns: u64) {
+        self.tick.set(ns);
+    }
+
+    fn word<'a>(
+        pages: &'a BTreeMap<DomainIndex, RefCell<Vec<u32>>>,
+        backend: DomainIndex,
+        offset: usize,
+        what: &str,
+    ) -> (&'a RefCell<Vec<u32>>, usize) {
+        let page = pages
+            .get(&backend)
+            .unwrap_or_else(|| panic!("{what} of domain {backend}, which is no backend"));
+        assert!(
+            offset.is_multiple_of(4) && offset < 4 * PAGE_WORDS,
+            "{what} at offset {offset:#x}"
+        );
+        (page, offset / 4)
+    }
+
+    /// Writes a word of `backend`'s transport page, as the backend does.
+    pub fn backend_writes_transport(&self, backend: DomainIndex, offset: usize, value: u32) {
+        let (page, i) = Self::word(&self.transport, backend, offset, "a transport write");
+        page.borrow_mut()[i] = value;
+    }
+
+    /// Returns a word of `backend`'s transport page.
+    pub fn transport_word(&self, backend: DomainIndex, offset: usize) -> u32 {
+        let (page, i) = Self::word(&self.transport, backend, offset, "a transport read");
+        let v = page.borrow()[i];
+        v
+    }
+
+    /// Returns a word of `backend`'s notify page.
+    pub fn notify_word(&self, backend: DomainIndex, offset: usize) -> u32 {
+        let (page, i) = Self::word(&self.notify, backend, offset, "a notify read");
+        let v = page.borrow()[i];
+        v
     }
 
     fn page(&self, page: PageId, what: &str) -> &RefCell<Vec<IoReq>> {
@@ -309,6 +374,7 @@ impl Platform for FakeXen {
     }
 
     fn now(&self) -> u64 {
+        self.clock.set(self.clock.get() + self.tick.get());
         self.clock.get()
     }
 
@@ -327,5 +393,20 @@ impl Platform for FakeXen {
             "arm_timeout with a deadline in the past"
         );
         self.armed.borrow_mut().insert((domain, vcpu.0), deadline);
+    }
+
+    fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32 {
+        self.transport_word(backend, offset)
+    }
+
+    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32 {
+        let (page, i) = Self::word(&self.transport, backend, offset, "transport_swap");
+        std::mem::replace(&mut page.borrow_mut()[i], value)
+    }
+
+    fn notify_increment(&self, backend: DomainIndex, offset: usize) {
+        let (page, i) = Self::word(&self.notify, backend, offset, "notify_increment");
+        let mut page = page.borrow_mut();
+        page[i] = page[i].wrapping_add(1);
     }
 }

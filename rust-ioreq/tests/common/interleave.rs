@@ -71,4 +71,13 @@ impl Platform for Interleave<'_> {
     fn arm_timeout(&self, frontend: DomainIndex, vcpu: VcpuId, deadline: u64) {
         self.xen.arm_timeout(frontend, vcpu, deadline)
     }
+    fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32 {
+        self.xen.transport_read(backend, offset)
+    }
+    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32 {
+        self.xen.transport_swap(backend, offset, value)
+    }
+    fn notify_increment(&self, backend: DomainIndex, offset: usize) {
+        self.xen.notify_increment(backend, offset)
+    }
 }

@@ -1,6 +1,6 @@
 //! The DT node writer fuzz body: from a configuration the parser accepted, the nodes
 //! `rust_ioreq::dt` writes for each domain (frontend `virtio,mmio` nodes, the backend's
-//! `rust-ioreq,backend-v1` node) are written through a [`DtWriter`] over `vm-fdt` into a real
+//! `rust-ioreq,backend-v2` node) are written through a [`DtWriter`] over `vm-fdt` into a real
 //! guest tree blob, read back with the `fdt` crate, and compared node by node and byte by byte
 //! with what `docs/binding.md` and `docs/backend-abi.md` say they hold, computed here from the
 //! generated host tree and the configuration. The tree must also be well-formed as a device
@@ -246,7 +246,7 @@ fn ram(kib: u64) -> Vec<u8> {
     v
 }
 
-/// The `rust-ioreq,backend-v1` node backend `domain` must get (`docs/backend-abi.md`).
+/// The `rust-ioreq,backend-v2` node backend `domain` must get (`docs/backend-abi.md`).
 fn expected_backend(
     config: &Config,
     domain: DomainIndex,
@@ -256,10 +256,19 @@ fn expected_backend(
         return Vec::new();
     };
     let mut node = Node::new("ioreq-backend@3e000000".to_string())
-        .prop("compatible", string("rust-ioreq,backend-v1"))
+        .prop(
+            "compatible",
+            b"rust-ioreq,backend-v2\0rust-ioreq,backend-v1\0".to_vec(),
+        )
         .prop("reg", be64(&[0x3e00_0000, 0x1000]))
         .prop("interrupts", interrupts(backend.notify_spi.0))
         .prop("interrupt-parent", be32(&[65000]))
+        .prop("rust-ioreq,transport-page", be64(&[0x3e00_9000]))
+        .prop("rust-ioreq,notify-page", be64(&[0x3e00_a000]));
+    if backend.poll_us > 0 {
+        node = node.prop("rust-ioreq,poll-us", be32(&[backend.poll_us]));
+    }
+    node = node
         .prop("#address-cells", be32(&[1]))
         .prop("#size-cells", be32(&[0]));
     for (k, &f) in backend.frontends.iter().enumerate() {
@@ -288,12 +297,14 @@ fn expected_backend(
             .filter(|d| usize::from(d.backend) == domain && d.frontend == f)
         {
             let index = u32::from(d.index_in_backend);
-            child.children.push(
-                Node::new(format!("device@{index:x}"))
-                    .prop("reg", be32(&[index]))
-                    .prop("rust-ioreq,mmio", be64(&[d.mmio.start().0, d.mmio.size()]))
-                    .prop("rust-ioreq,args", string(d.args.as_str())),
-            );
+            let mut device = Node::new(format!("device@{index:x}"))
+                .prop("reg", be32(&[index]))
+                .prop("rust-ioreq,mmio", be64(&[d.mmio.start().0, d.mmio.size()]))
+                .prop("rust-ioreq,args", string(d.args.as_str()));
+            if d.classic {
+                device = device.prop("rust-ioreq,classic", Vec::new());
+            }
+            child.children.push(device);
         }
         node.children.push(child);
     }

@@ -708,10 +708,16 @@ fn expect_doorbell_write(
             )
         }
         doorbell::RAISE_IRQ => {
+            // Bits 16-17 are causes; the model never publishes a transport record, so they
+            // change nothing else here.
+            if value >> 18 != 0 {
+                return (Err(DoorbellError::BadCause(value)), vec![]);
+            }
+            let index = value & 0xffff;
             let Some(device) = m.config.devices().iter().position(|d| {
-                usize::from(d.backend) == b && u32::from(d.index_in_backend) == value
+                usize::from(d.backend) == b && u32::from(d.index_in_backend) == index
             }) else {
-                return (Err(DoorbellError::UnknownDevice(value)), vec![]);
+                return (Err(DoorbellError::UnknownDevice(index)), vec![]);
             };
             let d = m.device(device);
             let f = usize::from(d.frontend);
@@ -844,8 +850,9 @@ fn op_doorbell_any(m: &mut Model<'_>, input: &mut Input<'_>) {
         Some(_) if width != Width::Word => Err(DoorbellError::BadWidth),
         Some(_) => match offset {
             0x00 => Ok(0x716f_6972),
-            0x04 => Ok(1),
-            0x08 | 0x10 | 0x14 | 0x18 => Ok(0),
+            0x04 => Ok(2),
+            0x08 => Ok(1),
+            0x10 | 0x14 | 0x18 => Ok(0),
             o => Err(DoorbellError::BadRegister(o)),
         },
     };

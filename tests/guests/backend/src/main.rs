@@ -123,10 +123,11 @@ fn main(boot: &Boot) {
     // for this domain.
     let doorbell = unsafe { Doorbell::new(config.doorbell) };
     let (magic, version) = (doorbell.magic(), doorbell.version());
-    if magic != DOORBELL_MAGIC || version != DOORBELL_VERSION {
+    // Later versions keep everything version 1 offers (docs/backend-abi.md).
+    if magic != DOORBELL_MAGIC || version < DOORBELL_VERSION {
         return fail(format_args!(
             "doorbell at {:#x}: magic {magic:#x} version {version}, want {DOORBELL_MAGIC:#x} \
-             version {DOORBELL_VERSION}",
+             version {DOORBELL_VERSION} or later",
             config.doorbell
         ));
     }

@@ -194,7 +194,8 @@ fn identity(db: Doorbell) {
         doorbell::ONLINE,
     ];
     let got = regs.map(|r| db.read(r));
-    let want = [doorbell::MAGIC_VALUE, 1, 0, 0, 0, 0];
+    // Interface version 2, with the fast transport (FEATURES bit 0).
+    let want = [doorbell::MAGIC_VALUE, 2, 1, 0, 0, 0];
     scenario::check(
         "doorbell-identity",
         got.iter().zip(want).all(|(g, w)| *g == Ok(w)),
