@@ -32,7 +32,8 @@ pub use chain::{ChainIoError, Reader, Writer};
 pub use log::{Event, Logger, NullLogger, RequestError};
 pub use memory::{Gpa, GuestMemory, MemError, SliceMemory};
 pub use mmio::{
-    Interrupt, MmioTransport, Processed, VirtioDevice, WriteEffect, CONFIG_OFFSET, MAGIC, VERSION,
+    Interrupt, InterruptCause, MmioTransport, Processed, TransportRegisters,
+    TransportRegistersError, VirtioDevice, WriteEffect, CONFIG_OFFSET, MAGIC, VERSION,
 };
 pub use queue::{DescriptorChain, Queue, QueueError, QueueSetupError, MAX_QUEUE_SIZE};
 pub use rng::{Rng, RngStats, SplitMix64};

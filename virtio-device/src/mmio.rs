@@ -12,6 +12,26 @@
 //! returns [`WriteEffect::Notify`], and the embedder calls [`MmioTransport::process_queue`] when
 //! it suits it (a backend typically completes the trapped write first so the driver's vCPU can
 //! resume, then processes).
+//!
+//! # Registers answered elsewhere (a "fast" transport)
+//! A hypervisor can answer the read-only and interrupt registers itself and count `QueueNotify`
+//! writes instead of forwarding them (rust-ioreq's interface version 2, docs/backend-abi.md).
+//! The transport supports that without a mode of its own:
+//! - [`MmioTransport::transport_registers`] gives what such a hypervisor needs to answer
+//!   `MagicValue` to `QueueNumMax` and `ConfigGeneration` (device and vendor ID, queue count and
+//!   size, the device feature words, the generation); the embedder publishes it;
+//! - [`MmioTransport::notified`] is a `QueueNotify` that arrived some other way (a count that
+//!   moved): the same checks and the same [`WriteEffect`] as the register write;
+//! - every interrupt goes through [`Interrupt::raise_cause`] with its [`InterruptCause`] (the
+//!   `InterruptStatus` bits it sets), so the embedder can pass the cause to whoever keeps
+//!   `InterruptStatus`; the default method calls [`Interrupt::raise`], as before;
+//! - a configuration change is two steps, [`MmioTransport::new_config_generation`] (then the
+//!   embedder republishes the generation) and [`MmioTransport::signal_config_change`].
+//!
+//! The transport keeps its own `InterruptStatus` in every case: for a device whose registers the
+//! hypervisor answers it is never read (and never acknowledged), and if the hypervisor forwards
+//! them after all (it does not consider the device fast) the register behaves exactly as without
+//! a hypervisor copy.
 
 use crate::features::{self, INDIRECT_DESC, VERSION_1};
 use crate::log::{Event, Logger, NotifyFault, RegisterFault};
@@ -35,6 +55,96 @@ pub const MAX_QUEUES: usize = 4;
 pub const INT_USED_BUFFER: u32 = 1;
 /// `InterruptStatus` bit: the configuration (or DEVICE_NEEDS_RESET) changed.
 pub const INT_CONFIG_CHANGE: u32 = 2;
+
+/// Why an interrupt is raised: the `InterruptStatus` bits it sets (virtio 1.2 §4.2.2), one or
+/// both of [`USED_BUFFER`](Self::USED_BUFFER) and [`CONFIG_CHANGE`](Self::CONFIG_CHANGE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterruptCause(u32);
+
+impl InterruptCause {
+    /// The device used buffers of a queue (`InterruptStatus` bit 0).
+    pub const USED_BUFFER: Self = Self(INT_USED_BUFFER);
+    /// The configuration changed, or the device needs a reset (bit 1).
+    pub const CONFIG_CHANGE: Self = Self(INT_CONFIG_CHANGE);
+
+    /// Returns the `InterruptStatus` bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Tells whether every bit of `other` is set here.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Tells whether no cause is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl core::ops::BitOr for InterruptCause {
+    type Output = Self;
+
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+impl core::ops::BitOrAssign for InterruptCause {
+    fn bitor_assign(&mut self, other: Self) {
+        self.0 |= other.0;
+    }
+}
+
+/// What a hypervisor needs to answer a device's read-only transport registers itself
+/// (docs/backend-abi.md "Transport page", one device record): every value here is constant for
+/// the device's life but `config_generation`, which [`MmioTransport::new_config_generation`]
+/// moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransportRegisters {
+    /// `DeviceID` (non-zero).
+    pub device_id: u32,
+    /// `VendorID`.
+    pub vendor_id: u32,
+    /// Queues `0..num_queues` exist (at most [`MAX_QUEUES`]).
+    pub num_queues: u32,
+    /// `QueueNumMax` of every queue below `num_queues` (0 if there is none).
+    pub queue_num_max: u32,
+    /// `ConfigGeneration`.
+    pub config_generation: u32,
+    /// `DeviceFeatures` for `DeviceFeaturesSel` 0 to 3 (higher selectors read 0).
+    pub device_features: [u32; 4],
+}
+
+/// Why a device's transport registers cannot be answered from a [`TransportRegisters`]: its
+/// registers must then all be served by the transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportRegistersError {
+    /// The device ID is 0 ("reserved, invalid" in §5), which a record cannot publish.
+    NoDeviceId,
+    /// The queues do not all have the same `QueueNumMax`.
+    QueueSizesDiffer {
+        /// The first queue whose size differs from queue 0's.
+        queue: u16,
+        /// Its `QueueNumMax`.
+        size: u16,
+        /// Queue 0's.
+        first: u16,
+    },
+}
+
+impl core::fmt::Display for TransportRegistersError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            TransportRegistersError::NoDeviceId => f.write_str("device ID 0"),
+            TransportRegistersError::QueueSizesDiffer { queue, size, first } => write!(
+                f,
+                "queue {queue} has QueueNumMax {size}, queue 0 has {first}: one size for all is needed"
+            ),
+        }
+    }
+}
 
 /// Register offsets (§4.2.2, table "MMIO Device Register Layout").
 mod reg {
@@ -122,6 +232,15 @@ pub trait VirtioDevice {
 pub trait Interrupt {
     /// Signals the driver.
     fn raise(&mut self);
+
+    /// Signals the driver for `cause` (never empty). The transport calls this, never
+    /// [`raise`](Self::raise) directly. An embedder whose hypervisor keeps `InterruptStatus`
+    /// (module docs) passes `cause` on to it; the default just raises, since the transport's
+    /// own `InterruptStatus` already says why.
+    fn raise_cause(&mut self, cause: InterruptCause) {
+        let _ = cause;
+        self.raise();
+    }
 }
 
 /// What the embedder must do after a register write.
@@ -263,13 +382,79 @@ impl<D: VirtioDevice> MmioTransport<D> {
         self.device.reset();
     }
 
-    /// Tells the driver that the configuration space changed (§2.5.1, §4.2.3.3).
+    /// Tells the driver that the configuration space changed (§2.5.1, §4.2.3.3): a new
+    /// generation, then the configuration-change interrupt.
     pub fn config_changed(&mut self, irq: &mut dyn Interrupt) {
+        self.new_config_generation();
+        self.signal_config_change(irq);
+    }
+
+    /// First half of [`config_changed`](Self::config_changed): moves `ConfigGeneration` on and
+    /// returns the new value. An embedder that publishes the generation to a hypervisor
+    /// ([`transport_registers`](Self::transport_registers)) republishes it now, before it
+    /// serves any configuration read with the new contents.
+    pub fn new_config_generation(&mut self) -> u32 {
         self.config_generation = self.config_generation.wrapping_add(1);
+        self.config_generation
+    }
+
+    /// Second half of [`config_changed`](Self::config_changed): raises the
+    /// configuration-change interrupt, if the driver is ready for interrupts (DRIVER_OK).
+    pub fn signal_config_change(&mut self, irq: &mut dyn Interrupt) {
         if self.status.driver_ok() {
             self.interrupt_status |= INT_CONFIG_CHANGE;
-            irq.raise();
+            irq.raise_cause(InterruptCause::CONFIG_CHANGE);
         }
+    }
+
+    /// Returns `ConfigGeneration`.
+    pub fn config_generation(&self) -> u32 {
+        self.config_generation
+    }
+
+    /// Returns the number of queues (at most [`MAX_QUEUES`]).
+    pub fn num_queues(&self) -> usize {
+        self.num_queues
+    }
+
+    /// Returns the values of the read-only transport registers, for a hypervisor that answers
+    /// them itself (module docs), or why it cannot: it needs one `QueueNumMax` for all queues
+    /// and a non-zero device ID.
+    pub fn transport_registers(&self) -> Result<TransportRegisters, TransportRegistersError> {
+        let device_id = self.device.device_id();
+        if device_id == 0 {
+            return Err(TransportRegistersError::NoDeviceId);
+        }
+        let sizes = self.queues[..self.num_queues].iter().map(Queue::max_size);
+        let first = self.queues[..self.num_queues]
+            .first()
+            .map_or(0, Queue::max_size);
+        if let Some((queue, size)) = sizes.enumerate().find(|&(_, s)| s != first) {
+            return Err(TransportRegistersError::QueueSizesDiffer {
+                // Below MAX_QUEUES.
+                queue: u16::try_from(queue).unwrap_or(u16::MAX),
+                size,
+                first,
+            });
+        }
+        let f = self.offered_features();
+        Ok(TransportRegisters {
+            device_id,
+            vendor_id: self.vendor_id,
+            // At most MAX_QUEUES.
+            num_queues: u32::try_from(self.num_queues).unwrap_or(0),
+            queue_num_max: u32::from(first),
+            config_generation: self.config_generation,
+            device_features: [low(f), high(f), 0, 0],
+        })
+    }
+
+    /// Takes note of a `QueueNotify` of `queue` that did not come through
+    /// [`write`](Self::write): a hypervisor counted the driver's write and the embedder saw the
+    /// count move (a posted notify). Checked and reported exactly like the register write;
+    /// returns [`WriteEffect::Notify`] if the queue is to be processed.
+    pub fn notified(&mut self, queue: u32, log: &mut dyn Logger) -> WriteEffect {
+        self.write_notify(queue, log)
     }
 
     /// Returns the selected queue, if it exists.
@@ -606,11 +791,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
         let result = self.device.process_queue(index, queue, mem, log);
         let used = queue.take_used_added();
         let mut more = queue.stopped_early();
-        let mut raise = false;
+        let mut cause = InterruptCause::default();
         // If the flag cannot be read the queue is broken anyway: interrupt rather than not.
         if used > 0 && queue.needs_notification(mem).unwrap_or(true) {
-            self.interrupt_status |= INT_USED_BUFFER;
-            raise = true;
+            cause |= InterruptCause::USED_BUFFER;
         }
         if let Err(error) = result {
             log.log(Event::QueueBroken {
@@ -618,17 +802,17 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 error,
             });
             self.status.0 |= DeviceStatus::DEVICE_NEEDS_RESET;
-            self.interrupt_status |= INT_CONFIG_CHANGE;
-            raise = true;
+            cause |= InterruptCause::CONFIG_CHANGE;
             more = false;
         }
-        if raise {
-            irq.raise();
+        if !cause.is_empty() {
+            self.interrupt_status |= cause.bits();
+            irq.raise_cause(cause);
         }
         Processed {
             used,
             more,
-            interrupted: raise,
+            interrupted: !cause.is_empty(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The backend's configuration, read once from the `rust-ioreq,backend-v1` node Xen puts in its
-//! device tree (docs/backend-abi.md "Device-tree node added to the backend's DT"), checked, and
-//! frozen. Cells are big-endian (Devicetree Specification v0.4 §2.2.4).
+//! device tree (docs/backend-abi.md "Device-tree node added to the backend's DT"; a version-2
+//! node is also compatible with `rust-ioreq,backend-v1`, and adds the transport and notify
+//! pages, the optional poll time and each device's `rust-ioreq,classic`), checked, and frozen.
+//! Cells are big-endian (Devicetree Specification v0.4 §2.2.4).
 //!
 //! The node is found by walking the children of `/` (fdt 0.1.5 can miss nodes looked up by
 //! path). Its `frontend@k` and `device@n` children use one address cell and no size cells, so
@@ -12,8 +14,11 @@ use fdt::node::FdtNode;
 use guest_common::gic::{IntId, Trigger};
 use guest_common::DeviceTree;
 
-/// The compatible string of the backend node.
+/// The compatible string of the backend node (a version-2 node lists it after
+/// `rust-ioreq,backend-v2`).
 pub const COMPATIBLE: &str = "rust-ioreq,backend-v1";
+/// Device records in the transport page: offset `0x40 + i * 0x40` must stay inside the page.
+pub const MAX_RECORD_INDEX: u32 = 62;
 /// Frontends one backend can serve (docs/backend-abi.md: k = 0..7).
 pub const MAX_FRONTENDS: usize = 8;
 /// Devices one backend can serve (the host binding's system-wide limit).
@@ -93,6 +98,21 @@ pub struct Device {
     pub mmio: Range,
     /// What to emulate (`rust-ioreq,args`, the host DT's `xen,backend-args`).
     pub args: &'static str,
+    /// `rust-ioreq,classic`: Xen forwards every access of this device, as in version 1, and
+    /// the backend publishes no record for it (the host DT's `xen,virtio-classic`).
+    pub classic: bool,
+}
+
+/// The pages of interface version 2 (docs/backend-abi.md "Version 2: the fast transport"), as
+/// the node names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastPages {
+    /// Backend GPA of the transport page (`rust-ioreq,transport-page`), written by the backend.
+    pub transport: u64,
+    /// Backend GPA of the notify page (`rust-ioreq,notify-page`), read-only here.
+    pub notify: u64,
+    /// `rust-ioreq,poll-us`: how long Xen spins for a polling backend's answer, if set.
+    pub poll_us: Option<u32>,
 }
 
 /// Everything the backend node says, checked.
@@ -104,6 +124,8 @@ pub struct Config {
     pub notify: IntId,
     /// Its trigger, from the device tree flags.
     pub trigger: Trigger,
+    /// The version-2 pages, if the node has them.
+    pub fast: Option<FastPages>,
     frontends: [Option<Frontend>; MAX_FRONTENDS],
     devices: [Option<Device>; MAX_DEVICES],
 }
@@ -194,6 +216,63 @@ fn u64_of(hi: u32, lo: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// Reads a page address property (two cells): page aligned, not 0, not the doorbell.
+fn page_property(
+    node: &FdtNode<'_, '_>,
+    prop: &'static str,
+    doorbell: u64,
+) -> Result<u64, ConfigError> {
+    const NODE: &str = "ioreq-backend";
+    let [hi, lo] = read_cells::<2>(node, NODE, prop)?;
+    let page = u64_of(hi, lo);
+    if page == 0 || !page.is_multiple_of(PAGE) {
+        return Err(ConfigError::Bad(NODE, prop, "not a page"));
+    }
+    if page == doorbell {
+        return Err(ConfigError::Bad(NODE, prop, "is the doorbell page (reg)"));
+    }
+    Ok(page)
+}
+
+/// Reads the version-2 properties of the backend node: both pages or neither (a version-1
+/// node), and `rust-ioreq,poll-us` only with them.
+fn parse_fast_pages(
+    node: &FdtNode<'_, '_>,
+    doorbell: u64,
+) -> Result<Option<FastPages>, ConfigError> {
+    const NODE: &str = "ioreq-backend";
+    const TRANSPORT: &str = "rust-ioreq,transport-page";
+    const NOTIFY: &str = "rust-ioreq,notify-page";
+    const POLL: &str = "rust-ioreq,poll-us";
+    let has = |prop| node.property(prop).is_some();
+    match (has(TRANSPORT), has(NOTIFY)) {
+        (false, false) if has(POLL) => Err(ConfigError::Bad(
+            NODE,
+            POLL,
+            "without rust-ioreq,transport-page",
+        )),
+        (false, false) => Ok(None),
+        (true, false) => Err(ConfigError::Missing(NODE, NOTIFY)),
+        (false, true) => Err(ConfigError::Missing(NODE, TRANSPORT)),
+        (true, true) => {
+            let transport = page_property(node, TRANSPORT, doorbell)?;
+            let notify = page_property(node, NOTIFY, doorbell)?;
+            if transport == notify {
+                return Err(ConfigError::Bad(NODE, NOTIFY, "is the transport page"));
+            }
+            let poll_us = match node.property(POLL) {
+                Some(_) => Some(read_cells::<1>(node, NODE, POLL)?[0]),
+                None => None,
+            };
+            Ok(Some(FastPages {
+                transport,
+                notify,
+                poll_us,
+            }))
+        }
+    }
+}
+
 /// Finds and checks the backend node.
 pub fn parse(dt: &DeviceTree) -> Result<Config, ConfigError> {
     let node = dt
@@ -240,10 +319,13 @@ pub fn parse(dt: &DeviceTree) -> Result<Config, ConfigError> {
         }
     };
 
+    let fast = parse_fast_pages(&node, doorbell)?;
+
     let mut config = Config {
         doorbell,
         notify,
         trigger,
+        fast,
         frontends: [None; MAX_FRONTENDS],
         devices: [None; MAX_DEVICES],
     };
@@ -273,6 +355,13 @@ pub fn parse(dt: &DeviceTree) -> Result<Config, ConfigError> {
         let ioreq_page = u64_of(hi, lo);
         if !ioreq_page.is_multiple_of(PAGE) || ioreq_page == 0 {
             return Err(ConfigError::Bad(FE, "rust-ioreq,ioreq-page", "not a page"));
+        }
+        if fast.is_some_and(|f| ioreq_page == f.transport || ioreq_page == f.notify) {
+            return Err(ConfigError::Bad(
+                FE,
+                "rust-ioreq,ioreq-page",
+                "is the transport or notify page",
+            ));
         }
         let [bh, bl, sh, sl] = read_cells::<4>(&fe_node, FE, "rust-ioreq,ram-window")?;
         let window = Range::new(u64_of(bh, bl), u64_of(sh, sl)).ok_or(ConfigError::Bad(
@@ -371,6 +460,7 @@ pub fn parse(dt: &DeviceTree) -> Result<Config, ConfigError> {
                 .ok_or(ConfigError::Missing(DEV, "rust-ioreq,args"))?
                 .as_str()
                 .ok_or(ConfigError::Bad(DEV, "rust-ioreq,args", "not a string"))?;
+            let classic = dev_node.property("rust-ioreq,classic").is_some();
             *config
                 .devices
                 .get_mut(nd)
@@ -379,6 +469,7 @@ pub fn parse(dt: &DeviceTree) -> Result<Config, ConfigError> {
                 frontend: frontend_pos,
                 mmio,
                 args,
+                classic,
             });
             nd += 1;
         }

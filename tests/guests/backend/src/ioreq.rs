@@ -29,8 +29,9 @@ pub const SLOT_SIZE: usize = 32;
 
 /// Doorbell magic, "rioq".
 pub const DOORBELL_MAGIC: u32 = 0x716f_6972;
-/// The interface version this backend implements.
-pub const DOORBELL_VERSION: u32 = 1;
+/// The oldest interface version this backend can use (docs/backend-abi.md: accept any version
+/// from 1; version 2 adds the fast transport, offered in `FEATURES` bit 0).
+pub const DOORBELL_MIN_VERSION: u32 = 1;
 
 // Doorbell register offsets.
 const DB_MAGIC: usize = 0x00;
@@ -230,14 +231,15 @@ impl Doorbell {
         self.write(DB_COMPLETE, (frontend << 16) | vcpu);
     }
 
-    /// Asks Xen to inject device `device`'s interrupt into its frontend.
-    pub fn raise_irq(&self, device: u32) {
+    /// Asks Xen to inject device `device`'s interrupt into its frontend, with `causes` (the
+    /// `InterruptStatus` bits, version 2) in bits 16-17; 0 for a version-1 `RAISE_IRQ`.
+    pub fn raise_irq(&self, device: u32, causes: u32) {
         // What the frontend will look at when it takes the interrupt (the used ring, written
         // through the window: Normal memory) must be visible to its CPU before the doorbell
         // write (Device) that has Xen inject it. The queue code has a barrier after the used
         // index already; this one keeps the rule true whatever calls `raise_irq`.
         dmb();
-        self.write(DB_RAISE_IRQ, device);
+        self.write(DB_RAISE_IRQ, device | ((causes & 3) << 16));
     }
 
     /// Tells Xen this backend serves requests now.

@@ -1,18 +1,27 @@
-//! backend: the reference rust-ioreq backend (docs/backend-abi.md, interface version 1), a
-//! bare-metal guest that serves virtio-mmio devices (virtio 1.2 §4.2.2; virtio-blk §5.2 and
+//! backend: the reference rust-ioreq backend (docs/backend-abi.md, interface versions 1 and 2),
+//! a bare-metal guest that serves virtio-mmio devices (virtio 1.2 §4.2.2; virtio-blk §5.2 and
 //! virtio-rng §5.4 from the `virtio-device` crate) to frontend domains.
 //!
 //! At boot it reads the `rust-ioreq,backend-v1` node of its device tree, checks the doorbell's
-//! magic and version, enables the notify SPI in the GICv3 (Xen's vGIC), builds the device
-//! models its `rust-ioreq,args` ask for, writes `ONLINE`, prints
+//! magic and version (any version from 1), enables the notify SPI in the GICv3 (Xen's vGIC),
+//! builds the device models its `rust-ioreq,args` ask for, and, when Xen offers the fast
+//! transport (`VERSION` >= 2, `FEATURES` bit 0 and the node's transport and notify pages),
+//! publishes a record for every device that is not `rust-ioreq,classic` and writes the
+//! transport page's header; then it writes `ONLINE`, prints
 //! `SCENARIO <name> PASS backend-online ...`, and serves requests forever (see `server.rs`).
 //! Without the node (a Xen without the backend interface) it prints a FAIL line and ends.
 //!
-//! Bootargs: `scenario=<name>` (guest-common), and `backend.exit-after=<n>`: stop after `n`
-//! requests, print the statistics and `SCENARIO <name> END`, and power off (Xen then answers the
-//! frontends' accesses itself: docs/backend-abi.md "When a backend dies"); or
-//! `backend.silent-after=<n>`: stop answering after `n` requests but stay alive, as a backend
-//! that hangs (docs/backend-abi.md "Timeouts").
+//! Bootargs: `scenario=<name>` (guest-common), and
+//! - `backend.exit-after=<n>`: stop after `n` requests, print the statistics and
+//!   `SCENARIO <name> END`, and power off (Xen then answers the frontends' accesses itself:
+//!   docs/backend-abi.md "When a backend dies"); or `backend.silent-after=<n>`: stop answering
+//!   after `n` requests but stay alive, as a backend that hangs (docs/backend-abi.md
+//!   "Timeouts"). Both count round trips (requests in the ioreq slots), not posted notifies;
+//! - `backend.abi=1`: behave as a pure version-1 backend whatever Xen offers (never touch the
+//!   transport page: every access is a round trip); `backend.abi=2`: require the fast
+//!   transport (FAIL if Xen does not offer it); default: use it when offered;
+//! - `backend.poll=1`: set `polling` in the transport page and busy-poll the notify counts and
+//!   ioreq slots instead of sleeping (Xen sends no notify SPI then; needs the fast transport).
 //!
 //! It runs with the MMU and caches on (guest-common `mmu`): its RAM, its frontends' RAM windows
 //! and, once it has remapped them from its device tree, its ioreq pages are Normal Write-Back
@@ -30,6 +39,7 @@
 mod config;
 mod copy;
 mod devices;
+mod fast;
 mod ioreq;
 mod server;
 mod window;
@@ -39,10 +49,11 @@ use guest_common::mmu::{self, Probe};
 use guest_common::{entry, println, scenario, timer, Boot, DeviceTree};
 use virtio_device::{Gpa, GuestMemory};
 
-use crate::config::Config;
+use crate::config::{Config, FastPages};
 use crate::devices::{Model, Pool};
-use crate::ioreq::{Doorbell, DOORBELL_MAGIC, DOORBELL_VERSION};
-use crate::server::Server;
+use crate::fast::{NotifyPage, TransportPage, FEATURE_FAST};
+use crate::ioreq::{Doorbell, DOORBELL_MAGIC, DOORBELL_MIN_VERSION};
+use crate::server::{FastTransport, Path, Server};
 use crate::window::Window;
 
 entry!(main);
@@ -50,11 +61,25 @@ entry!(main);
 /// The check name of the one PASS/FAIL line the backend prints.
 const CHECK: &str = "backend-online";
 
+/// Which interface version the backend uses (`backend.abi`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Abi {
+    /// The fast transport if Xen offers it, else version 1.
+    #[default]
+    Best,
+    /// Version 1 only: the transport page is never touched.
+    Version1,
+    /// The fast transport, or a FAIL.
+    Version2,
+}
+
 /// The backend's own bootargs.
 #[derive(Debug, Default)]
 struct Options {
     exit_after: Option<u64>,
     silent_after: Option<u64>,
+    abi: Abi,
+    poll: bool,
     /// A `backend.` word that did not parse.
     bad: Option<&'static str>,
 }
@@ -70,6 +95,9 @@ impl Options {
             match (key, value.parse::<u64>()) {
                 ("exit-after", Ok(n)) => o.exit_after = Some(n),
                 ("silent-after", Ok(n)) => o.silent_after = Some(n),
+                ("abi", Ok(1)) => o.abi = Abi::Version1,
+                ("abi", Ok(2)) => o.abi = Abi::Version2,
+                ("poll", Ok(n @ (0 | 1))) => o.poll = n == 1,
                 _ => o.bad = Some(word),
             }
         }
@@ -86,7 +114,13 @@ fn main(boot: &Boot) {
     let options = Options::parse(dt.bootargs().unwrap_or(""));
     if let Some(word) = options.bad {
         return fail(format_args!(
-            "bad bootarg {word} (backend.exit-after=<n>, backend.silent-after=<n>)"
+            "bad bootarg {word} (backend.exit-after=<n>, backend.silent-after=<n>, \
+             backend.abi=<1|2>, backend.poll=<0|1>)"
+        ));
+    }
+    if options.poll && options.abi == Abi::Version1 {
+        return fail(format_args!(
+            "backend.poll=1 needs the fast transport's page, and backend.abi=1 never uses it"
         ));
     }
     let config = match config::parse(&dt) {
@@ -117,20 +151,38 @@ fn main(boot: &Boot) {
             ));
         }
     }
-    check_mmu(boot, &config);
 
     // SAFETY: `config.doorbell` is the `reg` of the backend node: the doorbell page Xen emulates
     // for this domain.
     let doorbell = unsafe { Doorbell::new(config.doorbell) };
     let (magic, version) = (doorbell.magic(), doorbell.version());
     // Later versions keep everything version 1 offers (docs/backend-abi.md).
-    if magic != DOORBELL_MAGIC || version < DOORBELL_VERSION {
+    if magic != DOORBELL_MAGIC || version < DOORBELL_MIN_VERSION {
         return fail(format_args!(
             "doorbell at {:#x}: magic {magic:#x} version {version}, want {DOORBELL_MAGIC:#x} \
-             version {DOORBELL_VERSION} or later",
+             version >= {DOORBELL_MIN_VERSION}",
             config.doorbell
         ));
     }
+    let features = doorbell.features();
+    let pages = match choose_abi(&options, version, features, config.fast) {
+        Ok(p) => p,
+        Err(why) => return fail(format_args!("{why}")),
+    };
+    if let Some(p) = pages {
+        for (what, page) in [
+            ("rust-ioreq,transport-page", p.transport),
+            ("rust-ioreq,notify-page", p.notify),
+        ] {
+            // SAFETY: `page` is one of the version-2 pages of this domain's backend node: RAM
+            // Xen shares with this domain, which nothing here has touched yet; only this vCPU
+            // runs.
+            if let Err(e) = unsafe { mmu::map_shared_ram_page(page) } {
+                return fail(format_args!("{what}: cannot map it Normal: {e}"));
+            }
+        }
+    }
+    check_mmu(boot, &config, pages);
     if let Err(e) = init_gic(&config) {
         return fail(format_args!("GICv3: {e}"));
     }
@@ -159,25 +211,44 @@ fn main(boot: &Boot) {
     describe(&config, &models, ram);
     check_window_guard(&config);
 
+    // SAFETY: the pages of this domain's backend node, mapped Normal above.
+    let fast = pages.map(|p| unsafe {
+        FastTransport {
+            transport: TransportPage::new(p.transport),
+            notify: NotifyPage::new(p.notify),
+            polling: options.poll,
+        }
+    });
     let mut server = Server::new(
         &config,
         doorbell,
+        fast,
         &mut models.into_iter(),
         options.exit_after,
         options.silent_after,
     );
+    describe_paths(&server);
     doorbell.online();
     let frontends = config.frontends().count();
     let devices = config.devices().count();
+    let published = server
+        .paths()
+        .filter(|(_, p)| matches!(p, Path::Fast { .. }))
+        .count();
     scenario::check(
         CHECK,
         broken == 0,
         format_args!(
-            "doorbell v{version} at {:#x} (features {:#x}), notify {}, {frontends} frontend(s), \
-             {devices} device(s){}",
+            "doorbell v{version} at {:#x} (features {features:#x}), notify {}, {frontends} \
+             frontend(s), {devices} device(s), {}{}",
             config.doorbell,
-            doorbell.features(),
             config.notify,
+            Interface {
+                fast: pages.is_some(),
+                published,
+                polling: options.poll,
+                poll_us: pages.and_then(|p| p.poll_us),
+            },
             match (options.exit_after, options.silent_after) {
                 (Some(_), _) => ", exits after backend.exit-after requests",
                 (None, Some(_)) => ", falls silent after backend.silent-after requests",
@@ -190,6 +261,67 @@ fn main(boot: &Boot) {
     scenario::end();
 }
 
+/// Decides whether to use the fast transport: it needs `VERSION` >= 2, `FEATURES` bit 0 and the
+/// node's pages, and `backend.abi` not 1. Returns the pages to use, or why the bootargs cannot
+/// be honoured.
+fn choose_abi(
+    options: &Options,
+    version: u32,
+    features: u32,
+    pages: Option<FastPages>,
+) -> Result<Option<FastPages>, &'static str> {
+    if options.abi == Abi::Version1 {
+        return Ok(None);
+    }
+    let offered = match pages {
+        Some(p) if version >= 2 && features & FEATURE_FAST != 0 => Some(p),
+        _ => None,
+    };
+    match offered {
+        Some(p) => Ok(Some(p)),
+        None if options.abi == Abi::Version2 || options.poll => Err(
+            "backend.abi=2 or backend.poll=1, but Xen does not offer the fast transport \
+             (doorbell VERSION >= 2, FEATURES bit 0, rust-ioreq,transport-page and \
+             rust-ioreq,notify-page)",
+        ),
+        None => Ok(None),
+    }
+}
+
+/// How this backend talks to Xen, for the `backend-online` line.
+struct Interface {
+    fast: bool,
+    published: usize,
+    polling: bool,
+    /// `rust-ioreq,poll-us`, if Xen set it.
+    poll_us: Option<u32>,
+}
+
+impl core::fmt::Display for Interface {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if !self.fast {
+            return f.write_str("interface version 1 (every access a round trip)");
+        }
+        write!(
+            f,
+            "fast transport, {} record(s) published{}",
+            self.published,
+            if self.polling { ", polling" } else { "" }
+        )?;
+        match self.poll_us {
+            Some(us) => write!(f, " (Xen spins up to {us} us for an answer)"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Prints how each device's accesses reach this backend.
+fn describe_paths(server: &Server) {
+    for (index, path) in server.paths() {
+        println!("backend:   dev{index}: {path}");
+    }
+}
+
 /// Prints the FAIL line and END; the backend then powers off.
 fn fail(why: core::fmt::Arguments<'_>) {
     scenario::check(CHECK, false, why);
@@ -199,10 +331,16 @@ fn fail(why: core::fmt::Arguments<'_>) {
 /// Checks that the MMU and caches are on and that what this backend shares with Xen and its
 /// frontends is Normal Write-Back memory (every ioreq page; every RAM window, at the first RAM
 /// bank of the frontend, or its base without `rust-ioreq,ram`) and that the doorbell is Device.
-/// Test added for the MMU-on guests; fails on d2a38d4 (MMU off).
-fn check_mmu(boot: &Boot, config: &Config) {
-    let mut expect = [Probe::device("doorbell", config.doorbell); 1 + 2 * config::MAX_FRONTENDS];
+/// Test added for the MMU-on guests; fails on d2a38d4 (MMU off). With the fast transport, the
+/// transport and notify pages must be Normal too.
+fn check_mmu(boot: &Boot, config: &Config, pages: Option<FastPages>) {
+    let mut expect = [Probe::device("doorbell", config.doorbell); 3 + 2 * config::MAX_FRONTENDS];
     let mut n = 1;
+    if let Some(p) = pages {
+        expect[1] = Probe::ram("transport-page", p.transport);
+        expect[2] = Probe::ram("notify-page", p.notify);
+        n = 3;
+    }
     for fe in config.frontends() {
         let first_ram = if fe.ram_banks > 0 { fe.ram[0].base } else { 0 };
         expect[n] = Probe::ram("ioreq-page", fe.ioreq_page);

@@ -4,6 +4,14 @@
 //! interrupt through the doorbell, and sleep in `wfi` until the notify SPI when there is nothing
 //! to do.
 //!
+//! With the fast transport of interface version 2 (docs/backend-abi.md "Version 2"), each
+//! published device's `QueueNotify` writes are posted: Xen counts them in the notify page, and
+//! the loop also scans those counts, processing a queue whose count moved since it last looked.
+//! Its interrupts carry their cause in `RAISE_IRQ` bits 16-17 (Xen keeps `InterruptStatus`).
+//! Before sleeping the loop arms `wakeup` and looks at every count and slot once more (the
+//! Dekker order of "Notify page"); a polling backend (`backend.poll=1`) never sleeps. Classic
+//! devices, and every device of a version-1 backend, are served as above.
+//!
 //! Order of a `QueueNotify` write: the request is completed first (so the frontend's vCPU runs
 //! again as soon as possible), then the queue is processed and the used-buffer interrupt raised.
 //! A queue with more chains than one round takes (its size) is finished in later passes of the
@@ -15,10 +23,14 @@ use guest_common::gic::{self, IntId};
 use guest_common::println;
 use guest_common::timer::Deadline;
 use virtio_device::mmio::MAX_QUEUES;
-use virtio_device::{DeviceStatus, Event, Interrupt, Logger, MmioTransport, Width, WriteEffect};
+use virtio_device::{
+    DeviceStatus, Event, Interrupt, InterruptCause, Logger, MmioTransport, TransportRegistersError,
+    Width, WriteEffect,
+};
 
-use crate::config::{Config, Device, MAX_DEVICES, MAX_FRONTENDS};
+use crate::config::{Config, Device, MAX_DEVICES, MAX_FRONTENDS, MAX_RECORD_INDEX};
 use crate::devices::Model;
+use crate::fast::{NotifyPage, TransportPage, TRANSPORT_VERSION};
 use crate::ioreq::{Doorbell, Request, Slot};
 use crate::window::Window;
 
@@ -33,12 +45,61 @@ const EVENTS_SHOWN: u32 = 16;
 struct Counters {
     /// Register accesses served.
     accesses: u64,
-    /// Queue notifications.
+    /// Queue notifications written through a round trip.
     notifies: u64,
+    /// Posted queue notifications: how far the notify page's counts moved.
+    posted: u64,
     /// Interrupts raised.
     irqs: u64,
     /// Incidents the device reported.
     events: u32,
+}
+
+/// How a device's register accesses reach this backend.
+#[derive(Clone, Copy, Debug)]
+pub enum Path {
+    /// Every access is a round trip: interface version 1 (`backend.abi=1`, or a Xen without
+    /// the fast transport).
+    Version1,
+    /// Every access is a round trip: the device is `rust-ioreq,classic`.
+    Classic,
+    /// Every access is a round trip: the backend could not publish a record (why).
+    Unpublished(&'static str),
+    /// Published: Xen answers the transport registers and posts `QueueNotify`; `seen` holds the
+    /// notify counts of queues `0..queues` as last handled.
+    Fast {
+        queues: usize,
+        seen: [u32; MAX_QUEUES],
+    },
+}
+
+impl Path {
+    /// Tells whether Xen treats the device as fast.
+    fn is_fast(&self) -> bool {
+        matches!(self, Path::Fast { .. })
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Version1 => f.write_str("round trips (interface version 1)"),
+            Path::Classic => f.write_str("classic (rust-ioreq,classic: round trips)"),
+            Path::Unpublished(why) => write!(f, "round trips (no record published: {why})"),
+            Path::Fast { .. } => f.write_str("fast transport (record published)"),
+        }
+    }
+}
+
+/// The version-2 pages, when this backend uses them.
+#[derive(Clone, Copy, Debug)]
+pub struct FastTransport {
+    /// The transport page (records, `wakeup`, `polling`).
+    pub transport: TransportPage,
+    /// The notify page (posted `QueueNotify` counts).
+    pub notify: NotifyPage,
+    /// `polling` is set: never sleep, Xen sends no notify SPI.
+    pub polling: bool,
 }
 
 /// A device being served.
@@ -46,6 +107,7 @@ struct Served {
     config: Device,
     /// `None` if its args asked for something this backend cannot make.
     transport: Option<MmioTransport<Model>>,
+    path: Path,
     /// Queues whose last round stopped early.
     pending: [bool; MAX_QUEUES],
     counters: Counters,
@@ -82,17 +144,27 @@ impl Logger for DeviceLog<'_> {
     }
 }
 
-/// Raises a device's interrupt in its frontend through the doorbell.
+/// Raises a device's interrupt in its frontend through the doorbell; for a fast device with its
+/// cause, which Xen ORs into the `InterruptStatus` it keeps.
 struct DoorbellIrq<'a> {
     doorbell: Doorbell,
     device: u32,
+    fast: bool,
     count: &'a mut u64,
 }
 
 impl Interrupt for DoorbellIrq<'_> {
     fn raise(&mut self) {
         *self.count += 1;
-        self.doorbell.raise_irq(self.device);
+        self.doorbell.raise_irq(self.device, 0);
+    }
+
+    fn raise_cause(&mut self, cause: InterruptCause) {
+        *self.count += 1;
+        // A classic device keeps `InterruptStatus` in its transport: the bare index, as in
+        // version 1.
+        let causes = if self.fast { cause.bits() } else { 0 };
+        self.doorbell.raise_irq(self.device, causes);
     }
 }
 
@@ -105,8 +177,8 @@ impl fmt::Display for Stats<'_> {
         let c = s.counters;
         write!(
             f,
-            "dev{} {} accesses, {} notifies, {} irqs, {} incidents",
-            s.config.index, c.accesses, c.notifies, c.irqs, c.events
+            "dev{} {} accesses, {} notifies, {} posted notifies, {} irqs, {} incidents",
+            s.config.index, c.accesses, c.notifies, c.posted, c.irqs, c.events
         )?;
         match s.transport.as_ref().map(MmioTransport::device) {
             Some(Model::Blk(b)) => {
@@ -140,6 +212,8 @@ impl fmt::Display for Stats<'_> {
 pub struct Server {
     doorbell: Doorbell,
     notify: IntId,
+    /// The version-2 pages, if in use.
+    fast: Option<FastTransport>,
     frontends: [Option<FrontendState>; MAX_FRONTENDS],
     devices: [Option<Served>; MAX_DEVICES],
     /// Requests answered.
@@ -152,9 +226,12 @@ pub struct Server {
 
 impl Server {
     /// Creates the server; `models` gives each configured device's model, in `config` order.
+    /// With `fast`, publishes a record for every device that is not classic and can be
+    /// published, then the header (`polling`, then `version` = 2): call it before `ONLINE`.
     pub fn new(
         config: &Config,
         doorbell: Doorbell,
+        fast: Option<FastTransport>,
         models: &mut dyn Iterator<Item = Option<Model>>,
         exit_after: Option<u64>,
         silent_after: Option<u64>,
@@ -171,18 +248,33 @@ impl Server {
             });
         }
         let mut devices: [Option<Served>; MAX_DEVICES] = Default::default();
+        if let Some(f) = fast {
+            f.transport.clear();
+        }
         for ((slot, dev), model) in devices.iter_mut().zip(config.devices()).zip(models) {
+            let transport = model.map(MmioTransport::new);
+            let path = match fast {
+                None => Path::Version1,
+                Some(_) if dev.classic => Path::Classic,
+                Some(f) => publish(f, dev.index, transport.as_ref()),
+            };
             *slot = Some(Served {
                 config: *dev,
-                transport: model.map(MmioTransport::new),
+                transport,
+                path,
                 pending: [false; MAX_QUEUES],
                 counters: Counters::default(),
                 printed: Counters::default(),
             });
         }
+        if let Some(f) = fast {
+            f.transport.set_polling(f.polling);
+            f.transport.set_version(TRANSPORT_VERSION);
+        }
         Self {
             doorbell,
             notify: config.notify,
+            fast,
             frontends,
             devices,
             served: 0,
@@ -194,11 +286,16 @@ impl Server {
     /// Serves requests until `backend.exit-after` requests were answered (forever without it);
     /// after `backend.silent-after` requests, never returns and answers nothing more.
     pub fn run(&mut self) {
+        let polling = self.fast.is_some_and(|f| f.polling);
+        // A polling backend has no SPI to wait for: it prints its statistics after this long
+        // without work instead.
+        let mut quiet = Deadline::after_ms(IDLE_MS);
         loop {
             // Count before scanning: an SPI for a request posted during the scan stays pending
             // (IRQs are masked here) and ends the wait below at once.
             let seen = gic::irq_count(self.notify);
             let mut busy = self.scan();
+            busy |= self.scan_counts();
             busy |= self.finish_pending();
             if self.exit_after.is_some_and(|n| self.served >= n) {
                 self.print_stats(true);
@@ -217,10 +314,83 @@ impl Server {
                     unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
                 }
             }
-            if !busy && !gic::wait_for_irq(self.notify, seen, Deadline::after_ms(IDLE_MS)) {
+            if busy {
+                quiet = Deadline::after_ms(IDLE_MS);
+                continue;
+            }
+            if polling {
+                if quiet.expired() {
+                    self.print_stats(false);
+                    quiet = Deadline::after_ms(IDLE_MS);
+                }
+                core::hint::spin_loop();
+                continue;
+            }
+            if let Some(f) = self.fast {
+                // Going idle: ask for the SPI at the next posted notify, then look once more,
+                // so that a notify counted before Xen could see `wakeup` is not slept through.
+                f.transport.arm_wakeup();
+                if self.scan() | self.scan_counts() {
+                    continue;
+                }
+            }
+            if !gic::wait_for_irq(self.notify, seen, Deadline::after_ms(IDLE_MS)) {
                 self.print_stats(false);
             }
         }
+    }
+
+    /// Looks at the notify counts of every fast device and processes each queue whose count
+    /// moved since the last look (a posted `QueueNotify`); returns whether there was any.
+    fn scan_counts(&mut self) -> bool {
+        let Some(f) = self.fast else {
+            return false;
+        };
+        let mut any = false;
+        for d in 0..MAX_DEVICES {
+            let mut notified = [None::<u16>; MAX_QUEUES];
+            let Some(dev) = self.devices[d].as_mut() else {
+                continue;
+            };
+            let index = dev.config.index;
+            let Path::Fast { queues, seen } = &mut dev.path else {
+                continue;
+            };
+            for (q, (last, to_process)) in seen
+                .iter_mut()
+                .zip(notified.iter_mut())
+                .take(*queues)
+                .enumerate()
+            {
+                let count = f.notify.count(index, q);
+                if count == *last {
+                    continue;
+                }
+                // The driver's ring writes before its QueueNotify are visible once the new
+                // count is (docs/backend-abi.md "Notify page").
+                crate::ioreq::dmb();
+                if dev.counters.posted == 0 {
+                    println!("backend: dev{index}: first posted notify (queue {q}, count {count})");
+                }
+                dev.counters.posted += u64::from(count.wrapping_sub(*last));
+                *last = count;
+                any = true;
+                if let Some(transport) = dev.transport.as_mut() {
+                    let mut log = DeviceLog {
+                        device: index,
+                        count: &mut dev.counters.events,
+                    };
+                    // q < MAX_QUEUES = 4.
+                    if let WriteEffect::Notify(queue) = transport.notified(q as u32, &mut log) {
+                        *to_process = Some(queue);
+                    }
+                }
+            }
+            for queue in notified.into_iter().flatten() {
+                self.process(d, queue);
+            }
+        }
+        any
     }
 
     /// Answers every READY slot once; returns whether there was any.
@@ -319,7 +489,9 @@ impl Server {
                 transport.device().kind(),
                 transport.negotiated_features()
             );
-        } else if before != DeviceStatus(0) && after == DeviceStatus(0) && dev.counters.notifies > 0
+        } else if before != DeviceStatus(0)
+            && after == DeviceStatus(0)
+            && dev.counters.notifies + dev.counters.posted > 0
         {
             println!("backend: reset: {}", Stats(dev));
             dev.printed = dev.counters;
@@ -341,6 +513,7 @@ impl Server {
         let mut irq = DoorbellIrq {
             doorbell: self.doorbell,
             device: dev.config.index,
+            fast: dev.path.is_fast(),
             count: &mut dev.counters.irqs,
         };
         let mut log = DeviceLog {
@@ -392,5 +565,39 @@ impl Server {
     /// Returns the number of requests answered.
     pub fn served(&self) -> u64 {
         self.served
+    }
+
+    /// Returns how each device's accesses reach this backend, in `config` order.
+    pub fn paths(&self) -> impl Iterator<Item = (u32, Path)> + '_ {
+        self.devices
+            .iter()
+            .flatten()
+            .map(|d| (d.config.index, d.path))
+    }
+}
+
+/// Publishes device `index`'s record in the transport page, if it can be: it needs a model, a
+/// record slot, notify counts, and registers a record can hold.
+fn publish(fast: FastTransport, index: u32, transport: Option<&MmioTransport<Model>>) -> Path {
+    let Some(transport) = transport else {
+        return Path::Unpublished("no device model");
+    };
+    if index > MAX_RECORD_INDEX || !NotifyPage::has_device(index) {
+        return Path::Unpublished("device index beyond the transport page");
+    }
+    let regs = match transport.transport_registers() {
+        Ok(r) => r,
+        Err(TransportRegistersError::NoDeviceId) => return Path::Unpublished("device ID 0"),
+        Err(TransportRegistersError::QueueSizesDiffer { .. }) => {
+            return Path::Unpublished("queues of different sizes")
+        }
+    };
+    if !fast.transport.publish(index, &regs) {
+        return Path::Unpublished("device index beyond the transport page");
+    }
+    Path::Fast {
+        queues: transport.num_queues(),
+        // Xen's counts start at 0 and only move once the device is published.
+        seen: [0; MAX_QUEUES],
     }
 }

@@ -17,7 +17,11 @@
 //!   back the first disk in a loop until its backend disappears (MagicValue reads all ones),
 //!   within `n` ms, then check the vanished device's registers answer at once;
 //! - `frontend.linger=1`: after `END`, do not power off: keep reading the first device's
-//!   MagicValue every millisecond until the domain is destroyed (a dom0 destroys it).
+//!   MagicValue every millisecond until the domain is destroyed (a dom0 destroys it);
+//! - `frontend.smp-irq-rounds=<n>`: with two vCPUs, run the first disk's two-vCPU phase with
+//!   device interrupts on and each vCPU's request in flight while the other submits (and
+//!   notifies) its own: `n` rounds (1 to 128) of 8-sector write + read-back per vCPU, vCPU 0
+//!   sleeping for the device interrupt, vCPU 1 polling (`blk.rs`, `two_vcpus_irq`).
 
 /// Default pattern seed.
 const DEFAULT_SEED: u64 = 1;
@@ -39,6 +43,8 @@ pub struct Args {
     pub until_vanished_ms: Option<u64>,
     /// Whether to stay alive after `END`, reading the first device.
     pub linger: bool,
+    /// Rounds of the interrupt variant of the two-vCPU phase, if asked for.
+    pub smp_irq_rounds: Option<u64>,
     /// Words starting with `frontend.` that mean nothing here (reported, so a typo is noticed).
     pub unknown: Option<&'static str>,
     /// A `frontend.<option>=<value>` word whose value did not parse.
@@ -73,6 +79,7 @@ impl Args {
             sentinel: None,
             until_vanished_ms: None,
             linger: false,
+            smp_irq_rounds: None,
             unknown: None,
             bad_value: None,
         };
@@ -94,6 +101,14 @@ impl Args {
                 "soak-ms" => number(&mut args.soak_ms),
                 "sentinel" => args.sentinel = Some(parse_hex(value).ok_or(value)),
                 "until-vanished-ms" => number(&mut args.until_vanished_ms),
+                "smp-irq-rounds" => {
+                    number(&mut args.smp_irq_rounds);
+                    let max = crate::blk::SMP_IRQ_MAX_ROUNDS as u64;
+                    if args.smp_irq_rounds.is_some_and(|n| n == 0 || n > max) {
+                        args.smp_irq_rounds = None;
+                        args.bad_value = Some(word);
+                    }
+                }
                 "linger" => match value {
                     "1" => args.linger = true,
                     "0" => args.linger = false,

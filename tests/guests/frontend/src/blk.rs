@@ -1,8 +1,9 @@
 //! virtio-blk checks (virtio 1.2 §5.2) through virtio-drivers' `VirtIOBlk`: patterned single- and
 //! multi-sector writes read back and compared, one request completed by waiting for the device
 //! interrupt, the last sector, requests past the capacity (must end with VIRTIO_BLK_S_IOERR),
-//! GET_ID, FLUSH, with two vCPUs concurrent I/O from both on different sector ranges, and
-//! optionally a timed soak of more I/O. Vanish mode (`until_vanished`) does I/O until the
+//! GET_ID, FLUSH, with two vCPUs concurrent I/O from both on different sector ranges (with
+//! `frontend.smp-irq-rounds`, each vCPU's request in flight while the other submits and device
+//! interrupts on), and optionally a timed soak of more I/O. Vanish mode (`until_vanished`) does I/O until the
 //! backend disappears and checks the vanished device.
 //!
 //! Requests are submitted with the non-blocking API and waited for with a deadline, so a device
@@ -44,6 +45,12 @@ const SMP_ROUNDS: usize = 8;
 const SMP_MMIO_READS: usize = 100;
 /// Time the boot vCPU waits for vCPU 1 to finish the two-vCPU phase.
 const SMP_WAIT_MS: u64 = 30_000;
+/// Most rounds of `frontend.smp-irq-rounds`: a vCPU's range ends where the next one's starts.
+pub const SMP_IRQ_MAX_ROUNDS: usize = 1024 / MULTI;
+/// How long vCPU 0 sleeps for the device interrupt before it looks at the used ring anyway in
+/// the interrupt variant: its own completion can be behind vCPU 1's in the used ring, with the
+/// interrupt that announced both already taken.
+const SMP_IRQ_SLICE_MS: u64 = 1;
 /// First sector of the soak range, above the two-vCPU ranges (`smp_base`, up to 4 vCPUs).
 const SOAK_BASE: u64 = 5120;
 /// 8-sector slots the soak cycles through.
@@ -365,6 +372,7 @@ pub fn run(
     mut transport: MmioTransport<'static>,
     seed: u64,
     with_cpu1: bool,
+    smp_irq_rounds: Option<usize>,
     soak: Option<Soak>,
 ) {
     let prefix = name!("blk@{:x}", node.base);
@@ -450,10 +458,10 @@ pub fn run(
         };
     }
 
-    let blk = if with_cpu1 {
-        two_vcpus(blk, prefix, node, seed, &mut written)
-    } else {
-        Some(blk)
+    let blk = match (with_cpu1, smp_irq_rounds) {
+        (true, None) => two_vcpus(blk, prefix, node, seed, &mut written),
+        (true, Some(rounds)) => two_vcpus_irq(blk, prefix, node, seed, rounds, &mut written),
+        (false, _) => Some(blk),
     };
 
     let blk = match (blk, soak) {
@@ -706,13 +714,243 @@ fn two_vcpus(
 fn cpu1_work() {
     let base = SMP_BASE_ADDR.load(Ordering::Relaxed);
     let prefix = name!("blk@{base:x}");
-    smp_io(1, prefix.as_str(), base, SMP_SEED.load(Ordering::Relaxed));
+    let seed = SMP_SEED.load(Ordering::Relaxed);
+    match SMP_IRQ_ROUNDS.load(Ordering::Relaxed) {
+        0 => smp_io(1, prefix.as_str(), base, seed),
+        rounds => {
+            id_reads(1, prefix.as_str(), base);
+            smp_irq_io(1, prefix.as_str(), seed, rounds, None);
+        }
+    }
 }
 
-/// The two-vCPU phase on vCPU `cpu`: identification register reads without the lock (so both
-/// vCPUs have requests outstanding at once), then rounds of 8-sector writes and read-backs under
-/// the lock in this vCPU's own sector range.
-fn smp_io(cpu: usize, prefix: &str, base: usize, seed: u64) {
+/// Rounds of the interrupt variant of the two-vCPU phase (0: the plain one), for vCPU 1.
+static SMP_IRQ_ROUNDS: AtomicUsize = AtomicUsize::new(0);
+
+/// The two-vCPU phase with device interrupts on (`frontend.smp-irq-rounds`): each vCPU submits
+/// its own requests (so both vCPUs write `QueueNotify`) and waits for each without holding the
+/// disk's lock, so both have a request in flight at once and one notifies while the other's
+/// request completes; the device interrupts for every used buffer; vCPU 0, where the disk's SPI
+/// is routed (`check_irq` enabled it there), sleeps for it between looks at the used ring and
+/// acknowledges `InterruptStatus`; vCPU 1 polls. Checks each vCPU's data, and that vCPU 0 took
+/// device interrupts with the used-buffer bit during the phase.
+fn two_vcpus_irq(
+    mut blk: Blk,
+    prefix: &str,
+    node: &VirtioNode,
+    seed: u64,
+    rounds: usize,
+    written: &mut Written,
+) -> Option<Blk> {
+    let check = name!("{prefix}-smp-irqs");
+    let Some((id, _)) = node.irq else {
+        scenario::check(
+            check.as_str(),
+            false,
+            "the virtio,mmio node has no SPI in `interrupts`",
+        );
+        return Some(blk);
+    };
+    blk.enable_interrupts();
+    blk.ack_interrupt();
+    let irqs_before = gic::irq_count(id);
+    *SHARED.lock() = Some(blk);
+    SMP_BASE_ADDR.store(node.base, Ordering::Relaxed);
+    SMP_SEED.store(seed, Ordering::Relaxed);
+    SMP_IRQ_ROUNDS.store(rounds, Ordering::Relaxed);
+    let posted = cpu1::post(cpu1_work);
+    id_reads(0, prefix, node.base);
+    let tally = smp_irq_io(0, prefix, seed, rounds, Some(id));
+    written.push((smp_base(0), rounds * MULTI));
+    let finished = posted.wait(Deadline::after_ms(SMP_WAIT_MS));
+    scenario::check(
+        "cpu1-done",
+        finished,
+        format_args!(
+            "vCPU 1 {} its disk checks within {SMP_WAIT_MS} ms",
+            if finished {
+                "finished"
+            } else {
+                "did not finish"
+            }
+        ),
+    );
+    if !finished {
+        return None;
+    }
+    written.push((smp_base(1), rounds * MULTI));
+    let irqs = gic::irq_count(id).wrapping_sub(irqs_before);
+    let used_bit = tally.int_status & InterruptStatus::QUEUE_INTERRUPT.bits() != 0;
+    scenario::check(
+        check.as_str(),
+        irqs > 0 && used_bit && tally.completed_after_irq > 0,
+        format_args!(
+            "{irqs} device IRQs (INTID {}) taken by vCPU 0 while both vCPUs had requests in \
+             flight, InterruptStatus bits seen {:#x}, {} of vCPU 0's {} requests found done \
+             after an IRQ",
+            id.raw(),
+            tally.int_status,
+            tally.completed_after_irq,
+            2 * rounds
+        ),
+    );
+    let mut blk = SHARED.lock().take()?;
+    blk.disable_interrupts();
+    Some(blk)
+}
+
+/// What vCPU 0 saw of the device interrupt in the interrupt variant.
+#[derive(Clone, Copy, Debug, Default)]
+struct IrqTally {
+    /// `InterruptStatus` bits acknowledged.
+    int_status: u32,
+    /// Requests whose completion was found right after an interrupt was taken.
+    completed_after_irq: usize,
+}
+
+/// One vCPU's rounds of the interrupt variant: 8-sector write, then read-back and compare, in
+/// this vCPU's own range; `irq` (vCPU 0 only) is the disk's SPI to sleep for.
+fn smp_irq_io(cpu: usize, prefix: &str, seed: u64, rounds: usize, irq: Option<IntId>) -> IrqTally {
+    let check = name!("{prefix}-smp-cpu{cpu}");
+    let buf = hal::buffer(1);
+    let first = smp_base(cpu);
+    let mut tally = IrqTally::default();
+    for round in 0..rounds {
+        let sector = first + (round * MULTI) as u64;
+        let data = &mut buf[..MULTI_BYTES];
+        fill(data, seed, sector);
+        let status = in_flight(check.as_str(), Dir::Write, sector, data, irq, &mut tally);
+        if !matches!(status, Ok(s) if s == RespStatus::OK) {
+            scenario::check(
+                check.as_str(),
+                false,
+                format_args!(
+                    "vCPU {cpu} round {round}: write of sector {sector}: {}",
+                    StatusText(status)
+                ),
+            );
+            return tally;
+        }
+        data.fill(0);
+        let status = in_flight(check.as_str(), Dir::Read, sector, data, irq, &mut tally);
+        let result = match status {
+            Ok(s) if s == RespStatus::OK => compare(data, seed, sector).map_err(ReadError::Data),
+            other => Err(ReadError::Status(other)),
+        };
+        if let Err(e) = result {
+            scenario::check(
+                check.as_str(),
+                false,
+                format_args!("vCPU {cpu} round {round}: {e}"),
+            );
+            return tally;
+        }
+    }
+    scenario::check(
+        check.as_str(),
+        true,
+        format_args!(
+            "vCPU {cpu}: {rounds} rounds of {MULTI}-sector write + read, sectors {first}-{}, \
+             each request submitted (and notified) here and awaited without the lock, {}",
+            first + (rounds * MULTI) as u64 - 1,
+            if irq.is_some() {
+                "sleeping for the device interrupt"
+            } else {
+                "polling"
+            }
+        ),
+    );
+    tally
+}
+
+/// Submits one request under the disk's lock and waits for it without the lock, looking at the
+/// used ring under the lock: with `irq`, after each device interrupt (acknowledging it) or
+/// slice of sleep; without, continuously. The used ring is shared: a request is popped only
+/// by the vCPU that submitted it, when it is the next one. A request the device does not
+/// complete within `REQUEST_MS` ends the scenario (`check` FAILs), as in `transfer`.
+fn in_flight(
+    check: &str,
+    dir: Dir,
+    sector: u64,
+    buf: &mut [u8],
+    irq: Option<IntId>,
+    tally: &mut IrqTally,
+) -> Result<RespStatus, virtio_drivers::Error> {
+    let mut req = BlkReq::default();
+    let mut resp = BlkResp::default();
+    let block = usize::try_from(sector).map_err(|_| virtio_drivers::Error::InvalidParam)?;
+    // Before the submission: the interrupt for this request comes after it.
+    let mut seen = irq.map(gic::irq_count);
+    let token = {
+        let mut guard = SHARED.lock();
+        let blk = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
+        // SAFETY: `req`, `buf` and `resp` are not touched again until the device has used the
+        // request (`peek_used` returns its token) and `complete_*` has taken them back; if that
+        // never happens this function gives up without returning, so they stay valid and
+        // unused.
+        unsafe {
+            match dir {
+                Dir::Read => blk.read_blocks_nb(block, &mut req, buf, &mut resp),
+                Dir::Write => blk.write_blocks_nb(block, &mut req, buf, &mut resp),
+            }
+        }
+    }?;
+    let deadline = Deadline::after_ms(REQUEST_MS);
+    loop {
+        // With interrupts, sleep for one first, even if the request is already done: the
+        // point is that the device interrupts while both vCPUs are at work.
+        let took_irq = match (irq, seen) {
+            (Some(id), Some(since)) => {
+                gic::wait_for_irq(id, since, Deadline::after_ms(SMP_IRQ_SLICE_MS))
+            }
+            _ => {
+                core::hint::spin_loop();
+                false
+            }
+        };
+        // Before the look: an interrupt that comes after it ends the next sleep at once.
+        seen = irq.map(gic::irq_count);
+        {
+            let mut guard = SHARED.lock();
+            let blk = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
+            if took_irq {
+                tally.int_status |= blk.ack_interrupt().bits();
+            }
+            if blk.peek_used() == Some(token) {
+                if took_irq {
+                    tally.completed_after_irq += 1;
+                }
+                // SAFETY: the same `req`, `buf` and `resp` as the submission, and the device
+                // has used the request (its token is next in the used ring).
+                let popped = unsafe {
+                    match dir {
+                        Dir::Read => blk.complete_read_blocks(token, &req, buf, &mut resp),
+                        Dir::Write => blk.complete_write_blocks(token, &req, buf, &mut resp),
+                    }
+                };
+                return match popped {
+                    Err(virtio_drivers::Error::WrongToken) => {
+                        Err(virtio_drivers::Error::WrongToken)
+                    }
+                    _ => Ok(resp.status()),
+                };
+            }
+        }
+        if deadline.expired() {
+            give_up(
+                check,
+                format_args!(
+                    "{dir:?} of sector {sector}: not completed within {REQUEST_MS} ms \
+                     (two vCPUs, interrupts on)"
+                ),
+            );
+        }
+    }
+}
+
+/// Reads the identification registers without the lock, as the first part of the two-vCPU
+/// phase on vCPU `cpu` (so both vCPUs have register accesses outstanding at once).
+fn id_reads(cpu: usize, prefix: &str, base: usize) {
     let check = name!("{prefix}-mmio-cpu{cpu}");
     let mut bad = None;
     for i in 0..SMP_MMIO_READS {
@@ -750,7 +988,13 @@ fn smp_io(cpu: usize, prefix: &str, base: usize, seed: u64) {
             format_args!("read {i}: register {offset:#x}: {f}"),
         ),
     };
+}
 
+/// The two-vCPU phase on vCPU `cpu`: identification register reads without the lock (so both
+/// vCPUs have requests outstanding at once), then rounds of 8-sector writes and read-backs under
+/// the lock in this vCPU's own sector range.
+fn smp_io(cpu: usize, prefix: &str, base: usize, seed: u64) {
+    id_reads(cpu, prefix, base);
     let check = name!("{prefix}-smp-cpu{cpu}");
     let buf = hal::buffer(1);
     let first = smp_base(cpu);

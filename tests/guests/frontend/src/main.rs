@@ -109,6 +109,12 @@ fn main(boot: &Boot) {
             let with_cpu1 = cpus.len() > 1 && cpu1::start(&cpus);
             if with_cpu1 {
                 lock_contention();
+            } else if args.smp_irq_rounds.is_some() {
+                scenario::check(
+                    "bootargs",
+                    false,
+                    "frontend.smp-irq-rounds needs a second vCPU",
+                );
             }
             devices(&nodes, &args, with_cpu1);
             cpu1::stop();
@@ -314,7 +320,15 @@ fn devices(nodes: &List<VirtioNode, MAX_DEVICES>, args: &Args, with_cpu1: bool) 
                 } else {
                     args.soak_ms.map(|ms| blk::Soak { ms, sentinel })
                 };
-                blk::run(&node, transport, args.seed, with_cpu1 && !smp_used, soak);
+                let smp_irq_rounds = args.smp_irq_rounds.and_then(|n| usize::try_from(n).ok());
+                blk::run(
+                    &node,
+                    transport,
+                    args.seed,
+                    with_cpu1 && !smp_used,
+                    smp_irq_rounds,
+                    soak,
+                );
                 smp_used = true;
             }
             DeviceType::EntropySource => rng::run(&node, transport),
