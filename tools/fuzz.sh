@@ -17,7 +17,7 @@
 set -euo pipefail
 
 CARGO_FUZZ_VERSION=0.13.2
-ALL_TARGETS="config config_mutated syndrome engine doorbell dt"
+ALL_TARGETS="config config_mutated syndrome engine doorbell transport dt"
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 tools="$top/build/fuzz-tools"
@@ -41,7 +41,7 @@ max_len() {
         config_mutated | syndrome) echo 128 ;;
         engine) echo 2048 ;;
         # About a hundred operations: every state is a few steps away, at twice the speed.
-        doorbell) echo 1024 ;;
+        doorbell | transport) echo 1024 ;;
         dt) echo 512 ;;
         *) die "unknown target $1" ;;
     esac

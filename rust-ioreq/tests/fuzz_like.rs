@@ -125,6 +125,17 @@ fn random_operation_sequences_keep_the_doorbell_and_domain_lifetime_to_the_model
 }
 
 #[test]
+fn random_operation_sequences_keep_the_fast_transport_to_the_model() {
+    drive(
+        "transport_ops",
+        0x7472_6e73,
+        6_000,
+        |rng| random_len(rng, 1024),
+        fuzz::transport_ops,
+    );
+}
+
+#[test]
 fn dt_nodes_of_random_accepted_configurations_read_back_as_documented() {
     drive(
         "dt_nodes",
@@ -183,6 +194,11 @@ fn the_engine_regression_corpus_replays() {
 #[test]
 fn the_doorbell_regression_corpus_replays() {
     replay("doorbell", fuzz::doorbell_ops);
+}
+
+#[test]
+fn the_transport_regression_corpus_replays() {
+    replay("transport", fuzz::transport_ops);
 }
 
 #[test]

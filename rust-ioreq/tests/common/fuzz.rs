@@ -21,7 +21,7 @@ mod model;
 #[allow(unused_imports)]
 pub use dt::dt_nodes;
 #[allow(unused_imports)]
-pub use model::{doorbell_ops, engine_ops};
+pub use model::{doorbell_ops, engine_ops, transport_ops};
 
 use rust_ioreq::abi::backend_layout;
 use rust_ioreq::config::{Config, MAX_FRONTENDS_PER_BACKEND, NAME_MAX};

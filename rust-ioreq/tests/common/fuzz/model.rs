@@ -17,24 +17,32 @@
 //! - a dead backend's waiting frontends complete at once, and later accesses too;
 //! - a destroyed domain's domid is forgotten (a stranger from then on); a `COMPLETE` or
 //!   `RAISE_IRQ` for a destroyed frontend is `Discarded(FrontendGone)`;
-//! - `ONLINE` is `Online` once per backend, `OnlineAgain` after.
+//! - `ONLINE` is `Online` once per backend, `OnlineAgain` after;
+//! - the fast transport (interface version 2): a device whose backend's transport page has
+//!   version 2 and a valid record for it (published, device ID non-zero, at most 16 queues)
+//!   gets its 32-bit transport-register accesses answered in Xen (values from the record, or
+//!   Xen's own copies of what the frontend wrote), `QueueNotify` counted in the notify page
+//!   with one SPI per arming unless the backend polls, `RAISE_IRQ` causes in the interrupt
+//!   status, and a reset answered by the backend clearing it; requests send no notify SPI to a
+//!   backend that polls.
 //!
-//! Two bodies share the model: [`engine_ops`] leans on traps of every syndrome shape,
+//! Three bodies share the model: [`engine_ops`] leans on traps of every syndrome shape,
 //! [`doorbell_ops`] on the doorbell, slot writes, timeouts and domain lifetime, over three
 //! topologies (default timeouts; a 1 ms backend beside one that never times out; a chain where
-//! a backend is itself a frontend), each with a page that two devices share.
+//! a backend is itself a frontend), each with a page that two devices share; [`transport_ops`]
+//! on a hostile backend's transport page and the registers answered from it.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rust_ioreq::abi::{
-    doorbell, IoReq, IOREQ_TYPE_COPY, STATE_IOREQ_INPROCESS, STATE_IOREQ_NONE, STATE_IOREQ_READY,
-    STATE_IORESP_READY,
+    doorbell, notify, transport, IoReq, IOREQ_TYPE_COPY, STATE_IOREQ_INPROCESS, STATE_IOREQ_NONE,
+    STATE_IOREQ_READY, STATE_IORESP_READY,
 };
 use rust_ioreq::config::{Config, Device};
 use rust_ioreq::engine::{
-    Builder, Completion, Discarded, DoorbellError, DoorbellEvent, Engine, Expired, MmioError,
-    MmioOutcome, Trap, Unavailable, Work,
+    reg, Builder, Completion, Discarded, DoorbellError, DoorbellEvent, Engine, Expired, MmioError,
+    MmioOutcome, Trap, Unavailable, Work, VIRTIO_MAGIC,
 };
 use rust_ioreq::platform::{DomainIndex, PageId, Platform};
 use rust_ioreq::syndrome::{decode, Access, Decoded, XenDecode, XZR};
@@ -171,6 +179,19 @@ struct Model<'a> {
     crashed: BTreeSet<usize>,
     /// Interesting guest-physical addresses to trap on.
     gpas: Vec<u64>,
+    /// Per device, what Xen keeps of the fast transport: `InterruptStatus`,
+    /// `DeviceFeaturesSel`, `QueueSel`, and whether the `Status` write in flight is a reset.
+    isr: Vec<u32>,
+    features_sel: Vec<u32>,
+    queue_sel: Vec<u32>,
+    reset_posted: Vec<bool>,
+}
+
+/// A device's valid transport record, as the model reads it.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    base: usize,
+    num_queues: u32,
 }
 
 impl<'a> Model<'a> {
@@ -208,7 +229,32 @@ impl<'a> Model<'a> {
             owed: BTreeSet::new(),
             crashed: BTreeSet::new(),
             gpas,
+            isr: vec![0; config.devices().len()],
+            features_sel: vec![0; config.devices().len()],
+            queue_sel: vec![0; config.devices().len()],
+            reset_posted: vec![false; config.devices().len()],
         }
+    }
+
+    /// Returns device `i`'s record if its backend's transport page makes it a fast device.
+    fn record(&self, i: usize) -> Option<Record> {
+        let d = self.device(i);
+        let b = usize::from(d.backend);
+        let word = |offset| self.xen.transport_word(b, offset);
+        let base = transport::record(usize::from(d.index_in_backend));
+        let num_queues = word(base + transport::field::NUM_QUEUES);
+        (!d.classic
+            && word(transport::VERSION_OFFSET) == transport::VERSION
+            && word(base + transport::field::PUBLISHED) == 1
+            && word(base + transport::field::DEVICE_ID) != 0
+            && num_queues <= transport::MAX_QUEUES)
+            .then_some(Record { base, num_queues })
+    }
+
+    /// Tells whether backend `b` says it polls.
+    fn polls(&self, b: usize) -> bool {
+        self.xen.transport_word(b, transport::VERSION_OFFSET) == transport::VERSION
+            && self.xen.transport_word(b, transport::POLLING_OFFSET) != 0
     }
 
     fn ndom(&self) -> usize {
@@ -430,6 +476,112 @@ fn plain_load() -> (u32, u32, XenDecode) {
     (h, h, XenDecode::Syndrome)
 }
 
+/// The backend of a random device plays with its transport page: the page version, a field of
+/// a record, a whole valid record, `wakeup`, `polling` (any value, well-formed or not).
+fn op_transport(m: &mut Model<'_>, input: &mut Input<'_>) {
+    let devices = m.config.devices();
+    let d = devices[input.below(devices.len())];
+    let b = usize::from(d.backend);
+    let base = transport::record(usize::from(d.index_in_backend));
+    let value = |input: &mut Input<'_>| {
+        let any = input.u32();
+        input.pick(&[0, 1, 2, 3, 16, 17, u32::MAX, any])
+    };
+    let w = |offset, v| m.xen.backend_writes_transport(b, offset, v);
+    match input.u8() % 10 {
+        0 => w(transport::VERSION_OFFSET, input.pick(&[2, 2, 1, 0, 3])),
+        1 => {
+            let field = input.pick(&[
+                transport::field::PUBLISHED,
+                transport::field::DEVICE_ID,
+                transport::field::VENDOR_ID,
+                transport::field::NUM_QUEUES,
+                transport::field::QUEUE_NUM_MAX,
+                transport::field::CONFIG_GENERATION,
+                transport::field::DEVICE_FEATURES,
+                transport::field::DEVICE_FEATURES + 12,
+            ]);
+            w(base + field, value(input));
+        }
+        2..=5 => {
+            for (field, v) in [
+                (transport::field::DEVICE_ID, 1 + u32::from(input.u8() % 3)),
+                (transport::field::VENDOR_ID, input.u32()),
+                (transport::field::NUM_QUEUES, u32::from(input.u8() % 4) + 1),
+                (transport::field::QUEUE_NUM_MAX, u32::from(input.u16())),
+                (transport::field::CONFIG_GENERATION, input.u32()),
+                (transport::field::DEVICE_FEATURES, input.u32()),
+                (transport::field::DEVICE_FEATURES + 4, input.u32()),
+                (transport::field::PUBLISHED, 1),
+            ] {
+                w(base + field, v);
+            }
+            w(transport::VERSION_OFFSET, transport::VERSION);
+        }
+        6..=8 => w(transport::WAKEUP_OFFSET, input.pick(&[1, 1, 0, 2])),
+        _ => w(transport::POLLING_OFFSET, input.pick(&[0, 0, 1, u32::MAX])),
+    }
+}
+
+/// A frontend vCPU accesses a transport register of one of its devices: mostly a 32-bit load
+/// or store (of any value) at the offsets the fast transport answers, sometimes another width.
+fn op_fast_trap(m: &mut Model<'_>, input: &mut Input<'_>) {
+    let devices = m.config.devices();
+    // Mostly a device that is fast right now (if any), so that sequences go deep.
+    let fast: Vec<usize> = (0..devices.len())
+        .filter(|&i| m.record(i).is_some())
+        .collect();
+    let i = if !fast.is_empty() && !input.one_in(4) {
+        input.pick(&fast)
+    } else {
+        input.below(devices.len())
+    };
+    let d = devices[i];
+    let f = usize::from(d.frontend);
+    let v = u32::from(input.u8()) % m.config.domains()[f].vcpus;
+    let offset = input.pick(&[
+        reg::MAGIC_VALUE,
+        reg::VERSION,
+        reg::DEVICE_ID,
+        reg::VENDOR_ID,
+        reg::DEVICE_FEATURES,
+        reg::DEVICE_FEATURES_SEL,
+        reg::QUEUE_SEL,
+        reg::QUEUE_NUM_MAX,
+        reg::QUEUE_NOTIFY,
+        reg::QUEUE_NOTIFY,
+        reg::INTERRUPT_STATUS,
+        reg::INTERRUPT_ACK,
+        reg::STATUS,
+        reg::CONFIG_GENERATION,
+        0x100,
+    ]);
+    let write = input.one_in(2);
+    let sas = if input.one_in(8) {
+        u32::from(input.u8() % 4)
+    } else {
+        2
+    };
+    let h = hsr(
+        true,
+        Iss {
+            sas,
+            srt: u32::from(input.u8() % 32),
+            sf: input.one_in(2),
+            sse: !write && input.one_in(4),
+            wnr: write,
+            ..Iss::default()
+        },
+    );
+    let reg_value = if input.one_in(4) {
+        input.u64()
+    } else {
+        u64::from(input.u8() % 6)
+    };
+    let gpa = d.mmio.start().0 + u64::from(offset);
+    trap_and_check(m, domid(f), v, gpa, (h, h, XenDecode::Syndrome), reg_value);
+}
+
 /// A frontend vCPU (or anyone) traps on an address.
 fn op_trap(m: &mut Model<'_>, input: &mut Input<'_>) {
     let mut id = m.pick_domid(input);
@@ -459,6 +611,33 @@ fn op_trap(m: &mut Model<'_>, input: &mut Input<'_>) {
     trap_and_check(m, id, v, gpa, syndrome, reg_value);
 }
 
+/// Returns every backend's notify page, as (backend, offset, count) for the counts in use.
+fn notify_counts(m: &Model<'_>) -> Vec<(usize, usize, u32)> {
+    let mut out = Vec::new();
+    for d in m.config.devices() {
+        let b = usize::from(d.backend);
+        for q in 0..transport::MAX_QUEUES {
+            let offset = notify::count(usize::from(d.index_in_backend), q);
+            out.push((b, offset, m.xen.notify_word(b, offset)));
+        }
+    }
+    out
+}
+
+/// Returns the one notify count that went up by one since `before`, if any; panics on any other
+/// change.
+fn counts_differ(m: &Model<'_>, before: &[(usize, usize, u32)]) -> Option<(usize, usize)> {
+    let mut changed = None;
+    for &(b, offset, count) in before {
+        let now = m.xen.notify_word(b, offset);
+        if now != count {
+            assert_eq!(now, count.wrapping_add(1), "count at {offset:#x} of d{b}");
+            assert!(changed.replace((b, offset)).is_none(), "two counts changed");
+        }
+    }
+    changed
+}
+
 /// Traps and checks the outcome, the post, the events and the new state against the model.
 fn trap_and_check(
     m: &mut Model<'_>,
@@ -485,6 +664,16 @@ fn trap_and_check(
     };
     let now = m.xen.now();
     let armed_before = frontend.and_then(|f| m.xen.armed(f, v));
+    let counts_before = notify_counts(m);
+    let wakeups_before: Vec<u32> = (0..m.ndom())
+        .map(|b| {
+            if m.is_backend(b) {
+                m.xen.transport_word(b, transport::WAKEUP_OFFSET)
+            } else {
+                0
+            }
+        })
+        .collect();
 
     let mut read = None;
     let out = m.engine.handle_mmio(m.xen, &t, |r| {
@@ -541,6 +730,28 @@ fn trap_and_check(
     } else {
         0
     };
+    let offset = (gpa - m.device(dev).mmio.start().0) as u32;
+    let counted = counts_differ(m, &counts_before);
+    let wakeup_before = wakeups_before[usize::from(m.device(dev).backend)];
+    if let Some(answered) =
+        expect_transport(m, dev, offset, &a, data, wakeup_before, (&posts, &events))
+    {
+        assert_eq!(out, answered, "{t:?}");
+        let queue = (data as u32).min(transport::MAX_QUEUES);
+        let bumped = a.write
+            && offset == reg::QUEUE_NOTIFY
+            && m.record(dev).is_some_and(|r| queue < r.num_queues);
+        let expected = bumped.then(|| {
+            let d = m.device(dev);
+            (
+                usize::from(d.backend),
+                notify::count(usize::from(d.index_in_backend), queue),
+            )
+        });
+        assert_eq!(counted, expected, "notify counts for {t:?}");
+        assert_eq!(m.xen.armed(f, v), armed_before, "a timer armed");
+        return out;
+    }
     let page = m.page_of(dev);
     let backend = page.backend;
     let slot = slot_before.expect("a slot");
@@ -591,6 +802,7 @@ fn trap_and_check(
         return out;
     }
     assert_eq!(out, MmioOutcome::Retry, "{t:?}");
+    assert_eq!(counted, None, "a posted request counted a notify");
     let req = IoReq {
         addr: gpa,
         data,
@@ -607,13 +819,17 @@ fn trap_and_check(
         .backend
         .expect("a backend")
         .notify_spi;
-    assert_eq!(
-        events,
-        [Event::Inject {
-            domain: backend,
-            spi: notify.0
-        }]
-    );
+    if m.polls(backend) {
+        assert!(events.is_empty(), "a polling backend got {events:?}");
+    } else {
+        assert_eq!(
+            events,
+            [Event::Inject {
+                domain: backend,
+                spi: notify.0
+            }]
+        );
+    }
     let timeout = u64::from(m.timeout_ms(backend));
     let deadline = if timeout == 0 {
         assert_eq!(
@@ -636,6 +852,99 @@ fn trap_and_check(
         },
     );
     out
+}
+
+/// Predicts a trapped access to device `dev` at `offset` that the fast transport answers in
+/// Xen, checks the posts and events, and updates the model; `None` for an access that must go
+/// on to the backend (after noting what Xen keeps of a `QueueSel` or `Status` write).
+fn expect_transport(
+    m: &mut Model<'_>,
+    dev: usize,
+    offset: u32,
+    a: &Access,
+    data: u64,
+    wakeup_before: u32,
+    (posts, events): (&[(PageId, u32, IoReq)], &[Event]),
+) -> Option<MmioOutcome> {
+    let backend = usize::from(m.device(dev).backend);
+    if a.width != Width::Word || m.dead[backend] || m.broken[dev] {
+        return None;
+    }
+    let record = m.record(dev)?;
+    let word = |m: &Model<'_>, field: usize| m.xen.transport_word(backend, record.base + field);
+    let value = data as u32;
+    let answered = if a.write {
+        match offset {
+            reg::QUEUE_NOTIFY => {
+                // The count was bumped (checked by the caller's before/after), and the SPI
+                // went out if the backend had armed its wake-up and does not poll.
+                let wakeup_now = m.xen.transport_word(backend, transport::WAKEUP_OFFSET);
+                if value < record.num_queues {
+                    if wakeup_before == 1 && !m.polls(backend) {
+                        let notify = m.config.domains()[backend]
+                            .backend
+                            .expect("a backend")
+                            .notify_spi;
+                        assert_eq!(
+                            events,
+                            [Event::Inject {
+                                domain: backend,
+                                spi: notify.0
+                            }]
+                        );
+                        assert_eq!(wakeup_now, 0, "the arming was not used up");
+                    } else {
+                        assert!(events.is_empty(), "{events:?}");
+                        assert_eq!(wakeup_now, wakeup_before);
+                    }
+                } else {
+                    assert!(events.is_empty(), "a dropped notify woke: {events:?}");
+                    assert_eq!(wakeup_now, wakeup_before);
+                }
+                MmioOutcome::Answered { write_reg: None }
+            }
+            reg::INTERRUPT_ACK => {
+                m.isr[dev] &= !value;
+                MmioOutcome::Answered { write_reg: None }
+            }
+            reg::DEVICE_FEATURES_SEL => {
+                m.features_sel[dev] = value;
+                MmioOutcome::Answered { write_reg: None }
+            }
+            reg::QUEUE_SEL => {
+                m.queue_sel[dev] = value;
+                return None;
+            }
+            reg::STATUS => {
+                m.reset_posted[dev] = value == 0;
+                return None;
+            }
+            _ => return None,
+        }
+    } else {
+        let answer = match offset {
+            reg::MAGIC_VALUE => VIRTIO_MAGIC,
+            reg::VERSION => 2,
+            reg::DEVICE_ID => word(m, transport::field::DEVICE_ID),
+            reg::VENDOR_ID => word(m, transport::field::VENDOR_ID),
+            reg::DEVICE_FEATURES => match m.features_sel[dev] {
+                sel @ 0..=3 => word(m, transport::field::DEVICE_FEATURES + 4 * sel as usize),
+                _ => 0,
+            },
+            reg::QUEUE_NUM_MAX if m.queue_sel[dev] < record.num_queues => {
+                word(m, transport::field::QUEUE_NUM_MAX)
+            }
+            reg::QUEUE_NUM_MAX => 0,
+            reg::INTERRUPT_STATUS => m.isr[dev],
+            reg::CONFIG_GENERATION => word(m, transport::field::CONFIG_GENERATION),
+            _ => return None,
+        };
+        assert!(events.is_empty(), "{events:?}");
+        let write_reg = (a.reg != XZR).then(|| (a.reg, a.load_value(u64::from(answer))));
+        MmioOutcome::Answered { write_reg }
+    };
+    assert!(posts.is_empty(), "answered in Xen but posted {posts:?}");
+    Some(answered)
 }
 
 /// What `doorbell_write` must answer, and its events; updates the model.
@@ -708,8 +1017,7 @@ fn expect_doorbell_write(
             )
         }
         doorbell::RAISE_IRQ => {
-            // Bits 16-17 are causes; the model never publishes a transport record, so they
-            // change nothing else here.
+            // Bits 16-17 are causes, for a fast device's interrupt status.
             if value >> 18 != 0 {
                 return (Err(DoorbellError::BadCause(value)), vec![]);
             }
@@ -726,6 +1034,10 @@ fn expect_doorbell_write(
                     Ok(DoorbellEvent::Discarded(Discarded::FrontendGone)),
                     vec![],
                 );
+            }
+            if m.record(device).is_some() {
+                let causes = value >> 16;
+                m.isr[device] |= if causes == 0 { 1 } else { causes };
             }
             (
                 Ok(DoorbellEvent::Raised { device }),
@@ -976,6 +1288,16 @@ fn vcpu_work_and_check(m: &mut Model<'_>, id: DomId, v: u32) -> Work {
             assert_eq!(w, Work::Complete(completion(&vc, data)));
             // The slot is Xen's again: NONE, flags cleared.
             assert_eq!(m.xen.slot(page, v).flags, 0);
+            // A reset the backend answered clears what Xen keeps of the transport.
+            let Req::Answered { device } = vc.req else {
+                unreachable!()
+            };
+            let a = vc.access.expect("an access");
+            if a.write && vc.offset == reg::STATUS && std::mem::take(&mut m.reset_posted[device]) {
+                m.isr[device] = 0;
+                m.features_sel[device] = 0;
+                m.queue_sel[device] = 0;
+            }
         }
     }
     let f = frontend.expect("a frontend");
@@ -1198,7 +1520,10 @@ fn drain(m: &mut Model<'_>) {
             .expect("a device");
         let out = trap_and_check(m, domid(f), v, dev.mmio.start().0, plain_load(), 0);
         assert!(
-            matches!(out, MmioOutcome::Retry | MmioOutcome::Unavailable(_)),
+            matches!(
+                out,
+                MmioOutcome::Retry | MmioOutcome::Unavailable(_) | MmioOutcome::Answered { .. }
+            ),
             "{f}v{v}: {out:?}"
         );
         m.check();
@@ -1265,6 +1590,38 @@ pub fn doorbell_ops(data: &[u8]) {
             op_timer,
             op_expire_any,
             op_advance,
+            op_shutdown,
+            op_destroy,
+        ],
+    );
+}
+
+/// Operation sequences leaning on the fast transport: a backend writing its transport page
+/// (valid records, spoiled ones, wake-up arming, polling) while frontend vCPUs access the
+/// registers Xen answers, notify, acknowledge, reset, and round trips and deaths go on.
+pub fn transport_ops(data: &[u8]) {
+    let topology = usize::from(data.first().copied().unwrap_or(0) % 3);
+    run(
+        topology,
+        data.get(1..).unwrap_or_default(),
+        &[
+            op_transport,
+            op_transport,
+            op_transport,
+            op_fast_trap,
+            op_fast_trap,
+            op_fast_trap,
+            op_fast_trap,
+            op_trap,
+            op_answer,
+            op_answer,
+            op_complete,
+            op_complete,
+            op_raise_irq,
+            op_raise_irq,
+            op_vcpu_work,
+            op_vcpu_work,
+            op_timer,
             op_shutdown,
             op_destroy,
         ],
