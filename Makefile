@@ -22,6 +22,15 @@ RUN_TIMEOUT ?=
 # make soak: the scenario (a name in tests/scenarios/) and the boots per scheduler.
 SCENARIO   ?= two-frontends
 N          ?= 10
+# `make board`: the board (`target/release/scenario board --list`) and how boot.scr reads its
+# files: distro (the partition U-Boot found it on), tftp, or a U-Boot command.
+BOARD      ?= r8a77951-salvator-xs
+LOAD       ?= distro
+BOARD_DTBS := $(BUILD)/boards/dtb
+BOARD_OUT  := $(BUILD)/boards/out
+SCENARIO_TOOL := $(CURDIR)/target/release/scenario
+CHECKER    := $(CURDIR)/target/release/rust-ioreq-check
+BOARD_ARGS := --dtbs $(BOARD_DTBS) --xen $(XEN_RELEASE) --images $(IMAGES) --out $(BOARD_OUT)
 # `make fuzz`: seconds per target, or executions per target (FUZZ_RUNS wins when set).
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=
@@ -30,9 +39,9 @@ HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
-.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux host-tools \
+.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux linux-module host-tools \
         fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
-        fuzz fuzz-corpus clean distclean
+        fuzz fuzz-corpus board-dtbs board boards board-qemu clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
@@ -44,6 +53,10 @@ help:
 	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (or FUZZ_RUNS=<n> executions) each"
 	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
 	@echo "make check-config DTB=<host.dtb|.dts>   check a host device tree as Xen will at boot"
+	@echo "make board BOARD=<board> SCENARIO=<name> [LOAD=distro|tftp|<cmd>]   boot files for a"
+	@echo "            real board in build/boards/out/<board>/<name>/, checked (docs/boards.md)"
+	@echo "make boards every scenario on every board, written and checked, and blk-rw booted"
+	@echo "            through U-Boot on QEMU (make board-qemu); part of make test"
 
 setup:
 	@tools/setup.sh packages
@@ -69,13 +82,17 @@ xen: xen-source
 guests: setup
 	@tests/guests/build.sh $(BUILD)
 
-# The Linux frontend: pinned Debian arm64 packages -> build/linux/{Image,initramfs.cpio.gz},
-# linked into $(IMAGES) as linux.img and linux-initramfs.cpio.gz.
-linux: setup
+# The Linux guests: pinned Debian arm64 packages -> build/linux/{Image,initramfs.cpio.gz,...},
+# linked into $(IMAGES) as linux.img and linux-*initramfs.cpio.gz. The backend's initramfs holds
+# the out-of-tree module rust-ioreq-be.ko, built first against the pinned kernel's headers.
+linux: linux-module
 	@tools/linux-image.sh $(BUILD)
 
+linux-module: setup
+	@tools/linux-module.sh $(BUILD)
+
 host-tools:
-	@cargo build -q --release -p harness -p rust-ioreq-check
+	@cargo build -q --release -p harness -p rust-ioreq-check -p scenario
 
 fmt-check:
 	cargo fmt --all --check
@@ -109,7 +126,7 @@ check: fmt-check clippy host-test
 scenarios: xen guests linux host-tools
 	$(HARNESS) run $(HARNESS_ARGS) $(SCENARIOS)
 
-test: setup check scenarios
+test: setup check boards scenarios
 
 run: xen guests linux host-tools
 	$(HARNESS) boot $(HARNESS_RELEASE_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) tests/scenarios/$(DEMO).toml
@@ -122,6 +139,44 @@ bench: xen guests linux host-tools
 	@logs="$(foreach b,$(BENCH),$(BUILD)/logs/$(basename $(notdir $(b))).log)"; rm -f $$logs; \
 	status=0; $(HARNESS) run $(HARNESS_RELEASE_ARGS) $(BENCH) || status=$$?; \
 	echo; python3 tools/bench-report.py $$logs || status=1; exit $$status
+
+# The board trees: R-Car H3 Salvator-XS compiled from the pinned linux-source-6.1, ROCK 3A's
+# from the kernel package `make linux` fetches (tools/board-dtbs.sh).
+board-dtbs: linux
+	@tools/board-dtbs.sh $(BUILD)
+
+# Boards cannot be booted here: their files are written and checked (dtc, the load plan against
+# RAM, reservations and devices, SPIs, rust-ioreq-check; docs/boards.md). Release Xen: what a
+# board runs.
+board: xen guests linux host-tools board-dtbs
+	@$(SCENARIO_TOOL) board --board $(BOARD) $(BOARD_ARGS) --load '$(LOAD)' tests/scenarios/$(SCENARIO).toml
+	@$(SCENARIO_TOOL) check-board --board $(BOARD) --checker $(CHECKER) $(BOARD_OUT)/$(BOARD)/$(SCENARIO)
+
+# The one board booted here: QEMU's virt machine started by Debian's U-Boot for QEMU, whose
+# distro boot finds boot.scr on the qemu-virt output's disk.img; the script loads Xen, the
+# images and the host DTB and starts Xen; the harness judges the scenario as usual, and also
+# that U-Boot ran the script to its end. ~10 s per scenario.
+BOARD_QEMU_SCENARIOS ?= blk-rw
+define board_qemu
+	@for s in $(BOARD_QEMU_SCENARIOS); do \
+	    $(SCENARIO_TOOL) board --board qemu-virt $(BOARD_ARGS) tests/scenarios/$$s.toml >/dev/null \
+	    && $(SCENARIO_TOOL) check-board --board qemu-virt --checker $(CHECKER) $(BOARD_OUT)/qemu-virt/$$s \
+	        >/dev/null || exit 1; \
+	done
+	$(HARNESS) run --xen $(XEN_RELEASE) --images $(IMAGES) --out $(BUILD)/scenarios \
+	    --logs $(BUILD)/logs/uboot --uboot $(BOARD_OUT) \
+	    $(foreach s,$(BOARD_QEMU_SCENARIOS),tests/scenarios/$(s).toml)
+endef
+
+# Every scenario on every board: one line each; a refusal scenario must be refused for the same
+# node and property (or, for sched=null, may pass where the board has the pCPUs). Then the
+# qemu-virt files of BOARD_QEMU_SCENARIOS are booted through U-Boot (as make board-qemu).
+boards: xen guests linux host-tools board-dtbs
+	@$(SCENARIO_TOOL) boards $(BOARD_ARGS) --checker $(CHECKER) $(SCENARIOS)
+	$(board_qemu)
+
+board-qemu: xen guests linux host-tools board-dtbs
+	$(board_qemu)
 
 # Not part of `make test`: N boots x 3 schedulers take a while. The harness skips null when the
 # scenario has more vCPUs than QEMU CPUs (null never time-shares a pCPU), and prints the host

@@ -202,5 +202,6 @@ void rust_xen_wake_vcpu(struct domain *d, unsigned int vcpu);
 void rust_xen_domain_crash(struct domain *d);
 uint64_t rust_xen_guest_reg(const struct cpu_user_regs *regs, unsigned int n);
 void rust_xen_set_guest_reg(struct cpu_user_regs *regs, unsigned int n, uint64_t value);
+bool rust_xen_softirq_pending(void);
 
 #endif /* RUST_IOREQ_H */

@@ -22,10 +22,14 @@
 #     the modules in DOM0_MODULES (xen-privcmd: /dev/xen/privcmd), /init =
 #     tests/linux/dom0-init, and /bin/xen-domctl, tests/linux/xen-domctl.c compiled here with
 #     aarch64-linux-gnu-gcc -static (package libc6-dev-arm64-cross, tools/setup.sh).
-#  6. build/guests/linux.img, build/guests/linux-initramfs.cpio.gz and
-#     build/guests/linux-dom0-initramfs.cpio.gz: symlinks to the outputs, so that scenarios
-#     can say `kernel = "linux"` and `ramdisk = "linux-initramfs.cpio.gz"` (tools/scenario
-#     loads images from build/guests).
+#  6. build/linux/backend-initramfs.cpio.gz, for a Linux backend domain (linux-backend-probe):
+#     no stock module, the out-of-tree build/linux/module/rust-ioreq-be.ko (tools/linux-module.sh
+#     builds it first: `make linux` runs both; its vermagic must equal the stock modules'),
+#     /init = tests/linux/backend-init and /bin/rust-ioreq-be-test (tests/linux/*.c, as above).
+#  7. build/guests/linux.img, build/guests/linux-initramfs.cpio.gz,
+#     build/guests/linux-dom0-initramfs.cpio.gz and build/guests/linux-backend-initramfs.cpio.gz:
+#     symlinks to the outputs, so that scenarios can say `kernel = "linux"` and
+#     `ramdisk = "linux-initramfs.cpio.gz"` (tools/scenario loads images from build/guests).
 #
 # Re-pinning (when the mirror no longer serves a pinned version, `apt-get download` fails and
 # this script lists what apt offers): set KERNEL_ABI/KERNEL_VERSION/BUSYBOX_VERSION to the
@@ -71,6 +75,9 @@ debs=$out/debs
 root=$out/root
 init_src=$top/tests/linux/init
 dom0_init_src=$top/tests/linux/dom0-init
+backend_init_src=$top/tests/linux/backend-init
+backend_test_src=$top/tests/linux/rust-ioreq-be-test.c
+backend_ko=$out/module/rust-ioreq-be.ko
 domctl_src=$top/tests/linux/xen-domctl.c
 blkbench_src=$top/tests/linux/blkbench.c
 kver=$KERNEL_ABI-arm64
@@ -222,22 +229,39 @@ console_node_cpio() {
     head -c $(( (4 - (110 + ${#trailer} + 1) % 4) % 4 )) /dev/zero
 }
 
-# Builds initramfs $1 with /init = $2, the modules $4... (and their dependencies) and, when $3
-# is not empty, the static program compiled from C source $3 as /bin/<its name without .c>.
+# Prints the vermagic of module $1.
+ko_vermagic() {
+    aarch64-linux-gnu-objcopy -O binary -j .modinfo "$1" /dev/stdout \
+        | tr '\0' '\n' | sed -n 's/^vermagic=//p'
+}
+
+# Builds initramfs $1 with /init = $2, the modules $5... (and their dependencies), when $3 is
+# not empty the static program compiled from C source $3 as /bin/<its name without .c>, and when
+# $4 is not empty the out-of-tree module $4 in /lib/modules (not in load-order: /init loads it).
 # The modules of the array ON_DEMAND (and their dependencies not loaded already) are added too,
 # in /lib/modules/bench-order instead of load-order: /init loads them only when asked.
 ON_DEMAND=()
 build_initramfs() {
-    local dest=$1 init=$2 program=$3 stage=$1.tmp.d rel name
-    shift 3
+    local dest=$1 init=$2 program=$3 extra_ko=$4 stage=$1.tmp.d rel name
+    shift 4
     [ -f "$init" ] || die "no $init"
+    if [ -n "$extra_ko" ]; then
+        [ -f "$extra_ko" ] || die "no $extra_ko: run tools/linux-module.sh first (make linux does)"
+        local stock want got
+        stock=$root/lib/modules/$kver/kernel/drivers/virtio/virtio_mmio.ko
+        want=$(ko_vermagic "$stock")
+        got=$(ko_vermagic "$extra_ko")
+        [ -n "$want" ] && [ "$got" = "$want" ] \
+            || die "$extra_ko: vermagic \"$got\", the pinned kernel's modules have \"$want\""
+    fi
     # Rebuilt when its inputs, this script or the packages changed.
     if [ -f "$dest" ] && [ "$dest" -nt "$init" ] && [ "$dest" -nt "$0" ] \
-            && [ "$dest" -nt "$root/.extracted" ] && { [ -z "$program" ] || [ "$dest" -nt "$program" ]; }; then
+            && [ "$dest" -nt "$root/.extracted" ] && { [ -z "$program" ] || [ "$dest" -nt "$program" ]; } \
+            && { [ -z "$extra_ko" ] || [ "$dest" -nt "$extra_ko" ]; }; then
         return 0
     fi
-    local order
-    order=$(load_order "$@")
+    local order=
+    [ $# = 0 ] || order=$(load_order "$@")
     rm -rf "$stage"
     mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,mnt,lib/modules}
     cp "$root/bin/busybox" "$stage/bin/busybox"
@@ -251,6 +275,7 @@ build_initramfs() {
     fi
     : > "$stage/lib/modules/load-order"
     while read -r rel; do
+        [ -n "$rel" ] || continue
         name=$(basename "$rel" .ko)
         cp "$root/lib/modules/$kver/kernel/$rel" "$stage/lib/modules/$name.ko"
         echo "$name" >> "$stage/lib/modules/load-order"
@@ -264,6 +289,10 @@ build_initramfs() {
             echo "$name" >> "$stage/lib/modules/bench-order"
         done <<<"$(load_order "${ON_DEMAND[@]}")"
     fi
+    if [ -n "$extra_ko" ]; then
+        # Without its debug information: the initramfs stays small.
+        aarch64-linux-gnu-objcopy --strip-debug "$extra_ko" "$stage/lib/modules/$(basename "$extra_ko")"
+    fi
     echo "$kver" > "$stage/lib/modules/kernel-release"
     # Fixed mtimes and owner, sorted names: the archive depends only on its inputs.
     find "$stage" -exec touch -h -d @0 {} +
@@ -274,7 +303,7 @@ build_initramfs() {
     } | gzip -9 -n > "$dest.tmp"
     mv "$dest.tmp" "$dest"
     rm -rf "$stage"
-    say "$dest ($(wc -c < "$dest") bytes; modules: $(tr '\n' ' ' <<<"$order"))"
+    say "$dest ($(wc -c < "$dest") bytes; modules: $(tr '\n' ' ' <<<"${order:-none}")${extra_ko:+ + $(basename "$extra_ko")})"
 }
 
 link_images() {
@@ -282,6 +311,7 @@ link_images() {
     ln -sfn ../linux/Image "$build/guests/linux.img"
     ln -sfn ../linux/initramfs.cpio.gz "$build/guests/linux-initramfs.cpio.gz"
     ln -sfn ../linux/dom0-initramfs.cpio.gz "$build/guests/linux-dom0-initramfs.cpio.gz"
+    ln -sfn ../linux/backend-initramfs.cpio.gz "$build/guests/linux-backend-initramfs.cpio.gz"
 }
 
 mkdir -p "$debs"
@@ -291,7 +321,8 @@ extract
 check_config
 install_image
 ON_DEMAND=("${BENCH_MODULES[@]}")
-build_initramfs "$out/initramfs.cpio.gz" "$init_src" "$blkbench_src" "${MODULES[@]}"
+build_initramfs "$out/initramfs.cpio.gz" "$init_src" "$blkbench_src" "" "${MODULES[@]}"
 ON_DEMAND=()
-build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "${DOM0_MODULES[@]}"
+build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "" "${DOM0_MODULES[@]}"
+build_initramfs "$out/backend-initramfs.cpio.gz" "$backend_init_src" "$backend_test_src" "$backend_ko"
 link_images

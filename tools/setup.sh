@@ -5,9 +5,12 @@ set -euo pipefail
 
 XEN_DEB_VERSION="4.17.5+72-g01140da4e8-1"
 XEN_ORIG_SHA256="53922f4d0a02c577f2ea9d63f65989cd88715779eebeed879ca1d314103ee06e"
-PACKAGES=(rustc-web cargo-web rust-web-src gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
+# Debian's Rust 1.96 is the whole toolchain where there is no rustup: rustc, cargo, the
+# standard library's source (aarch64 -Zbuild-std), rustfmt and clippy (`make check`).
+PACKAGES=(rustc-web cargo-web rust-web-src rustfmt-web rust-web-clippy
+          gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
           libc6-dev-arm64-cross qemu-system-arm device-tree-compiler bison flex python3 dpkg-dev
-          cpio xz-utils git make)
+          cpio xz-utils git make cpp u-boot-tools u-boot-qemu e2fsprogs)
 SRC_LIST=/etc/apt/sources.list.d/rust-ioreq-deb-src.sources
 
 top=$(cd "$(dirname "$0")/.." && pwd)

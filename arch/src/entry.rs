@@ -316,8 +316,11 @@ fn connect_backend(config: &Config, b: usize) -> Result<(), c_int> {
         (0..backend.frontends.len()).map(|k| (k, backend_layout::ioreq_page(k), true));
     let pages = ioreq_pages.chain([
         (TRANSPORT_PAGE, backend_layout::TRANSPORT_PAGE_GPA, true),
-        // Only Xen writes the notify counts.
-        (NOTIFY_PAGE, backend_layout::NOTIFY_PAGE_GPA, false),
+        // Only Xen writes the notify counts, and never reads them back: a backend that writes
+        // the page confuses only itself. Read-only in its stage 2 would add nothing (a grant
+        // could still map it writable) and would hang a vCPU that writes it (Xen 4.17 returns
+        // from a permission fault on p2m_ram_ro without an abort when mem_access is off).
+        (NOTIFY_PAGE, backend_layout::NOTIFY_PAGE_GPA, true),
     ]);
     for (index, gpa, writable) in pages {
         // SAFETY: `bd` is live and held; the glue allocates and maps a fresh page.

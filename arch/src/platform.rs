@@ -1,7 +1,7 @@
 //! `Platform` over Xen: ioreq slots read and written with volatile accesses and barriers, the
-//! transport page's words read (and `wakeup` swapped) and the notify page's counts incremented
-//! with atomics, SPI injection, vCPU wake-up, domain crash, the clock and per-vCPU timers
-//! through the C glue.
+//! transport and notify pages' words loaded and stored atomically (never read-modify-written:
+//! the backend can write them), SPI injection, vCPU wake-up, domain crash, the clock,
+//! per-vCPU timers and the softirq check through the C glue.
 //!
 //! Domains and pages are reached through `state`: null once Xen destroyed the domain, in which
 //! case the call does nothing (the engine has already forgotten the domain; see `state.rs` for
@@ -34,20 +34,27 @@ fn slot_ptr(page: PageId, slot: VcpuId) -> Option<*mut u8> {
     Some(base.wrapping_add(slot.0 as usize * IOREQ_SIZE))
 }
 
-/// Returns the word at `offset` of page `page` (a `PAGES` index) of `backend`, if that page is
-/// mapped and `offset` is a 4-aligned offset inside it.
-fn page_word(backend: usize, page: usize, offset: usize) -> Option<&'static AtomicU32> {
+/// Runs `f` on the word at `offset` of page `page` (a `PAGES` index) of `backend`, if that
+/// page is mapped and `offset` is a 4-aligned offset inside it. The word is only lent to `f`:
+/// the page may go (after an RCU grace period) once this returns.
+fn with_page_word<T>(
+    backend: usize,
+    page: usize,
+    offset: usize,
+    f: impl FnOnce(&AtomicU32) -> T,
+) -> Option<T> {
     let base = PAGES.get(backend)?.get(page)?.load(Ordering::Acquire);
     if base.is_null() || !offset.is_multiple_of(4) || offset >= 4096 {
         return None;
     }
     // SAFETY: `base` is Xen's mapping of a whole 4 KiB page the glue allocated for this backend
     // and holds a reference to until an RCU grace period after it left `PAGES`, which this
-    // path (a trap, doorbell or completion handler) cannot outlive (see `state.rs`); `offset`
-    // is 4-aligned and inside the page, so the word is aligned and valid. Another domain may
-    // write it at any time: it is only ever accessed atomically here, through this reference,
-    // and never turned into a plain reference to its contents.
-    Some(unsafe { AtomicU32::from_ptr(base.add(offset).cast::<u32>()) })
+    // call (inside a trap, doorbell or completion handler, where no softirq runs) cannot
+    // outlive (see `state.rs`); `offset` is 4-aligned and inside the page, so the word is
+    // aligned and valid for the call. Another domain may write it at any time: it is only ever
+    // loaded and stored atomically, and never turned into a plain reference to its contents.
+    let word = unsafe { AtomicU32::from_ptr(base.add(offset).cast::<u32>()) };
+    Some(f(word))
 }
 
 impl Platform for XenPlatform {
@@ -154,16 +161,28 @@ impl Platform for XenPlatform {
     }
 
     fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32 {
-        page_word(backend, TRANSPORT_PAGE, offset).map_or(0, |w| w.load(Ordering::Acquire))
+        with_page_word(backend, TRANSPORT_PAGE, offset, |w| {
+            w.load(Ordering::Acquire)
+        })
+        .unwrap_or(0)
     }
 
-    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32 {
-        page_word(backend, TRANSPORT_PAGE, offset).map_or(0, |w| w.swap(value, Ordering::SeqCst))
+    fn transport_write(&self, backend: DomainIndex, offset: usize, value: u32) {
+        with_page_word(backend, TRANSPORT_PAGE, offset, |w| {
+            w.store(value, Ordering::Release)
+        });
     }
 
-    fn notify_increment(&self, backend: DomainIndex, offset: usize) {
-        if let Some(w) = page_word(backend, NOTIFY_PAGE, offset) {
-            w.fetch_add(1, Ordering::SeqCst);
-        }
+    fn notify_publish(&self, backend: DomainIndex, offset: usize, value: u32) {
+        // A release store (`stlr`): the ring writes the count vouches for, acquired by the
+        // engine's load of Xen's own count, are visible before it.
+        with_page_word(backend, NOTIFY_PAGE, offset, |w| {
+            w.store(value, Ordering::Release)
+        });
+    }
+
+    fn spin_should_stop(&self) -> bool {
+        // SAFETY: only reads this pCPU's pending-softirq word.
+        unsafe { xen::rust_xen_softirq_pending() }
     }
 }

@@ -95,6 +95,8 @@ extern "C" {
     pub fn rust_xen_domain_crash(d: *mut XenDomain);
     /// Reads general-purpose register `n` (0..=30) of the trapping vCPU.
     pub fn rust_xen_guest_reg(regs: *const CpuUserRegs, n: c_uint) -> u64;
+    /// Tells whether this pCPU has softirqs pending (`softirq_pending(smp_processor_id())`).
+    pub fn rust_xen_softirq_pending() -> bool;
     /// Writes general-purpose register `n` (0..=30) of the trapping vCPU.
     pub fn rust_xen_set_guest_reg(regs: *mut CpuUserRegs, n: c_uint, value: u64);
 }

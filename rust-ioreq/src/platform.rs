@@ -79,10 +79,13 @@ pub trait Platform {
     /// Reads the 32-bit word at `offset` (4-aligned, below 4096) of `backend`'s transport page,
     /// once (the backend may write it at any time); 0 if the backend has no such page.
     fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32;
-    /// Atomically replaces the word at `offset` of `backend`'s transport page with `value` and
-    /// returns the old one (0, and nothing written, if there is no such page).
-    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32;
-    /// Atomically adds 1 (wrapping) to the word at `offset` (4-aligned, below 4096) of
-    /// `backend`'s notify page, ordered after everything this pCPU did before (release).
-    fn notify_increment(&self, backend: DomainIndex, offset: usize);
+    /// Stores `value` into the word at `offset` of `backend`'s transport page (release; nothing
+    /// if there is no such page). Never a read-modify-write: on memory another domain writes,
+    /// an exclusive-access retry loop would be unbounded (XSA-295's class).
+    fn transport_write(&self, backend: DomainIndex, offset: usize, value: u32);
+    /// Stores `value` into the word at `offset` (4-aligned, below 4096) of `backend`'s notify
+    /// page, ordered after everything this pCPU saw before (release; a plain store, as above).
+    fn notify_publish(&self, backend: DomainIndex, offset: usize, value: u32);
+    /// Tells whether the pCPU has work pending (softirqs) that a spin must not delay.
+    fn spin_should_stop(&self) -> bool;
 }

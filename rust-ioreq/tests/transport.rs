@@ -118,24 +118,32 @@ fn a_published_record_answers_the_transport_registers_in_xen() {
             "{offset:#x}"
         );
     }
-    // DeviceFeaturesSel stays in Xen and selects the word.
+    // Nothing reached the backend, nothing was injected, the vCPU never waited.
+    assert!(xen.take_posts().is_empty());
+    assert!(xen.take_events().is_empty());
+    assert_eq!(engine.vcpu_work(&xen, domid(FE), VcpuId(0)), Work::Idle);
+    // DeviceFeaturesSel is kept in Xen, where it selects the word, and reaches the backend.
     for sel in [1u32, 3, 2, 4, u32::MAX] {
         assert_eq!(
             write32(&engine, &xen, BLK, reg::DEVICE_FEATURES_SEL, sel),
-            WRITTEN
+            MmioOutcome::Retry
         );
+        assert!(matches!(
+            answer_and_complete(&engine, &xen, 0),
+            Work::Complete(_)
+        ));
         let want = FEATURES.get(sel as usize).copied().unwrap_or(0);
         assert_eq!(
             read32(&engine, &xen, BLK, reg::DEVICE_FEATURES),
             answered(want)
         );
     }
-    // Nothing reached the backend, nothing was injected, the vCPU never waited.
-    assert!(xen.take_posts().is_empty());
-    assert!(xen.take_events().is_empty());
-    assert_eq!(engine.vcpu_work(&xen, domid(FE), VcpuId(0)), Work::Idle);
-    // The answer goes through the load's extension like a backend's: LDRSH of MagicValue's
-    // low half (not a 32-bit access: that one is the backend's).
+    assert_eq!(
+        xen.take_posts().len(),
+        5,
+        "one post per DeviceFeaturesSel write"
+    );
+    // A 16-bit load of MagicValue's low half is not an access Xen answers: the backend's.
     let t = trap(1, 0, BLK, load_signed(1, 3, true));
     assert_eq!(engine.handle_mmio(&xen, &t, |_| 0), MmioOutcome::Retry);
     assert_eq!(xen.take_posts().len(), 1);
@@ -272,18 +280,16 @@ fn a_reset_answered_by_the_backend_clears_what_xen_keeps() {
             doorbell::CAUSE_USED_BUFFER,
         )
         .expect("RAISE_IRQ accepted");
-    assert_eq!(
-        write32(&engine, &xen, BLK, reg::DEVICE_FEATURES_SEL, 1),
-        WRITTEN
-    );
-    assert_eq!(
-        write32(&engine, &xen, BLK, reg::QUEUE_SEL, 5),
-        MmioOutcome::Retry
-    );
-    assert!(matches!(
-        answer_and_complete(&engine, &xen, 0),
-        Work::Complete(_)
-    ));
+    for (offset, value) in [(reg::DEVICE_FEATURES_SEL, 1), (reg::QUEUE_SEL, 5)] {
+        assert_eq!(
+            write32(&engine, &xen, BLK, offset, value),
+            MmioOutcome::Retry
+        );
+        assert!(matches!(
+            answer_and_complete(&engine, &xen, 0),
+            Work::Complete(_)
+        ));
+    }
     // A Status write other than 0 changes none of it.
     assert_eq!(
         write32(&engine, &xen, BLK, reg::STATUS, 1),
@@ -476,4 +482,102 @@ fn a_backend_that_polls_without_a_poll_time_never_makes_a_vcpu_spin() {
         Work::Waiting
     );
     assert!(now(&xen) - before <= 3_000);
+}
+
+#[test]
+fn selectors_written_before_the_record_is_published_are_kept() {
+    // The driver selects feature word 1 while the device still makes round trips; the backend
+    // then publishes: the DeviceFeatures Xen answers is word 1's, as the backend's would be.
+    let (engine, xen) = rig(&standard());
+    assert_eq!(
+        write32(&engine, &xen, BLK, reg::DEVICE_FEATURES_SEL, 1),
+        MmioOutcome::Retry
+    );
+    assert!(matches!(
+        answer_and_complete(&engine, &xen, 0),
+        Work::Complete(_)
+    ));
+    assert_eq!(
+        write32(&engine, &xen, BLK, reg::QUEUE_SEL, 3),
+        MmioOutcome::Retry
+    );
+    assert!(matches!(
+        answer_and_complete(&engine, &xen, 0),
+        Work::Complete(_)
+    ));
+    publish(&xen, 0, 2);
+    assert_eq!(
+        read32(&engine, &xen, BLK, reg::DEVICE_FEATURES),
+        answered(FEATURES[1])
+    );
+    assert_eq!(read32(&engine, &xen, BLK, reg::QUEUE_NUM_MAX), answered(0));
+}
+
+#[test]
+fn a_notify_with_notification_data_counts_its_queue() {
+    // VIRTIO_F_NOTIFICATION_DATA (virtio 1.2 §4.2.2): the high half is the driver's ring
+    // position, the low half the queue.
+    let (engine, xen) = rig(&standard());
+    publish(&xen, 0, 2);
+    for value in [5 << 16, 1 | 0x8123 << 16] {
+        assert_eq!(
+            write32(&engine, &xen, BLK, reg::QUEUE_NOTIFY, value),
+            WRITTEN
+        );
+    }
+    assert_eq!(xen.notify_word(BE, notify::count(0, 0)), 1);
+    assert_eq!(xen.notify_word(BE, notify::count(0, 1)), 1);
+}
+
+#[test]
+fn an_interrupt_raised_after_the_reset_was_answered_survives_the_vcpus_completion() {
+    let (engine, xen) = rig(&standard());
+    publish(&xen, 0, 1);
+    assert_eq!(
+        write32(&engine, &xen, BLK, reg::STATUS, 0),
+        MmioOutcome::Retry
+    );
+    // The backend answers the reset, then its configuration changes, all before the frontend
+    // vCPU runs again.
+    xen.answer(page(BE, 0), 0, 0);
+    engine
+        .doorbell_write(&xen, domid(BE), doorbell::COMPLETE, Width::Word, 0)
+        .expect("COMPLETE");
+    engine
+        .doorbell_write(
+            &xen,
+            domid(BE),
+            doorbell::RAISE_IRQ,
+            Width::Word,
+            doorbell::CAUSE_CONFIG_CHANGE,
+        )
+        .expect("RAISE_IRQ");
+    assert!(matches!(
+        engine.vcpu_work(&xen, domid(FE), VcpuId(0)),
+        Work::Complete(_)
+    ));
+    assert_eq!(
+        read32(&engine, &xen, BLK, reg::INTERRUPT_STATUS),
+        answered(2)
+    );
+}
+
+#[test]
+fn a_polling_spin_stops_when_the_pcpu_has_softirqs_pending() {
+    let doms = [
+        Dom::new("fe").cpus(2).device(Dev::new("blk", 0x10)),
+        Dom::backend("be", 0x10).prop("xen,ioreq-poll-us", common::hostdt::cells(&[1000])),
+    ];
+    let (engine, xen) = rig(&doms);
+    publish(&xen, 0, 1);
+    xen.backend_writes_transport(BE, transport::POLLING_OFFSET, 1);
+    assert_eq!(read32(&engine, &xen, BLK, 0x100), MmioOutcome::Retry);
+    xen.tick_every_read(1_000);
+    xen.set_softirq_pending(true);
+    let before = now(&xen);
+    assert_eq!(
+        engine.vcpu_work_spinning(&xen, domid(FE), VcpuId(0)),
+        Work::Waiting
+    );
+    assert!(now(&xen) - before <= 3_000, "spun with softirqs pending");
 }

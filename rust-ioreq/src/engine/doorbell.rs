@@ -210,8 +210,15 @@ impl Engine {
                 Err(DoorbellError::NotAnswered(state))
             };
         }
+        // Read before the settle: once settled, the vCPU may resume and post its next request
+        // over these fields. Until then they are this request's (the owner writes them only
+        // while Idle), and they are used only if the settle below succeeds on this very request.
+        let (access, offset) = record.posted_access();
         if !record.settle(pending, RecordState::Answered) {
             return Err(DoorbellError::NotAwaited(vcpu.0));
+        }
+        if access.write && offset == super::reg::STATUS {
+            self.status_answered(usize::from(pending.device));
         }
         // This backend answers in this slot again: a late COMPLETE still owed never came.
         let _ = late();

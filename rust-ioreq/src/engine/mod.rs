@@ -34,6 +34,9 @@ pub use transport::{reg, TransportKind, VIRTIO_MAGIC};
 
 /// Most frontend vCPUs in the whole system (one request record each).
 pub const MAX_FRONTEND_VCPUS: usize = 128;
+/// Most looks a polling spin takes, whatever the clock says: a second bound, in case the clock
+/// does not advance (each look is a few loads; a millisecond is far fewer looks on any CPU).
+pub const MAX_SPIN_ROUNDS: u32 = 1 << 20;
 
 /// `vcpu_base` of a domain that is no frontend.
 const NO_VCPU_BASE: u16 = u16::MAX;
@@ -201,8 +204,9 @@ pub struct Engine {
     broken: [AtomicBool; MAX_DEVICES],
     /// Slots still held by a timed-out request, per backend and frontend index.
     held: [[HeldSlots; MAX_FRONTENDS_PER_BACKEND]; MAX_DOMAINS],
-    /// What Xen keeps of each device's transport (the fast transport).
-    transport: TransportState,
+    /// What Xen keeps of each device's transport (the fast transport); boxed at boot, so that
+    /// building the engine never holds it all on the stack.
+    transport: alloc::boxed::Box<TransportState>,
     regions: Table<Region, MAX_DEVICES>,
     vcpu_base: [u16; MAX_DOMAINS],
     vcpus: [VcpuRecord; MAX_FRONTEND_VCPUS],
@@ -224,7 +228,7 @@ impl Engine {
             online: core::array::from_fn(|_| AtomicBool::new(false)),
             broken: core::array::from_fn(|_| AtomicBool::new(false)),
             held: core::array::from_fn(|_| core::array::from_fn(|_| HeldSlots::new())),
-            transport: TransportState::new(),
+            transport: alloc::boxed::Box::new(TransportState::new()),
             regions,
             vcpu_base,
             vcpus: core::array::from_fn(|_| VcpuRecord::new()),
@@ -441,7 +445,6 @@ impl Engine {
             return Work::Idle;
         };
         let settled = record.snapshot();
-        let posted = record.posted();
         let data = match settled.state {
             RecordState::Idle => return Work::Idle,
             RecordState::Pending => return Work::Waiting,
@@ -464,19 +467,20 @@ impl Engine {
                     u64::MAX
                 };
                 p.set_slot_flags(page, vcpu, STATE_IOREQ_NONE);
-                if posted.access.write && posted.offset == reg::STATUS {
-                    self.status_answered(usize::from(settled.device));
-                }
                 data
             }
         };
+        let posted = record.posted();
         record.retire(settled);
         Work::Complete(completion(&posted, data))
     }
 
     /// As [`vcpu_work`](Self::vcpu_work), but a vCPU waiting on a backend that polls (and has
     /// `xen,ioreq-poll-us`) spins for its answer for up to that long before it is told to wait:
-    /// like KVM's halt-polling, a blocked vCPU costs two scheduler passes and a wake-up.
+    /// like KVM's halt-polling, a blocked vCPU costs two scheduler passes and a wake-up. The
+    /// spin ends early when the pCPU has softirqs pending (a scheduling decision, a timer: what
+    /// the spin must not delay, including the backend's own vCPU being woken here), and after
+    /// [`MAX_SPIN_ROUNDS`] looks whatever the clock says.
     pub fn vcpu_work_spinning<P: Platform>(&self, p: &P, domid: DomId, vcpu: VcpuId) -> Work {
         let work = self.vcpu_work(p, domid, vcpu);
         if work != Work::Waiting {
@@ -490,13 +494,17 @@ impl Engine {
             return work;
         }
         let until = p.now().saturating_add(budget);
-        loop {
+        for _ in 0..MAX_SPIN_ROUNDS {
+            if p.spin_should_stop() {
+                break;
+            }
             core::hint::spin_loop();
             let work = self.vcpu_work(p, domid, vcpu);
             if work != Work::Waiting || p.now() >= until {
                 return work;
             }
         }
+        Work::Waiting
     }
 
     /// Runs when the timeout armed for `vcpu` of `frontend` fires. If its request is still

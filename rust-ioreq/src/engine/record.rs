@@ -181,6 +181,12 @@ impl VcpuRecord {
         );
     }
 
+    /// Returns the access and its region offset posted with the request whose word was last
+    /// acquired (one load: what a `COMPLETE` needs).
+    pub(crate) fn posted_access(&self) -> (Access, u32) {
+        unpack_access(self.access.load(Ordering::Relaxed))
+    }
+
     /// Returns what the owner posted with the request whose word was last acquired.
     pub(crate) fn posted(&self) -> Posted {
         let (access, offset) = unpack_access(self.access.load(Ordering::Relaxed));

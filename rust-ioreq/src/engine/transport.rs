@@ -7,12 +7,16 @@
 //! while the page's `version` is 2, the record says `published`, its `device_id` is non-zero
 //! and its `num_queues` is at most [`transport::MAX_QUEUES`]; anything else makes the device a
 //! round-trip device again, never an error. What Xen keeps of its own (the interrupt status,
-//! the two selectors) lives here in atomics, one set per device.
+//! the two selectors, the notify counts) lives here in atomics, one set per device, in Xen's
+//! memory. Memory a backend can write (its transport page, and its notify page, which it could
+//! reach writably through a grant) is only ever loaded or stored, never the target of a
+//! read-modify-write: on Arm without LSE atomics that is an exclusive-access loop, which a
+//! guest storing to the same line could keep failing forever (the class of XSA-295).
 
 use crate::abi::{notify, transport};
 use crate::config::{Device, MAX_DEVICES};
 use crate::platform::{DomainIndex, Platform};
-use crate::sync::{fence, AtomicBool, AtomicU32, Ordering};
+use crate::sync::{fence, spin_loop, AtomicBool, AtomicU32, Ordering};
 use crate::syndrome::{Access, XZR};
 use crate::types::Width;
 
@@ -76,6 +80,14 @@ impl core::fmt::Display for TransportKind {
     }
 }
 
+/// Devices whose notify counts are kept: all of them, except in the loom model-checking build,
+/// where every atomic is loom's and costs every explored interleaving (its configurations
+/// have fewer devices).
+#[cfg(not(loom))]
+const COUNTED_DEVICES: usize = MAX_DEVICES;
+#[cfg(loom)]
+const COUNTED_DEVICES: usize = 8;
+
 /// What Xen keeps of each device's transport.
 #[derive(Debug)]
 pub(crate) struct TransportState {
@@ -87,6 +99,11 @@ pub(crate) struct TransportState {
     queue_sel: [AtomicU32; MAX_DEVICES],
     /// The `Status` write in flight is a reset (0): clear the above once it is answered.
     reset_posted: [AtomicBool; MAX_DEVICES],
+    /// The notify counts, authoritative; the notify page gets copies.
+    counts: [[AtomicU32; transport::MAX_QUEUES as usize]; COUNTED_DEVICES],
+    /// Per device, a ticket lock that lets one vCPU at a time copy a count to the page.
+    publish_next: [AtomicU32; MAX_DEVICES],
+    publish_serving: [AtomicU32; MAX_DEVICES],
 }
 
 impl TransportState {
@@ -96,6 +113,9 @@ impl TransportState {
             features_sel: core::array::from_fn(|_| AtomicU32::new(0)),
             queue_sel: core::array::from_fn(|_| AtomicU32::new(0)),
             reset_posted: core::array::from_fn(|_| AtomicBool::new(false)),
+            counts: core::array::from_fn(|_| core::array::from_fn(|_| AtomicU32::new(0))),
+            publish_next: core::array::from_fn(|_| AtomicU32::new(0)),
+            publish_serving: core::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
 }
@@ -163,26 +183,25 @@ impl Engine {
         let device = self.config.devices().get(device_index)?;
         let backend = usize::from(device.backend);
         // A vanished device reads as one, fast or not: the usual path says so.
-        if access.width != Width::Word
+        if device.classic
+            || access.width != Width::Word
             || self.dead[backend].load(Ordering::Acquire)
             || self.broken[device_index].load(Ordering::Acquire)
         {
             return None;
         }
-        let record = Record::of(p, device)?;
         let t = &self.transport;
         // A 32-bit store: the value is the low word.
         let value = data as u32;
+        // What Xen keeps of these writes is kept whether or not the device is fast right now,
+        // and they all go on to the backend: a device that becomes fast (or stops being) finds
+        // both sides agreeing on the selectors.
         if access.write {
             match offset {
-                reg::QUEUE_NOTIFY => self.post_notify(p, device, &record, value),
-                reg::INTERRUPT_ACK => {
-                    t.isr[device_index].fetch_and(!value, Ordering::AcqRel);
-                }
                 reg::DEVICE_FEATURES_SEL => {
-                    t.features_sel[device_index].store(value, Ordering::Relaxed)
+                    t.features_sel[device_index].store(value, Ordering::Relaxed);
+                    return None;
                 }
-                // Kept for QueueNumMax, and forwarded: the backend's queue set-up needs it.
                 reg::QUEUE_SEL => {
                     t.queue_sel[device_index].store(value, Ordering::Relaxed);
                     return None;
@@ -190,6 +209,20 @@ impl Engine {
                 reg::STATUS => {
                     t.reset_posted[device_index].store(value == 0, Ordering::Relaxed);
                     return None;
+                }
+                _ => {}
+            }
+        }
+        let record = Record::of(p, device)?;
+        if access.write {
+            match offset {
+                // With VIRTIO_F_NOTIFICATION_DATA the high half carries the driver's ring
+                // position (virtio 1.2 §4.2.2): only the queue index is kept.
+                reg::QUEUE_NOTIFY => {
+                    self.post_notify(p, device_index, device, &record, value & 0xffff)
+                }
+                reg::INTERRUPT_ACK => {
+                    t.isr[device_index].fetch_and(!value, Ordering::AcqRel);
                 }
                 _ => return None,
             }
@@ -224,28 +257,56 @@ impl Engine {
         Some(MmioOutcome::Answered { write_reg })
     }
 
-    /// Posts `QueueNotify(queue)`: counts it in the notify page, and sends the notify SPI if
-    /// the backend armed its wake-up and does not poll. A queue the device does not have is
-    /// dropped, as the backend would drop it.
-    fn post_notify<P: Platform>(&self, p: &P, device: &Device, record: &Record, queue: u32) {
+    /// Posts `QueueNotify(queue)`: counts it, publishes the count in the notify page, and
+    /// sends the notify SPI if the backend armed its wake-up and does not poll. A queue the
+    /// device does not have is dropped, as the backend would drop it.
+    fn post_notify<P: Platform>(
+        &self,
+        p: &P,
+        device_index: usize,
+        device: &Device,
+        record: &Record,
+        queue: u32,
+    ) {
         if queue >= record.num_queues {
             return;
         }
         let backend = record.backend;
-        p.notify_increment(
+        let t = &self.transport;
+        let Some(count) = t
+            .counts
+            .get(device_index)
+            .and_then(|c| c.get(queue as usize))
+        else {
+            return;
+        };
+        // Xen's memory: the driver's ring writes, ordered before its QueueNotify store, are
+        // before this increment, which the publishing load below acquires.
+        count.fetch_add(1, Ordering::SeqCst);
+        // One publisher at a time copies the then-current count, so the page's count never
+        // goes back (two vCPUs of the frontend may notify at once). The lock is Xen's, held
+        // for a load and a store, and fair: a vCPU waits for at most the frontend's other
+        // vCPUs notifying this device.
+        let ticket = t.publish_next[device_index].fetch_add(1, Ordering::Acquire);
+        while t.publish_serving[device_index].load(Ordering::Acquire) != ticket {
+            spin_loop();
+        }
+        p.notify_publish(
             backend,
             notify::count(usize::from(device.index_in_backend), queue),
+            count.load(Ordering::Acquire),
         );
+        t.publish_serving[device_index].store(ticket.wrapping_add(1), Ordering::Release);
         // Dekker with a backend going idle: it writes `wakeup = 1`, fences, then reads every
-        // count; Xen increments, fences, then reads `wakeup`. Either its scan sees this count,
-        // or Xen sees it armed and wakes it.
+        // count; Xen publishes, fences, then reads `wakeup`. Either its scan sees this count,
+        // or Xen sees it armed and wakes it. Disarming is a plain store: an arming it
+        // overwrites is followed by this SPI anyway, and two vCPUs may both send one (harmless).
         fence(Ordering::SeqCst);
         if p.transport_read(backend, transport::POLLING_OFFSET) != 0 {
             return;
         }
-        if p.transport_read(backend, transport::WAKEUP_OFFSET) == 1
-            && p.transport_swap(backend, transport::WAKEUP_OFFSET, 0) == 1
-        {
+        if p.transport_read(backend, transport::WAKEUP_OFFSET) == 1 {
+            p.transport_write(backend, transport::WAKEUP_OFFSET, 0);
             self.notify_backend(p, backend);
         }
     }
@@ -296,8 +357,10 @@ impl Engine {
         self.transport.isr[device_index].fetch_or(bits, Ordering::AcqRel);
     }
 
-    /// Runs when the backend answered a frontend's `Status` write: after a reset (0), the
-    /// device's interrupt status and selectors start again from 0 (virtio 1.2 §4.2.2.1).
+    /// Runs when the backend's `COMPLETE` answered a frontend's `Status` write: after a reset
+    /// (0), the device's interrupt status and selectors start again from 0 (virtio 1.2
+    /// §4.2.2.1). Done at `COMPLETE`, not when the frontend vCPU resumes: an interrupt the
+    /// backend raises after answering the reset is kept.
     pub(super) fn status_answered(&self, device_index: usize) {
         let t = &self.transport;
         if device_index < MAX_DEVICES && t.reset_posted[device_index].swap(false, Ordering::AcqRel)

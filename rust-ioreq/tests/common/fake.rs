@@ -66,6 +66,7 @@ pub struct FakeXen {
     faults: RefCell<Vec<(DomainIndex, BackendFault)>>,
     clock: Cell<u64>,
     tick: Cell<u64>,
+    softirq_pending: Cell<bool>,
     armed: RefCell<BTreeMap<(DomainIndex, u32), u64>>,
     transport: BTreeMap<DomainIndex, RefCell<Vec<u32>>>,
     notify: BTreeMap<DomainIndex, RefCell<Vec<u32>>>,
@@ -117,10 +118,16 @@ impl FakeXen {
             // Not zero: a real system has been up for a while.
             clock: Cell::new(1_000_000_000),
             tick: Cell::new(0),
+            softirq_pending: Cell::new(false),
             armed: RefCell::new(BTreeMap::new()),
             transport,
             notify,
         }
+    }
+
+    /// Says whether the pCPU has softirqs pending (a polling spin must stop).
+    pub fn set_softirq_pending(&self, pending: bool) {
+        self.softirq_pending.set(pending);
     }
 
     /// Makes every later reading of the clock advance it by `ns` first.
@@ -399,14 +406,17 @@ impl Platform for FakeXen {
         self.transport_word(backend, offset)
     }
 
-    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32 {
-        let (page, i) = Self::word(&self.transport, backend, offset, "transport_swap");
-        std::mem::replace(&mut page.borrow_mut()[i], value)
+    fn transport_write(&self, backend: DomainIndex, offset: usize, value: u32) {
+        let (page, i) = Self::word(&self.transport, backend, offset, "transport_write");
+        page.borrow_mut()[i] = value;
     }
 
-    fn notify_increment(&self, backend: DomainIndex, offset: usize) {
-        let (page, i) = Self::word(&self.notify, backend, offset, "notify_increment");
-        let mut page = page.borrow_mut();
-        page[i] = page[i].wrapping_add(1);
+    fn notify_publish(&self, backend: DomainIndex, offset: usize, value: u32) {
+        let (page, i) = Self::word(&self.notify, backend, offset, "notify_publish");
+        page.borrow_mut()[i] = value;
+    }
+
+    fn spin_should_stop(&self) -> bool {
+        self.softirq_pending.get()
     }
 }

@@ -74,10 +74,13 @@ impl Platform for Interleave<'_> {
     fn transport_read(&self, backend: DomainIndex, offset: usize) -> u32 {
         self.xen.transport_read(backend, offset)
     }
-    fn transport_swap(&self, backend: DomainIndex, offset: usize, value: u32) -> u32 {
-        self.xen.transport_swap(backend, offset, value)
+    fn transport_write(&self, backend: DomainIndex, offset: usize, value: u32) {
+        self.xen.transport_write(backend, offset, value)
     }
-    fn notify_increment(&self, backend: DomainIndex, offset: usize) {
-        self.xen.notify_increment(backend, offset)
+    fn notify_publish(&self, backend: DomainIndex, offset: usize, value: u32) {
+        self.xen.notify_publish(backend, offset, value)
+    }
+    fn spin_should_stop(&self) -> bool {
+        self.xen.spin_should_stop()
     }
 }

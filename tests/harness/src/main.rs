@@ -34,7 +34,10 @@ usage:
       <logs>/soak/<name>-<sched>-<i>.log; exits 1 if any boot fails
   --debug-keys <keys>  (run, soak) when a scenario times out, type these Xen debug keys on
       the console before killing QEMU and log what Xen prints (soak default: r, the run
-      queues; run default: none)";
+      queues; run default: none)
+  --uboot <dir>  (run) boot each scenario through U-Boot from the disk its qemu-virt board
+      output has, <dir>/qemu-virt/<name>/disk.img (scenario board --board qemu-virt; make
+      board-qemu): U-Boot runs the boot.scr there, which loads Xen, the images and the DTB";
 
 /// Boots per scheduler when `soak` is not given `--runs`.
 const SOAK_RUNS: u32 = 10;
@@ -52,6 +55,7 @@ struct Args {
     verbose: bool,
     runs: Option<u32>,
     debug_keys: Option<String>,
+    uboot: Option<PathBuf>,
     scenarios: Vec<PathBuf>,
 }
 
@@ -117,6 +121,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 }
                 a.debug_keys = Some(v.clone());
             }
+            "--uboot" => a.uboot = Some(value()?.into()),
             "-v" | "--verbose" => a.verbose = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => a.scenarios.push(s.into()),
@@ -164,7 +169,11 @@ fn run_all(a: &Args) -> Result<ExitCode, String> {
         let row = match Scenario::load(file) {
             Ok(s) => {
                 let log = logs.join(format!("{}.log", s.name));
-                run_one(&s, &opts, &log, a.verbose, keys)
+                let disk = a
+                    .uboot
+                    .as_ref()
+                    .map(|root| root.join("qemu-virt").join(&s.name).join("disk.img"));
+                run_one(&s, &opts, disk, &log, a.verbose, keys)
             }
             Err(e) => {
                 // Before the file is parsed its stem is the best name there is.
@@ -226,15 +235,37 @@ fn failed_row(name: String, why: String) -> (Row, String) {
 fn run_one(
     s: &Scenario,
     opts: &GenOptions,
+    uboot_disk: Option<PathBuf>,
     log: &Path,
     echo: bool,
     debug_keys: &str,
 ) -> (Row, String) {
-    let gen = match generate(s, opts) {
+    let mut gen = match generate(s, opts) {
         Ok(g) => g,
         Err(e) => return failed_row(s.name.clone(), format!("cannot generate: {e}")),
     };
-    let judge = Judge::new(Expectation::of(s));
+    if let Some(disk) = uboot_disk {
+        if !disk.is_file() {
+            return failed_row(
+                s.name.clone(),
+                format!("no {} (scenario board --board qemu-virt)", disk.display()),
+            );
+        }
+        gen.uboot_disk = Some(disk);
+    }
+    let mut expect = s.clone();
+    if gen.uboot_disk.is_some() {
+        // U-Boot must have run the disk's boot.scr to its end (tools/scenario/src/uboot.rs).
+        for line in [
+            "Found U-Boot script /boot.scr",
+            "rust-ioreq: qemu-virt: loading Xen",
+            "rust-ioreq: booting Xen",
+        ] {
+            expect.expect_ordered.push(line.to_owned());
+        }
+        expect.expect_ordered.rotate_right(3);
+    }
+    let judge = Judge::new(Expectation::of(&expect));
     let timeout = Duration::from_secs(s.timeout_s);
     match run::run_scenario(&gen, judge, timeout, log, echo, debug_keys) {
         Ok(o) => {
@@ -265,6 +296,9 @@ fn soak(a: &Args) -> Result<ExitCode, String> {
     };
     if a.timeout.is_some() {
         return Err("--timeout is for boot; soak uses the scenario's timeout_s".into());
+    }
+    if a.uboot.is_some() {
+        return Err("--uboot is for run".into());
     }
     let runs = a.runs.unwrap_or(SOAK_RUNS);
     let keys = a.debug_keys.as_deref().unwrap_or(SOAK_DEBUG_KEYS);
@@ -299,7 +333,7 @@ fn soak(a: &Args) -> Result<ExitCode, String> {
         let mut passed = 0;
         for i in 1..=runs {
             let log = logs.join(format!("{}-{sched}-{i}.log", s.name));
-            let (row, why) = run_one(&s, &opts, &log, a.verbose, keys);
+            let (row, why) = run_one(&s, &opts, None, &log, a.verbose, keys);
             let verdict = if row.pass { "PASS" } else { "FAIL" };
             println!("soak {} {sched} {i}/{runs} {verdict} {why}", s.name);
             if row.pass {
@@ -392,6 +426,9 @@ fn print_table(rows: &[Row]) {
 
 fn boot_one(a: &Args) -> Result<ExitCode, String> {
     let opts = gen_options(a)?;
+    if a.uboot.is_some() {
+        return Err("--uboot is for run".into());
+    }
     let [file] = &a.scenarios[..] else {
         return Err("boot takes exactly one scenario file".into());
     };

@@ -2,6 +2,8 @@
 //! `rust-ioreq`, the same code) on a host device tree, and prints what Xen will print about
 //! it (the `report` lines), or the error Xen will stop with (docs/binding.md, "Validation").
 
+mod hostfacts;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -15,8 +17,6 @@ use rust_ioreq::report::{
 };
 use rust_ioreq::types::DomId;
 
-/// SPIs of a domain without `nr_spis` on QEMU virt's GICv3 (288 lines).
-const DEFAULT_GIC_SPIS: u32 = 256;
 /// FDT magic (big-endian), to tell a blob from a source file.
 const FDT_MAGIC: [u8; 4] = [0xd0, 0x0d, 0xfe, 0xed];
 /// Pages in a MiB.
@@ -29,9 +29,13 @@ usage: rust-ioreq-check [--gic-spis <n>] [--ipa-bits <n>] [--module <addr>=<file
   prints what Xen will print: the banner, one line per device, one per backend and one per
   RAM window (then notes starting with '#'); or the error Xen will stop with.
   A .dts file is compiled with dtc first (includes relative to its directory).
-  --gic-spis <n>         SPIs of a domain without nr_spis: Xen's gic_number_lines() - 32
-                         (default 256, QEMU virt's GICv3)
-  --ipa-bits <n>         Xen's p2m_ipa_bits (default 40, QEMU virt with Cortex-A57)
+  --gic-spis <n>         SPIs of a domain without nr_spis: Xen's gic_number_lines() - 32.
+                         Default: 224 on QEMU virt; else the least the host GIC can have,
+                         from the highest SPI the tree routes to it (exact when that is the
+                         GIC's maximum, e.g. GIC-400 with an SPI above 447)
+  --ipa-bits <n>         Xen's p2m_ipa_bits. Default: the smallest PARange of the boot CPU's
+                         core type (all CPUs with hmp-unsafe), e.g. 44 for Cortex-A57, 40 for
+                         Cortex-A53/A55; an IOMMU driver in Xen may lower it
   --module <addr>=<file> the boot module at host address <addr> (0x...) is <file>: give a
                          domain's multiboot,device-tree partial DT so that its passthrough
                          xen,reg ranges are checked too (a .dts is compiled)
@@ -48,8 +52,8 @@ macro_rules! out {
 #[derive(Debug)]
 struct Args {
     file: PathBuf,
-    gic_spis: u32,
-    ipa_bits: u32,
+    gic_spis: Option<u32>,
+    ipa_bits: Option<u32>,
     modules: Vec<(u64, PathBuf)>,
 }
 
@@ -86,8 +90,8 @@ fn number(s: &str) -> Option<u64> {
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut file = None;
-    let mut gic_spis = DEFAULT_GIC_SPIS;
-    let mut ipa_bits = DEFAULT_IPA_BITS;
+    let mut gic_spis = None;
+    let mut ipa_bits = None;
     let mut modules = Vec::new();
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -95,16 +99,20 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         match arg.as_str() {
             "--gic-spis" => {
                 let v = value()?;
-                gic_spis = number(v)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or(format!("--gic-spis {v}: not a number"))?;
+                gic_spis = Some(
+                    number(v)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or(format!("--gic-spis {v}: not a number"))?,
+                );
             }
             "--ipa-bits" => {
                 let v = value()?;
-                ipa_bits = number(v)
-                    .filter(|n| (32..=64).contains(n))
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or(format!("--ipa-bits {v}: expected 32 to 64"))?;
+                ipa_bits = Some(
+                    number(v)
+                        .filter(|n| (32..=64).contains(n))
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or(format!("--ipa-bits {v}: expected 32 to 64"))?,
+                );
             }
             "--module" => {
                 let v = value()?;
@@ -161,6 +169,14 @@ impl ModuleReader for Files {
     }
 }
 
+/// The host facts the check used, and where each came from.
+struct Host {
+    gic_spis: u32,
+    gic_why: String,
+    ipa_bits: u32,
+    ipa_why: String,
+}
+
 /// Checks the tree; `Ok(false)` when Xen would refuse it.
 fn check(args: &Args) -> Result<bool, String> {
     let blob = load(&args.file)?;
@@ -170,15 +186,38 @@ fn check(args: &Args) -> Result<bool, String> {
             .map(|(a, p)| Ok((*a, load(p)?)))
             .collect::<Result<_, String>>()?,
     );
+    let (gic_spis, gic_why) = match args.gic_spis {
+        Some(n) => (n, "given".to_owned()),
+        None => hostfacts::gic_spis(&blob).map_or(
+            (
+                hostfacts::QEMU_VIRT_SPIS,
+                "assumed: no GIC Xen drives in the tree".to_owned(),
+            ),
+            |d| (d.value, d.why),
+        ),
+    };
+    let (ipa_bits, ipa_why) = match args.ipa_bits {
+        Some(n) => (n, "given".to_owned()),
+        None => hostfacts::ipa_bits(&blob).map_or(
+            (DEFAULT_IPA_BITS, "assumed: no /cpus in the tree".to_owned()),
+            |d| (d.value, d.why),
+        ),
+    };
+    let host = Host {
+        gic_spis,
+        gic_why,
+        ipa_bits,
+        ipa_why,
+    };
     let facts = HostFacts {
-        gic_spis: args.gic_spis,
-        ipa_bits: args.ipa_bits,
+        gic_spis,
+        ipa_bits,
         modules: (!files.0.is_empty()).then_some(&files as &dyn ModuleReader),
     };
     match Config::from_fdt(&blob, facts) {
         Ok(config) => {
             print_boot(&config);
-            print_notes(&config, args);
+            print_notes(&config, args, &host);
             Ok(true)
         }
         Err(e) => {
@@ -188,6 +227,8 @@ fn check(args: &Args) -> Result<bool, String> {
             out!("(XEN) Panic on CPU 0:");
             out!("(XEN) {PANIC_TEXT}");
             out!("(XEN) ****************************************");
+            out!();
+            print_host(args, &host);
             Ok(false)
         }
     }
@@ -221,18 +262,9 @@ fn print_boot(config: &Config) {
 }
 
 /// Prints what Xen does not: each involved domain's role, RAM and P2M needs.
-fn print_notes(config: &Config, args: &Args) {
+fn print_notes(config: &Config, args: &Args, host: &Host) {
     out!();
-    out!(
-        "# checked as Xen does with gic_spis={} ipa_bits={}; passthrough partial DTs: {}",
-        args.gic_spis,
-        args.ipa_bits,
-        if args.modules.is_empty() {
-            "not read (--module)"
-        } else {
-            "read"
-        }
-    );
+    print_host(args, host);
     for (i, d) in config.domains().iter().enumerate() {
         let frontend = config
             .devices()
@@ -251,6 +283,11 @@ fn print_notes(config: &Config, args: &Args) {
             d.vcpus,
             ram.join(" "),
             if d.direct_map { " (direct-map)" } else { "" }
+        );
+        out!(
+            "#   vGIC: {} SPIs, INTIDs 32..{}",
+            d.nr_spis,
+            32 + u64::from(d.nr_spis)
         );
         let Some(be) = d.backend else { continue };
         for (k, &f) in be.frontends.iter().enumerate() {
@@ -276,4 +313,20 @@ fn print_notes(config: &Config, args: &Args) {
             ),
         }
     }
+}
+
+/// Prints the host facts the check used.
+fn print_host(args: &Args, host: &Host) {
+    out!(
+        "# checked as Xen does with gic_spis={} ipa_bits={}; passthrough partial DTs: {}",
+        host.gic_spis,
+        host.ipa_bits,
+        if args.modules.is_empty() {
+            "not read (--module)"
+        } else {
+            "read"
+        }
+    );
+    out!("#   gic_spis: {}", host.gic_why);
+    out!("#   ipa_bits: {}", host.ipa_why);
 }

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::layout::{Module, ModuleKind, Owner};
-use crate::model::Scenario;
+use crate::model::{Domain, Scenario};
 
 /// Renders the host DTS for `scenario`, whose domains boot `modules` (`Module::owner` says
 /// whose; each domain, and dom0 if the scenario has one, has exactly one `Kernel` and at most
@@ -23,6 +23,60 @@ use crate::model::Scenario;
 /// Panics if a domain (or the dom0) does not have exactly one kernel module, or has more than
 /// one ramdisk, or a module belongs to no domain of the scenario (a bug in the caller).
 pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
+    host_dts_over(
+        scenario,
+        modules,
+        &DtsBase {
+            include: "virt.dts",
+            xen_bootargs: &scenario.xen_bootargs,
+            root_nodes: "",
+            node_names: NodeNames::Scenario,
+        },
+    )
+}
+
+/// Names the domain nodes get in `/chosen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeNames {
+    /// The scenario's domain names, labelled with their DTS labels.
+    Scenario,
+    /// `domU0`, `domU1`, ... in scenario order, labelled the same: the names ImageBuilder's
+    /// script gives the nodes it makes.
+    ImageBuilder,
+}
+
+/// Says what the generated tree is added to and what differs between machines.
+#[derive(Debug, Clone, Copy)]
+pub struct DtsBase<'a> {
+    /// The machine's own tree (a DTS file next to the output), included first.
+    pub include: &'a str,
+    /// Xen's command line (`/chosen/xen,xen-bootargs`).
+    pub xen_bootargs: &'a str,
+    /// Root-level nodes to add to the machine's tree (complete DTS text, each line indented by
+    /// one tab), e.g. a `/memory` node the machine's tree lacks.
+    pub root_nodes: &'a str,
+    pub node_names: NodeNames,
+}
+
+/// Returns the node name (also its label) of domain `index` named `name`/`label`.
+pub(crate) fn domain_node(
+    names: NodeNames,
+    index: usize,
+    name: &str,
+    label: &str,
+) -> (String, String) {
+    match names {
+        NodeNames::Scenario => (name.to_owned(), label.to_owned()),
+        NodeNames::ImageBuilder => (format!("domU{index}"), format!("domU{index}")),
+    }
+}
+
+/// Renders the host DTS for `scenario` over the machine tree `base` (see [`host_dts`] for the
+/// modules and the cells).
+///
+/// # Panics
+/// As [`host_dts`].
+pub fn host_dts_over(scenario: &Scenario, modules: &[Module], base: &DtsBase<'_>) -> String {
     let owners = (0..scenario.domains.len())
         .map(Owner::Domain)
         .chain(scenario.dom0.as_ref().map(|_| Owner::Dom0));
@@ -48,7 +102,7 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
     );
     let mut s = String::new();
     // `fmt::Write` for `String` cannot fail; the results are ignored on purpose below.
-    let _ = writeln!(s, "/include/ \"virt.dts\"");
+    let _ = writeln!(s, "/include/ \"{}\"", base.include);
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -56,14 +110,11 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         scenario.path.display()
     );
     let _ = writeln!(s, "/ {{");
+    s.push_str(base.root_nodes);
     let _ = writeln!(s, "\tchosen {{");
     let _ = writeln!(s, "\t\t#address-cells = <0x2>;");
     let _ = writeln!(s, "\t\t#size-cells = <0x2>;");
-    let _ = writeln!(
-        s,
-        "\t\txen,xen-bootargs = {};",
-        quote(&scenario.xen_bootargs)
-    );
+    let _ = writeln!(s, "\t\txen,xen-bootargs = {};", quote(base.xen_bootargs));
     if let Some(dom0) = &scenario.dom0 {
         let _ = writeln!(s);
         let _ = writeln!(s, "\t\t/* dom0 */");
@@ -71,8 +122,12 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
     }
     for (i, d) in scenario.domains.iter().enumerate() {
         let kib = d.memory_mib * 1024; // validated not to overflow
+        let (node, label) = domain_node(base.node_names, i, &d.name, &d.label);
         let _ = writeln!(s);
-        let _ = writeln!(s, "\t\t{}: {} {{", d.label, d.name);
+        if node != d.name {
+            let _ = writeln!(s, "\t\t/* {} */", d.name);
+        }
+        let _ = writeln!(s, "\t\t{label}: {node} {{");
         let _ = writeln!(s, "\t\t\tcompatible = \"xen,domain\";");
         let _ = writeln!(s, "\t\t\t#address-cells = <0x2>;");
         let _ = writeln!(s, "\t\t\t#size-cells = <0x2>;");
@@ -86,76 +141,95 @@ pub fn host_dts(scenario: &Scenario, modules: &[Module]) -> String {
         if d.vpl011 {
             let _ = writeln!(s, "\t\t\tvpl011;");
         }
-        if d.ioreq_server {
-            let _ = writeln!(s, "\t\t\txen,ioreq-server;");
-        }
-        if let Some(spi) = d.ioreq_notify_spi {
-            let _ = writeln!(s, "\t\t\txen,ioreq-notify-spi = <{spi}>;");
-        }
-        if let Some(ms) = d.ioreq_timeout_ms {
-            let _ = writeln!(s, "\t\t\txen,ioreq-timeout-ms = <{ms}>;");
-        }
-        if let Some(us) = d.ioreq_poll_us {
-            let _ = writeln!(s, "\t\t\txen,ioreq-poll-us = <{us}>;");
-        }
-        if let Some(extra) = &d.dts_extra {
-            let _ = writeln!(s, "\t\t\t/* dts_extra */");
-            for line in extra.lines() {
-                let _ = writeln!(s, "\t\t\t{line}");
-            }
-        }
+        write_rust_ioreq_props(&mut s, "\t\t\t", d);
         write_modules(&mut s, "\t\t\t", modules, Owner::Domain(i), &d.bootargs);
-        for (j, dev) in d.devices.iter().enumerate() {
-            let _ = writeln!(s);
-            let served = dev
-                .backend
-                .as_deref()
-                .map_or(String::new(), |b| format!(", served by {b}"));
-            let _ = writeln!(s, "\t\t\t/* {}{served} */", dev.kind);
-            // A node with `reg` is named by its address; without one (Xen picks the address)
-            // by its index, since a unit address needs a `reg` (DT spec v0.4 §2.2.1).
-            match dev.reg {
-                Some(reg) => {
-                    let _ = writeln!(s, "\t\t\tvirtio@{:x} {{", reg.gpa);
-                }
-                None => {
-                    let _ = writeln!(s, "\t\t\tvirtio-{j} {{");
-                }
-            }
-            let _ = writeln!(s, "\t\t\t\tcompatible = \"xen,virtio-mmio-device\";");
-            if let Some(reg) = dev.reg {
-                let _ = writeln!(
-                    s,
-                    "\t\t\t\treg = <{} {}>;",
-                    cells64(reg.gpa),
-                    cells64(reg.size)
-                );
-            }
-            if let Some(spi) = dev.interrupt {
-                let _ = writeln!(s, "\t\t\t\tinterrupts = <{spi}>;");
-            }
-            if let Some(be) = &dev.backend {
-                let label = scenario
-                    .domains
-                    .iter()
-                    .find(|o| &o.name == be)
-                    .map(|o| o.label.as_str())
-                    .expect("backend validated to exist");
-                let _ = writeln!(s, "\t\t\t\txen,backend = <&{label}>;");
-            }
-            if let Some(args) = &dev.args {
-                let _ = writeln!(s, "\t\t\t\txen,backend-args = {};", quote(args));
-            }
-            if dev.classic {
-                let _ = writeln!(s, "\t\t\t\txen,virtio-classic;");
-            }
-            let _ = writeln!(s, "\t\t\t}};");
-        }
+        write_devices(&mut s, "\t\t\t", scenario, d, base.node_names);
         let _ = writeln!(s, "\t\t}};");
     }
     let _ = writeln!(s, "\t}};");
     let _ = writeln!(s, "}};");
     s
+}
+
+/// Writes the domain node properties the binding adds (docs/binding.md) and the scenario's raw
+/// `dts_extra`, indented by `indent`.
+pub(crate) fn write_rust_ioreq_props(s: &mut String, indent: &str, d: &Domain) {
+    if d.ioreq_server {
+        let _ = writeln!(s, "{indent}xen,ioreq-server;");
+    }
+    if let Some(spi) = d.ioreq_notify_spi {
+        let _ = writeln!(s, "{indent}xen,ioreq-notify-spi = <{spi}>;");
+    }
+    if let Some(ms) = d.ioreq_timeout_ms {
+        let _ = writeln!(s, "{indent}xen,ioreq-timeout-ms = <{ms}>;");
+    }
+    if let Some(us) = d.ioreq_poll_us {
+        let _ = writeln!(s, "{indent}xen,ioreq-poll-us = <{us}>;");
+    }
+    if let Some(extra) = &d.dts_extra {
+        let _ = writeln!(s, "{indent}/* dts_extra */");
+        for line in extra.lines() {
+            let _ = writeln!(s, "{indent}{line}");
+        }
+    }
+}
+
+/// Writes the `xen,virtio-mmio-device` children of domain `d`, indented by `indent`; a
+/// backend is referred to by the label its node gets under `names`.
+pub(crate) fn write_devices(
+    s: &mut String,
+    indent: &str,
+    scenario: &Scenario,
+    d: &Domain,
+    names: NodeNames,
+) {
+    for (j, dev) in d.devices.iter().enumerate() {
+        let _ = writeln!(s);
+        let served = dev
+            .backend
+            .as_deref()
+            .map_or(String::new(), |b| format!(", served by {b}"));
+        let _ = writeln!(s, "{indent}/* {}{served} */", dev.kind);
+        // A node with `reg` is named by its address; without one (Xen picks the address)
+        // by its index, since a unit address needs a `reg` (DT spec v0.4 §2.2.1).
+        match dev.reg {
+            Some(reg) => {
+                let _ = writeln!(s, "{indent}virtio@{:x} {{", reg.gpa);
+            }
+            None => {
+                let _ = writeln!(s, "{indent}virtio-{j} {{");
+            }
+        }
+        let _ = writeln!(s, "{indent}\tcompatible = \"xen,virtio-mmio-device\";");
+        if let Some(reg) = dev.reg {
+            let _ = writeln!(
+                s,
+                "{indent}\treg = <{} {}>;",
+                cells64(reg.gpa),
+                cells64(reg.size)
+            );
+        }
+        if let Some(spi) = dev.interrupt {
+            let _ = writeln!(s, "{indent}\tinterrupts = <{spi}>;");
+        }
+        if let Some(be) = &dev.backend {
+            let (k, o) = scenario
+                .domains
+                .iter()
+                .enumerate()
+                .find(|(_, o)| &o.name == be)
+                .expect("backend validated to exist");
+            let (_, label) = domain_node(names, k, &o.name, &o.label);
+            let _ = writeln!(s, "{indent}\txen,backend = <&{label}>;");
+        }
+        if let Some(args) = &dev.args {
+            let _ = writeln!(s, "{indent}\txen,backend-args = {};", quote(args));
+        }
+        if dev.classic {
+            let _ = writeln!(s, "{indent}\txen,virtio-classic;");
+        }
+        let _ = writeln!(s, "{indent}}};");
+    }
 }
 
 /// Writes the module nodes of `owner`, indented by `indent`: kernel first (with `bootargs`),
@@ -184,12 +258,12 @@ fn write_modules(s: &mut String, indent: &str, modules: &[Module], owner: Owner,
 }
 
 /// Formats a 64-bit value as two 32-bit DT cells, high first.
-fn cells64(v: u64) -> String {
+pub(crate) fn cells64(v: u64) -> String {
     format!("{:#x} {:#x}", v >> 32, v & 0xffff_ffff)
 }
 
 /// Quotes `s` as a DTS string literal, escaping the two characters dtc treats specially.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut q = String::with_capacity(s.len() + 2);
     q.push('"');
     for c in s.chars() {

@@ -17,6 +17,9 @@ use crate::model::Scenario;
 pub const QEMU: &str = "qemu-system-aarch64";
 /// Device tree compiler, looked up on `PATH` (Debian package `device-tree-compiler`).
 pub const DTC: &str = "dtc";
+/// Debian's U-Boot for QEMU's 64-bit Arm virt machine (package `u-boot-qemu`), which
+/// [`Generated::uboot_disk`] boots.
+pub const UBOOT_QEMU: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 
 /// Machine options shared by the DTB dump and the boot: they must match exactly, or the
 /// dumped tree would describe another machine than the one Xen runs on.
@@ -79,6 +82,10 @@ pub struct Generated {
     pub modules: Vec<Module>,
     pub smp: u32,
     pub mem_mib: u64,
+    /// When set, QEMU starts U-Boot ([`UBOOT_QEMU`]) with this disk attached, and U-Boot's
+    /// distro boot runs the boot.scr on it, which loads Xen, the modules and the DTB (a
+    /// `qemu-virt` board output, docs/boards.md); QEMU then loads none of them itself.
+    pub uboot_disk: Option<PathBuf>,
 }
 
 /// Generates the boot files for `scenario` under `<opts.out>/<name>/`: `virt.dtb` (QEMU's own
@@ -99,50 +106,8 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
         });
     }
 
-    // Images first: a missing image is a scenario problem, reported against its field.
-    // Modules are loaded in domain order, each domain's kernel then its ramdisk, then dom0's
-    // (last, so that adding a dom0 moves no dom0less module).
-    let mut images: Vec<(Owner, String, &str, &str, Option<&str>)> = scenario
-        .domains
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            (
-                Owner::Domain(i),
-                format!("domain[{i}]"),
-                d.name.as_str(),
-                d.kernel.as_str(),
-                d.ramdisk.as_deref(),
-            )
-        })
-        .collect();
-    if let Some(d) = &scenario.dom0 {
-        images.push((
-            Owner::Dom0,
-            "dom0".to_owned(),
-            "dom0",
-            d.kernel.as_str(),
-            d.ramdisk.as_deref(),
-        ));
-    }
-    let mut found: Vec<(Owner, ModuleKind, PathBuf, u64)> = Vec::new();
-    for (owner, field_base, name, kernel, ramdisk) in images {
-        let kernel = (ModuleKind::Kernel, format!("{kernel}.img"), "kernel");
-        let ramdisk = ramdisk.map(|r| (ModuleKind::Ramdisk, r.to_owned(), "ramdisk"));
-        for (kind, file, field) in std::iter::once(kernel).chain(ramdisk) {
-            let wanted = opts.images.join(file);
-            let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
-            let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
-                return Err(Error::invalid(
-                    &scenario.path,
-                    format!("{field_base}.{field}"),
-                    format!("image {} not found (domain {name:?})", wanted.display()),
-                ));
-            };
-            found.push((owner, kind, abs, meta.len()));
-        }
-    }
-    let sizes: Vec<u64> = found.iter().map(|f| f.3).collect();
+    let found = find_images(scenario, &opts.images)?;
+    let sizes: Vec<u64> = found.iter().map(|f| f.size).collect();
     // QEMU's RAM is `qemu_mem_mib` from RAM_BASE; validation bounded the size, so no overflow
     // for any real value, and saturation would only make the check stricter.
     let ram_end = RAM_BASE.saturating_add(scenario.qemu_mem_mib.saturating_mul(1 << 20));
@@ -156,12 +121,12 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
     let modules: Vec<Module> = found
         .into_iter()
         .zip(addrs)
-        .map(|((owner, kind, image, size), addr)| Module {
-            owner,
-            kind,
-            image,
+        .map(|(f, addr)| Module {
+            owner: f.owner,
+            kind: f.kind,
+            image: f.path,
             addr,
-            size,
+            size: f.size,
         })
         .collect();
 
@@ -187,6 +152,7 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
         modules,
         smp: scenario.qemu_smp,
         mem_mib: scenario.qemu_mem_mib,
+        uboot_disk: None,
     };
 
     // Stale outputs must not survive a failed step and be mistaken for fresh ones.
@@ -263,6 +229,75 @@ pub fn generate(scenario: &Scenario, opts: &GenOptions) -> Result<Generated, Err
     Ok(gen)
 }
 
+/// A boot module's image file found in the images directory.
+#[derive(Debug, Clone)]
+pub(crate) struct FoundImage {
+    pub owner: Owner,
+    pub kind: ModuleKind,
+    /// The file's name in the images directory (`<kernel>.img`, the ramdisk's name).
+    pub name: String,
+    /// Its absolute path, symbolic links resolved.
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Finds every domain's kernel (and ramdisk) image in `images`, in load order: per dom0less
+/// domain in scenario order its kernel then its ramdisk, then dom0's (last, so that adding a
+/// dom0 moves no dom0less module). A missing image is a scenario problem, reported against
+/// its field.
+pub(crate) fn find_images(
+    scenario: &Scenario,
+    images_dir: &std::path::Path,
+) -> Result<Vec<FoundImage>, Error> {
+    let mut images: Vec<(Owner, String, &str, &str, Option<&str>)> = scenario
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            (
+                Owner::Domain(i),
+                format!("domain[{i}]"),
+                d.name.as_str(),
+                d.kernel.as_str(),
+                d.ramdisk.as_deref(),
+            )
+        })
+        .collect();
+    if let Some(d) = &scenario.dom0 {
+        images.push((
+            Owner::Dom0,
+            "dom0".to_owned(),
+            "dom0",
+            d.kernel.as_str(),
+            d.ramdisk.as_deref(),
+        ));
+    }
+    let mut found = Vec::new();
+    for (owner, field_base, name, kernel, ramdisk) in images {
+        let kernel = (ModuleKind::Kernel, format!("{kernel}.img"), "kernel");
+        let ramdisk = ramdisk.map(|r| (ModuleKind::Ramdisk, r.to_owned(), "ramdisk"));
+        for (kind, file, field) in std::iter::once(kernel).chain(ramdisk) {
+            let wanted = images_dir.join(&file);
+            let meta = fs::metadata(&wanted).ok().filter(|m| m.is_file());
+            let (Some(meta), Ok(abs)) = (meta, fs::canonicalize(&wanted)) else {
+                return Err(Error::invalid(
+                    &scenario.path,
+                    format!("{field_base}.{field}"),
+                    format!("image {} not found (domain {name:?})", wanted.display()),
+                ));
+            };
+            found.push(FoundImage {
+                owner,
+                kind,
+                name: file,
+                path: abs,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(found)
+}
+
 impl Generated {
     /// Returns the machine part of the QEMU arguments: machine, CPU, memory, host DTB, Xen and
     /// one generic loader per module (`force-raw` so QEMU copies the image byte for byte).
@@ -274,6 +309,17 @@ impl Generated {
         a.push(self.smp.to_string().into());
         a.push("-m".into());
         a.push(format!("{}M", self.mem_mib).into());
+        if let Some(disk) = &self.uboot_disk {
+            a.push("-bios".into());
+            a.push(UBOOT_QEMU.into());
+            let mut drive = OsString::from("if=none,format=raw,id=boot,snapshot=on,file=");
+            drive.push(qemu_opt_escape(disk.as_os_str()));
+            a.push("-drive".into());
+            a.push(drive);
+            a.push("-device".into());
+            a.push("virtio-blk-device,drive=boot".into());
+            return a;
+        }
         a.push("-dtb".into());
         a.push(self.host_dtb.clone().into());
         a.push("-kernel".into());
@@ -427,6 +473,7 @@ mod tests {
             ],
             smp: 2,
             mem_mib: 2048,
+            uboot_disk: None,
         };
         let machine = "qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3 \
             -cpu cortex-a57 -smp 2 -m 2048M -dtb /o/s/host.dtb -kernel /x/xen \
@@ -445,6 +492,16 @@ mod tests {
         assert_eq!(
             cmd.get_args().count(),
             gen.qemu_args(Console::Harness).len()
+        );
+        // Through U-Boot: the disk instead of the DTB, Xen and the loaders.
+        let mut gen = gen;
+        gen.uboot_disk = Some("/b/qemu-virt/s/disk,1.img".into());
+        assert_eq!(
+            gen.shell_command(Console::Harness),
+            "qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3 -cpu cortex-a57 \
+             -smp 2 -m 2048M -bios /usr/lib/u-boot/qemu_arm64/u-boot.bin \
+             -drive if=none,format=raw,id=boot,snapshot=on,file=/b/qemu-virt/s/disk,,1.img \
+             -device virtio-blk-device,drive=boot -display none -serial stdio -monitor none -no-reboot"
         );
     }
 }

@@ -737,7 +737,7 @@ fn trap_and_check(
         expect_transport(m, dev, offset, &a, data, wakeup_before, (&posts, &events))
     {
         assert_eq!(out, answered, "{t:?}");
-        let queue = (data as u32).min(transport::MAX_QUEUES);
+        let queue = (data as u32 & 0xffff).min(transport::MAX_QUEUES);
         let bumped = a.write
             && offset == reg::QUEUE_NOTIFY
             && m.record(dev).is_some_and(|r| queue < r.num_queues);
@@ -867,8 +867,24 @@ fn expect_transport(
     (posts, events): (&[(PageId, u32, IoReq)], &[Event]),
 ) -> Option<MmioOutcome> {
     let backend = usize::from(m.device(dev).backend);
-    if a.width != Width::Word || m.dead[backend] || m.broken[dev] {
+    if m.device(dev).classic || a.width != Width::Word || m.dead[backend] || m.broken[dev] {
         return None;
+    }
+    // Kept by Xen whether or not the device is fast, and forwarded to the backend.
+    if a.write {
+        let value = data as u32;
+        match offset {
+            reg::DEVICE_FEATURES_SEL => m.features_sel[dev] = value,
+            reg::QUEUE_SEL => m.queue_sel[dev] = value,
+            reg::STATUS => m.reset_posted[dev] = value == 0,
+            _ => {}
+        }
+        if matches!(
+            offset,
+            reg::DEVICE_FEATURES_SEL | reg::QUEUE_SEL | reg::STATUS
+        ) {
+            return None;
+        }
     }
     let record = m.record(dev)?;
     let word = |m: &Model<'_>, field: usize| m.xen.transport_word(backend, record.base + field);
@@ -876,6 +892,8 @@ fn expect_transport(
     let answered = if a.write {
         match offset {
             reg::QUEUE_NOTIFY => {
+                // Only the queue index: the high half is VIRTIO_F_NOTIFICATION_DATA's.
+                let value = value & 0xffff;
                 // The count was bumped (checked by the caller's before/after), and the SPI
                 // went out if the backend had armed its wake-up and does not poll.
                 let wakeup_now = m.xen.transport_word(backend, transport::WAKEUP_OFFSET);
@@ -906,18 +924,6 @@ fn expect_transport(
             reg::INTERRUPT_ACK => {
                 m.isr[dev] &= !value;
                 MmioOutcome::Answered { write_reg: None }
-            }
-            reg::DEVICE_FEATURES_SEL => {
-                m.features_sel[dev] = value;
-                MmioOutcome::Answered { write_reg: None }
-            }
-            reg::QUEUE_SEL => {
-                m.queue_sel[dev] = value;
-                return None;
-            }
-            reg::STATUS => {
-                m.reset_posted[dev] = value == 0;
-                return None;
             }
             _ => return None,
         }
@@ -1008,6 +1014,14 @@ fn expect_doorbell_write(
             }
             m.owed.remove(&slot_key);
             m.set_req(f, v, Req::Answered { device });
+            // A reset the backend answered clears what Xen keeps of the transport, at COMPLETE.
+            let vc = m.vcpu(f, v);
+            let a = vc.access.expect("an access");
+            if a.write && vc.offset == reg::STATUS && std::mem::take(&mut m.reset_posted[device]) {
+                m.isr[device] = 0;
+                m.features_sel[device] = 0;
+                m.queue_sel[device] = 0;
+            }
             (
                 Ok(DoorbellEvent::Completed {
                     frontend: f,
@@ -1288,16 +1302,6 @@ fn vcpu_work_and_check(m: &mut Model<'_>, id: DomId, v: u32) -> Work {
             assert_eq!(w, Work::Complete(completion(&vc, data)));
             // The slot is Xen's again: NONE, flags cleared.
             assert_eq!(m.xen.slot(page, v).flags, 0);
-            // A reset the backend answered clears what Xen keeps of the transport.
-            let Req::Answered { device } = vc.req else {
-                unreachable!()
-            };
-            let a = vc.access.expect("an access");
-            if a.write && vc.offset == reg::STATUS && std::mem::take(&mut m.reset_posted[device]) {
-                m.isr[device] = 0;
-                m.features_sel[device] = 0;
-                m.queue_sel[device] = 0;
-            }
         }
     }
     let f = frontend.expect("a frontend");

@@ -21,7 +21,10 @@
 //!   transport page: every access is a round trip); `backend.abi=2`: require the fast
 //!   transport (FAIL if Xen does not offer it); default: use it when offered;
 //! - `backend.poll=1`: set `polling` in the transport page and busy-poll the notify counts and
-//!   ioreq slots instead of sleeping (Xen sends no notify SPI then; needs the fast transport).
+//!   ioreq slots instead of sleeping (Xen sends no notify SPI then; needs the fast transport);
+//! - `backend.stats-ms=<n>`: print a device's `backend: stats:` line at most every `n` ms when
+//!   its counters changed (default 60000: a shared interactive console stays readable; 0: only
+//!   at `exit-after`/`silent-after`); never while busy-polling.
 //!
 //! It runs with the MMU and caches on (guest-common `mmu`): its RAM, its frontends' RAM windows
 //! and, once it has remapped them from its device tree, its ioreq pages are Normal Write-Back
@@ -58,6 +61,11 @@ use crate::window::Window;
 
 entry!(main);
 
+/// Default least time between two unsolicited statistics prints: a minute, so that a console
+/// a person types on (`make run DEMO=linux`, where Linux's hwrng thread reads every few seconds)
+/// is not interrupted every time a device serves something.
+const STATS_EVERY_MS: u64 = 60_000;
+
 /// The check name of the one PASS/FAIL line the backend prints.
 const CHECK: &str = "backend-online";
 
@@ -80,6 +88,8 @@ struct Options {
     silent_after: Option<u64>,
     abi: Abi,
     poll: bool,
+    /// Least time between two unsolicited statistics prints (0: none).
+    stats_ms: Option<u64>,
     /// A `backend.` word that did not parse.
     bad: Option<&'static str>,
 }
@@ -98,6 +108,7 @@ impl Options {
                 ("abi", Ok(1)) => o.abi = Abi::Version1,
                 ("abi", Ok(2)) => o.abi = Abi::Version2,
                 ("poll", Ok(n @ (0 | 1))) => o.poll = n == 1,
+                ("stats-ms", Ok(n)) => o.stats_ms = Some(n),
                 _ => o.bad = Some(word),
             }
         }
@@ -115,7 +126,7 @@ fn main(boot: &Boot) {
     if let Some(word) = options.bad {
         return fail(format_args!(
             "bad bootarg {word} (backend.exit-after=<n>, backend.silent-after=<n>, \
-             backend.abi=<1|2>, backend.poll=<0|1>)"
+             backend.abi=<1|2>, backend.poll=<0|1>, backend.stats-ms=<n>)"
         ));
     }
     if options.poll && options.abi == Abi::Version1 {
@@ -226,6 +237,7 @@ fn main(boot: &Boot) {
         &mut models.into_iter(),
         options.exit_after,
         options.silent_after,
+        options.stats_ms.unwrap_or(STATS_EVERY_MS),
     );
     describe_paths(&server);
     doorbell.online();

@@ -222,6 +222,9 @@ pub struct Server {
     exit_after: Option<u64>,
     /// Stop answering after this many requests, but stay (`backend.silent-after`).
     silent_after: Option<u64>,
+    /// Least time between two unsolicited statistics prints (0: none), and when the next may be.
+    stats_every_ms: u64,
+    stats_due: Deadline,
 }
 
 impl Server {
@@ -235,6 +238,7 @@ impl Server {
         models: &mut dyn Iterator<Item = Option<Model>>,
         exit_after: Option<u64>,
         silent_after: Option<u64>,
+        stats_every_ms: u64,
     ) -> Self {
         let mut frontends: [Option<FrontendState>; MAX_FRONTENDS] = Default::default();
         for (slot, fe) in frontends.iter_mut().zip(config.frontends()) {
@@ -280,6 +284,16 @@ impl Server {
             served: 0,
             exit_after,
             silent_after,
+            stats_every_ms,
+            stats_due: Deadline::after_ms(stats_every_ms),
+        }
+    }
+
+    /// Prints the statistics that changed, if the last unsolicited print is old enough.
+    fn print_stats_when_due(&mut self) {
+        if self.stats_every_ms > 0 && self.stats_due.expired() {
+            self.print_stats(false);
+            self.stats_due = Deadline::after_ms(self.stats_every_ms);
         }
     }
 
@@ -287,9 +301,6 @@ impl Server {
     /// after `backend.silent-after` requests, never returns and answers nothing more.
     pub fn run(&mut self) {
         let polling = self.fast.is_some_and(|f| f.polling);
-        // A polling backend has no SPI to wait for: it prints its statistics after this long
-        // without work instead.
-        let mut quiet = Deadline::after_ms(IDLE_MS);
         loop {
             // Count before scanning: an SPI for a request posted during the scan stays pending
             // (IRQs are masked here) and ends the wait below at once.
@@ -315,14 +326,10 @@ impl Server {
                 }
             }
             if busy {
-                quiet = Deadline::after_ms(IDLE_MS);
                 continue;
             }
             if polling {
-                if quiet.expired() {
-                    self.print_stats(false);
-                    quiet = Deadline::after_ms(IDLE_MS);
-                }
+                // Never prints while idle-polling: nothing would stop the lines.
                 core::hint::spin_loop();
                 continue;
             }
@@ -335,7 +342,7 @@ impl Server {
                 }
             }
             if !gic::wait_for_irq(self.notify, seen, Deadline::after_ms(IDLE_MS)) {
-                self.print_stats(false);
+                self.print_stats_when_due();
             }
         }
     }
