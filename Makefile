@@ -14,8 +14,9 @@ IMAGES     := $(BUILD)/guests
 HARNESS    := $(CURDIR)/target/release/harness
 SCENARIOS  := $(sort $(wildcard tests/scenarios/*.toml))
 DEMO       ?= blk-rw
-# The benchmark scenario: outside tests/scenarios, so `make test` does not run it.
-BENCH      := tests/bench/bench.toml
+# The benchmark scenarios, one boot each: outside tests/scenarios, so `make test` does not run
+# them. bench.toml: the bare-metal bench guest's table; bench-linux.toml: the Linux frontend's.
+BENCH      := tests/bench/bench.toml tests/bench/bench-linux.toml
 # Seconds; empty = interactive console (quit with Ctrl-A X).
 RUN_TIMEOUT ?=
 # make soak: the scenario (a name in tests/scenarios/) and the boots per scheduler.
@@ -46,7 +47,7 @@ help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
 	@echo "            RUN_TIMEOUT=<s> makes it non-interactive; DEMO=<scenario> picks another"
 	@echo "make test   fmt + clippy + host tests + Xen builds + every QEMU scenario (debug Xen)"
-	@echo "make bench  boot $(BENCH) once and print its timing table (ratios from the same boot)"
+	@echo "make bench  boot $(BENCH) once each and print their timing tables (ratios from the same boot)"
 	@echo "make soak   boot SCENARIO=<name> N=<n> times under each Xen scheduler (credit2, credit,"
 	@echo "            null) and print the passes; failed boots' logs stay in build/logs/soak/"
 	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (or FUZZ_RUNS=<n> executions) each"
@@ -131,12 +132,13 @@ run: xen guests linux host-tools
 	$(HARNESS) boot $(HARNESS_RELEASE_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) tests/scenarios/$(DEMO).toml
 
 # The bench guest must hold no FP/SIMD instruction (no floating point in our aarch64 code); the
-# table is printed even when the scenario fails (partial numbers), and make then fails too.
-bench: xen guests host-tools
+# tables are printed even when a scenario fails (partial numbers), and make then fails too.
+bench: xen guests linux host-tools
 	@set -o pipefail; aarch64-linux-gnu-objdump -d --no-show-raw-insn $(IMAGES)/bench.elf \
 	    | python3 tools/check-fpsimd.py
-	@rm -f $(BUILD)/logs/bench.log; status=0; $(HARNESS) run $(HARNESS_RELEASE_ARGS) $(BENCH) || status=$$?; \
-	echo; python3 tools/bench-report.py $(BUILD)/logs/bench.log || status=1; exit $$status
+	@logs="$(foreach b,$(BENCH),$(BUILD)/logs/$(basename $(notdir $(b))).log)"; rm -f $$logs; \
+	status=0; $(HARNESS) run $(HARNESS_RELEASE_ARGS) $(BENCH) || status=$$?; \
+	echo; python3 tools/bench-report.py $$logs || status=1; exit $$status
 
 # The board trees: R-Car H3 Salvator-XS compiled from the pinned linux-source-6.1, ROCK 3A's
 # from the kernel package `make linux` fetches (tools/board-dtbs.sh).

@@ -15,7 +15,9 @@
 #     128 MiB, unlike `xz -9`'s 64 MiB dictionary) holding busybox-static, the modules /init
 #     loads (the ones in MODULES plus everything their `depends=` names, transitively, read
 #     from each .ko's .modinfo section: the .deb ships no modules.dep), the load order in
-#     /lib/modules/load-order, and /init = tests/linux/init.
+#     /lib/modules/load-order, /init = tests/linux/init, and for `make bench` /bin/blkbench (the
+#     QD1 O_DIRECT timer, tests/linux/blkbench.c compiled with aarch64-linux-gnu-gcc -static)
+#     and the modules in BENCH_MODULES, which /init loads only for it.
 #  5. build/linux/dom0-initramfs.cpio.gz, the same way for the dom0 of dom0-destroy.toml:
 #     the modules in DOM0_MODULES (xen-privcmd: /dev/xen/privcmd), /init =
 #     tests/linux/dom0-init, and /bin/xen-domctl, tests/linux/xen-domctl.c compiled here with
@@ -51,13 +53,17 @@ BUSYBOX_SHA256=732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575afef2a52f5
 # crc32c` (not a `depends=`), without which its mount fails with "Cannot load crc32c driver".
 MODULES=(drivers/virtio/virtio_mmio.ko drivers/block/virtio_blk.ko
          drivers/char/hw_random/virtio-rng.ko crypto/crc32c_generic.ko fs/ext4/ext4.ko)
+# Modules the frontend initramfs holds but /init loads only for `make bench` (listed, with their
+# dependencies, in /lib/modules/bench-order): null_blk, a block device with nothing behind it,
+# the floor of a Linux block request (tests/linux/init, linuxtest.bench_floor).
+BENCH_MODULES=(drivers/block/null_blk/null_blk.ko)
 # Modules the dom0's /init loads: xen-privcmd gives /dev/xen/privcmd (no `depends=` in 6.1).
 DOM0_MODULES=(drivers/xen/xen-privcmd.ko)
 # Config options the initramfs relies on: =y (built in) or =m (a module above). The dom0 needs
 # Xen's dom0 support and hvc0 on Xen's console built in.
 NEED_CONFIG=(CONFIG_VIRTIO=y CONFIG_VIRTIO_MMIO=m CONFIG_VIRTIO_BLK=m CONFIG_HW_RANDOM_VIRTIO=m
              CONFIG_CRYPTO_CRC32C=m CONFIG_EXT4_FS=m CONFIG_EXT4_USE_FOR_EXT2=y CONFIG_DEVTMPFS=y
-             CONFIG_BLK_DEV_INITRD=y CONFIG_RD_GZIP=y CONFIG_SERIAL_AMBA_PL011_CONSOLE=y
+             CONFIG_BLK_DEV_NULL_BLK=m CONFIG_BLK_DEV_INITRD=y CONFIG_RD_GZIP=y CONFIG_SERIAL_AMBA_PL011_CONSOLE=y
              CONFIG_XEN=y CONFIG_XEN_DOM0=y CONFIG_HVC_XEN=y CONFIG_XEN_PRIVCMD=m)
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +79,7 @@ backend_init_src=$top/tests/linux/backend-init
 backend_test_src=$top/tests/linux/rust-ioreq-be-test.c
 backend_ko=$out/module/rust-ioreq-be.ko
 domctl_src=$top/tests/linux/xen-domctl.c
+blkbench_src=$top/tests/linux/blkbench.c
 kver=$KERNEL_ABI-arm64
 
 say() { printf 'linux-image: %s\n' "$*" >&2; }
@@ -231,6 +238,9 @@ ko_vermagic() {
 # Builds initramfs $1 with /init = $2, the modules $5... (and their dependencies), when $3 is
 # not empty the static program compiled from C source $3 as /bin/<its name without .c>, and when
 # $4 is not empty the out-of-tree module $4 in /lib/modules (not in load-order: /init loads it).
+# The modules of the array ON_DEMAND (and their dependencies not loaded already) are added too,
+# in /lib/modules/bench-order instead of load-order: /init loads them only when asked.
+ON_DEMAND=()
 build_initramfs() {
     local dest=$1 init=$2 program=$3 extra_ko=$4 stage=$1.tmp.d rel name
     shift 4
@@ -270,6 +280,15 @@ build_initramfs() {
         cp "$root/lib/modules/$kver/kernel/$rel" "$stage/lib/modules/$name.ko"
         echo "$name" >> "$stage/lib/modules/load-order"
     done <<<"$order"
+    if [ "${#ON_DEMAND[@]}" -gt 0 ]; then
+        : > "$stage/lib/modules/bench-order"
+        while read -r rel; do
+            name=$(basename "$rel" .ko)
+            [ -f "$stage/lib/modules/$name.ko" ] && continue
+            cp "$root/lib/modules/$kver/kernel/$rel" "$stage/lib/modules/$name.ko"
+            echo "$name" >> "$stage/lib/modules/bench-order"
+        done <<<"$(load_order "${ON_DEMAND[@]}")"
+    fi
     if [ -n "$extra_ko" ]; then
         # Without its debug information: the initramfs stays small.
         aarch64-linux-gnu-objcopy --strip-debug "$extra_ko" "$stage/lib/modules/$(basename "$extra_ko")"
@@ -301,7 +320,9 @@ fetch_deb "$BUSYBOX_PKG" "$BUSYBOX_VERSION" "$BUSYBOX_SHA256" "$busybox_deb"
 extract
 check_config
 install_image
-build_initramfs "$out/initramfs.cpio.gz" "$init_src" "" "" "${MODULES[@]}"
+ON_DEMAND=("${BENCH_MODULES[@]}")
+build_initramfs "$out/initramfs.cpio.gz" "$init_src" "$blkbench_src" "" "${MODULES[@]}"
+ON_DEMAND=()
 build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "" "${DOM0_MODULES[@]}"
 build_initramfs "$out/backend-initramfs.cpio.gz" "$backend_init_src" "$backend_test_src" "$backend_ko"
 link_images

@@ -6,7 +6,16 @@
 //!   (default 1000);
 //! - `bench.rounds=<n>`: the samples of each measurement are taken in this many rounds that
 //!   alternate between the measurements (default 4), so that a change of load on the host
-//!   spreads over all of them instead of skewing one.
+//!   spreads over all of them instead of skewing one;
+//! - `bench.fast=<hex>`, `bench.classic=<hex>`, `bench.poll=<hex>`: the base address of the
+//!   `virtio,mmio` device of each kind (a virtio-blk device each): `fast` is served by the
+//!   reference backend on the fast transport (docs/backend-abi.md "Version 2"), `classic` has
+//!   `xen,virtio-classic` (every access a round trip), `poll` is served by a backend that polls
+//!   (`backend.poll=1`, `xen,ioreq-poll-us`). A kind not given: its rows are skipped;
+//! - `bench.evtchn=<port>`: the local port of a static event channel to the peer (`xen,evtchn-v1`
+//!   in the host DT, `xen,enhanced = "no-xenstore"` on both domains): the `evtchn_roundtrip` row;
+//! - `bench.mode=evtchn-peer`: instead of benchmarking, echo every event of `bench.evtchn` back
+//!   (the other end of `evtchn_roundtrip`; never ends, so `expect_end = false`).
 
 /// Samples per measurement when the bootargs give none.
 pub const DEFAULT_ITERS: usize = 20_000;
@@ -21,9 +30,28 @@ const DEFAULT_ROUNDS: usize = 4;
 /// Most rounds.
 const MAX_ROUNDS: usize = 64;
 
+/// What this instance of the guest does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Take the measurements (the default).
+    Bench,
+    /// Echo the events of `bench.evtchn`.
+    EvtchnPeer,
+}
+
 /// The parsed bootargs.
 #[derive(Clone, Copy, Debug)]
 pub struct Args {
+    /// What to do.
+    pub mode: Mode,
+    /// Base address of the fast-transport device.
+    pub fast: Option<usize>,
+    /// Base address of the classic device.
+    pub classic: Option<usize>,
+    /// Base address of the device whose backend polls.
+    pub poll: Option<usize>,
+    /// Local port of the static event channel.
+    pub evtchn: Option<u32>,
     /// Samples per measurement, `1..=MAX_ITERS`.
     pub iters: usize,
     /// Warm-up iterations per measurement.
@@ -38,6 +66,11 @@ impl Args {
     /// Parses `bootargs`; a bad value is recorded in `bad` and its default kept.
     pub fn parse(bootargs: &'static str) -> Self {
         let mut args = Args {
+            mode: Mode::Bench,
+            fast: None,
+            classic: None,
+            poll: None,
+            evtchn: None,
             iters: DEFAULT_ITERS,
             warmup: DEFAULT_WARMUP,
             rounds: DEFAULT_ROUNDS,
@@ -49,7 +82,38 @@ impl Args {
             };
             let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
             let number = value.parse::<usize>().ok();
+            let address = value
+                .strip_prefix("0x")
+                .and_then(|hex| usize::from_str_radix(hex, 16).ok())
+                .filter(|a| a % 4 == 0);
             let ok = match (key, number) {
+                ("mode", _) if value == "evtchn-peer" => {
+                    args.mode = Mode::EvtchnPeer;
+                    true
+                }
+                ("mode", _) if value == "bench" => {
+                    args.mode = Mode::Bench;
+                    true
+                }
+                ("fast", _) if address.is_some() => {
+                    args.fast = address;
+                    true
+                }
+                ("classic", _) if address.is_some() => {
+                    args.classic = address;
+                    true
+                }
+                ("poll", _) if address.is_some() => {
+                    args.poll = address;
+                    true
+                }
+                ("evtchn", Some(port)) => match u32::try_from(port) {
+                    Ok(port) if port > 0 && port < crate::evtchn::MAX_PORTS => {
+                        args.evtchn = Some(port);
+                        true
+                    }
+                    _ => false,
+                },
                 ("iters", Some(n)) if (1..=MAX_ITERS).contains(&n) => {
                     args.iters = n;
                     true

@@ -69,6 +69,15 @@ impl Devices {
         self.virtio.iter().flatten().copied().min_by_key(|r| r.base)
     }
 
+    /// Returns the `virtio,mmio` window that starts at `base`, if the device tree has one.
+    pub fn virtio_at(&self, base: usize) -> Option<Region> {
+        self.virtio
+            .iter()
+            .flatten()
+            .copied()
+            .find(|r| r.base == base)
+    }
+
     /// Returns the number of `virtio,mmio` nodes found.
     pub fn virtio_count(&self) -> usize {
         self.virtio.iter().flatten().count()

@@ -153,3 +153,69 @@ impl Unclaimed {
         unsafe { exception::try_read_u32(self.0) }
     }
 }
+
+/// A virtio-mmio device window the benchmark drives itself (its register layout: virtio 1.2
+/// §4.2.2): the fast-transport device it sets up with a tiny queue.
+#[derive(Clone, Copy, Debug)]
+pub struct VirtioWindow {
+    base: usize,
+    size: usize,
+}
+
+impl VirtioWindow {
+    /// Wraps the window `[base, base + size)`.
+    ///
+    /// # Safety
+    /// The window must be a `virtio,mmio` device of this guest's device tree that nothing else in
+    /// the guest uses: the benchmark is then its driver, and any register access is its own
+    /// business (the device, not this guest's memory, is what it changes).
+    pub const unsafe fn new(base: usize, size: usize) -> Self {
+        VirtioWindow { base, size }
+    }
+
+    /// Returns the window's base address.
+    pub fn base(self) -> usize {
+        self.base
+    }
+
+    /// Returns the address of the register at `offset`, `None` outside the window or unaligned.
+    fn at(self, offset: usize) -> Option<usize> {
+        (offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.size))
+            .then_some(self.base + offset)
+    }
+
+    /// Reads the 32-bit register at `offset` (all ones outside the window).
+    pub fn read(self, offset: usize) -> u32 {
+        match self.at(offset) {
+            // SAFETY: `new`'s contract: a device window this guest drives; `at` keeps the aligned
+            // access inside it.
+            Some(addr) => unsafe { mmio::read32(addr) },
+            None => u32::MAX,
+        }
+    }
+
+    /// Writes the 32-bit register at `offset` (nothing outside the window).
+    pub fn write(self, offset: usize, value: u32) {
+        if let Some(addr) = self.at(offset) {
+            // SAFETY: as for `read`.
+            unsafe { mmio::write32(addr, value) }
+        }
+    }
+
+    /// Returns a [`ReadReg`] for the register at `offset`, which must be one whose reads have no
+    /// side effects (an ID, status or configuration register); `None` outside the window.
+    pub fn read_reg(self, offset: usize) -> Option<ReadReg> {
+        // SAFETY: `new`'s contract (this guest drives the device), and the caller picks a
+        // register without read side effects, as this method's contract says.
+        self.at(offset).map(|addr| unsafe { ReadReg::new(addr) })
+    }
+
+    /// Returns a [`WriteReg`] writing `value` to the register at `offset`, which must be a write
+    /// the benchmark may repeat any number of times; `None` outside the window.
+    pub fn write_reg(self, offset: usize, value: u32) -> Option<WriteReg> {
+        // SAFETY: `new`'s contract: the window is a device, not memory Rust code uses; the
+        // caller vouches for repeating the write, as this method's contract says.
+        self.at(offset)
+            .map(|addr| unsafe { WriteReg::new(addr, value) })
+    }
+}

@@ -11,9 +11,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::args::MAX_ITERS;
 
 /// Most measurements one boot takes.
-pub const MAX_BENCHES: usize = 8;
+pub const MAX_BENCHES: usize = 16;
 
-/// Sample buffers: one row of `MAX_ITERS` ticks per measurement (1.6 MB of .bss).
+/// Sample buffers: one row of `MAX_ITERS` ticks per measurement (3.2 MB of .bss).
 pub type Rows = [[u32; MAX_ITERS]; MAX_BENCHES];
 
 /// The static sample store, handed out once.

@@ -1,8 +1,9 @@
-//! The Xen hypercalls the test guests use: console output, shutdown, the version query, and the
-//! two memory operations a hostile guest uses to take pages out of its own physmap (Xen public
+//! The Xen hypercalls the test guests use: console output, shutdown, the version query, the two
+//! memory operations a hostile guest uses to take pages out of its own physmap, and the two the
+//! benchmark's event-channel ping-pong needs (mapping shared_info, sending an event) (Xen public
 //! headers `arch-arm.h` "Hypercall Calling Convention", `xen.h` console_io, `sched.h`
-//! SCHEDOP_shutdown, `version.h` XENVER_version, `memory.h` XENMEM_decrease_reservation and
-//! XENMEM_remove_from_physmap).
+//! SCHEDOP_shutdown, `version.h` XENVER_version, `memory.h` XENMEM_decrease_reservation,
+//! XENMEM_remove_from_physmap and XENMEM_add_to_physmap, `event_channel.h` EVTCHNOP_send).
 
 use core::arch::asm;
 
@@ -14,6 +15,14 @@ const HYPERVISOR_XEN_VERSION: u64 = 17;
 const HYPERVISOR_CONSOLE_IO: u64 = 18;
 /// `__HYPERVISOR_sched_op` (xen.h).
 const HYPERVISOR_SCHED_OP: u64 = 29;
+/// `__HYPERVISOR_event_channel_op` (xen.h).
+const HYPERVISOR_EVENT_CHANNEL_OP: u64 = 32;
+/// `EVTCHNOP_send` (event_channel.h).
+const EVTCHNOP_SEND: u64 = 4;
+/// `XENMEM_add_to_physmap` (memory.h).
+const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+/// `XENMAPSPACE_shared_info` (memory.h): `idx` 0 is the shared_info page.
+const XENMAPSPACE_SHARED_INFO: u32 = 0;
 /// `CONSOLEIO_write` (xen.h).
 const CONSOLEIO_WRITE: u64 = 0;
 /// `XENVER_version` (version.h): returns `major << 16 | minor`, reads and writes no memory.
@@ -68,6 +77,25 @@ struct RemoveFromPhysmap {
 }
 
 const _: () = assert!(core::mem::size_of::<RemoveFromPhysmap>() == 16);
+
+/// `struct xen_add_to_physmap` (memory.h): `domid_t`, `uint16_t size`, `unsigned int space`,
+/// then a 64-bit `xen_ulong_t idx` and `xen_pfn_t gpfn`.
+#[repr(C)]
+struct AddToPhysmap {
+    domid: u16,
+    size: u16,
+    space: u32,
+    idx: u64,
+    gpfn: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<AddToPhysmap>() == 24);
+
+/// `struct evtchn_send` (event_channel.h): the local port.
+#[repr(C)]
+struct EvtchnSend {
+    port: u32,
+}
 
 /// Issues hypercall `nr` with three arguments and returns Xen's result (x0).
 ///
@@ -168,6 +196,49 @@ pub unsafe fn remove_from_physmap(gpa: u64) -> i64 {
         hypercall3(
             HYPERVISOR_MEMORY_OP,
             XENMEM_REMOVE_FROM_PHYSMAP,
+            core::ptr::addr_of!(request) as u64,
+            0,
+        )
+    }
+}
+
+/// Maps this domain's shared_info page at guest-physical address `gpa` (page-aligned)
+/// (`XENMEM_add_to_physmap`, `XENMAPSPACE_shared_info`). Returns 0 or a negative errno.
+///
+/// # Safety
+/// Whatever was at `gpa` is replaced by the shared_info page, which Xen writes at any time
+/// (event-channel pending bits, the vCPU's `evtchn_upcall_pending`): nothing of this guest may
+/// use `gpa`'s page as its own memory from then on, and reads of it must be atomic or volatile.
+pub unsafe fn map_shared_info(gpa: u64) -> i64 {
+    let request = AddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: gpa >> XEN_PAGE_SHIFT,
+    };
+    // SAFETY: XENMEM_add_to_physmap reads one `struct xen_add_to_physmap` at the given address,
+    // a local of this guest's stack that outlives the call. The caller vouches for the page.
+    unsafe {
+        hypercall3(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_ADD_TO_PHYSMAP,
+            core::ptr::addr_of!(request) as u64,
+            0,
+        )
+    }
+}
+
+/// Sends an event on this domain's event channel `port` (`EVTCHNOP_send`). Returns 0 or a
+/// negative errno.
+pub fn evtchn_send(port: u32) -> i64 {
+    let request = EvtchnSend { port };
+    // SAFETY: EVTCHNOP_send reads one `struct evtchn_send` at the given address, a local of this
+    // guest's stack that outlives the call; it only signals the port's other end.
+    unsafe {
+        hypercall3(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            EVTCHNOP_SEND,
             core::ptr::addr_of!(request) as u64,
             0,
         )
