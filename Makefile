@@ -6,10 +6,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 BUILD      := $(CURDIR)/build
+# The Xen release `make run`, `make bench` and the board files use: the newest, 4.22.0, or
+# XEN_VERSION=4.17.5. `make test` builds every release of XEN_VERSIONS and boots every scenario
+# on each (tools/setup.sh fetches and verifies their sources; docs/xen-versions.md).
+XEN_VERSION ?= 4.22.0
+XEN_VERSIONS ?= 4.22.0 4.17.5
+export XEN_VERSION
+xen_image = $(BUILD)/xen-$(1)-$(2)/xen
 # `make test` boots the debug Xen (assertions, lock checks, type-safe frame numbers); `make run`
 # and `make bench` boot the release build.
-XEN_DEBUG  := $(BUILD)/xen-debug/xen
-XEN_RELEASE := $(BUILD)/xen-release/xen
+XEN_DEBUG  := $(call xen_image,$(XEN_VERSION),debug)
+XEN_RELEASE := $(call xen_image,$(XEN_VERSION),release)
 IMAGES     := $(BUILD)/guests
 HARNESS    := $(CURDIR)/target/release/harness
 SCENARIOS  := $(sort $(wildcard tests/scenarios/*.toml))
@@ -35,23 +42,25 @@ BOARD_ARGS := --dtbs $(BOARD_DTBS) --xen $(XEN_RELEASE) --images $(IMAGES) --out
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=
 
-HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios --logs $(BUILD)/logs
+HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios/$(XEN_VERSION) --logs $(BUILD)/logs/$(XEN_VERSION)
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
-.PHONY: help setup xen-source xen-tree xen-export xen-lib xen guests linux linux-module host-tools \
+.PHONY: help setup xen-source xen-tree xen-export xen-lib xen xen-all guests linux linux-module host-tools \
         fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
         fuzz fuzz-corpus board-dtbs board boards board-qemu clean distclean
 
 help:
 	@echo "make run    set everything up, build, and boot the demo ($(DEMO)) on QEMU"
 	@echo "            RUN_TIMEOUT=<s> makes it non-interactive; DEMO=<scenario> picks another"
-	@echo "make test   fmt + clippy + host tests + Xen builds + every QEMU scenario (debug Xen)"
+	@echo "make test   fmt + clippy + host tests + Xen builds + every QEMU scenario on the debug"
+	@echo "            Xen of each release in XEN_VERSIONS ($(XEN_VERSIONS))"
 	@echo "make bench  boot $(BENCH) once each and print their timing tables (ratios from the same boot)"
 	@echo "make soak   boot SCENARIO=<name> N=<n> times under each Xen scheduler (credit2, credit,"
-	@echo "            null) and print the passes; failed boots' logs stay in build/logs/soak/"
+	@echo "            null) and print the passes; failed boots' logs stay in build/logs/<version>/soak/"
 	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (or FUZZ_RUNS=<n> executions) each"
-	@echo "make xen-tree / xen-export   edit Xen as a git repo in build/xen, export to xen-patches/"
+	@echo "make xen-tree / xen-export   edit Xen $(XEN_VERSION) as a git repo in build/xen-$(XEN_VERSION),"
+	@echo "            export to xen-patches/ (XEN_VERSION=4.17.5 for the other release)"
 	@echo "make check-config DTB=<host.dtb|.dts>   check a host device tree as Xen will at boot"
 	@echo "make board BOARD=<board> SCENARIO=<name> [LOAD=distro|tftp|<cmd>]   boot files for a"
 	@echo "            real board in build/boards/out/<board>/<name>/, checked (docs/boards.md)"
@@ -74,9 +83,17 @@ xen-lib: setup
 	@tools/xen.sh lib release
 	@tools/xen.sh lib debug
 
-# Both variants: each ~25 s to build.
+# Both variants of XEN_VERSION: each ~25 s to build.
 xen: xen-source
 	@tools/xen.sh build debug
+	@tools/xen.sh build release
+
+# What `make test` boots: the debug build of every release in XEN_VERSIONS, and the release
+# build of XEN_VERSION (the board files and the U-Boot boot).
+xen-all: setup
+	@set -e; for v in $(XEN_VERSIONS); do \
+	    XEN_VERSION=$$v tools/setup.sh xen-source; XEN_VERSION=$$v tools/xen.sh build debug; done
+	@tools/setup.sh xen-source
 	@tools/xen.sh build release
 
 guests: setup
@@ -123,10 +140,17 @@ check-config: host-tools
 
 check: fmt-check clippy host-test
 
-scenarios: xen guests linux host-tools
-	$(HARNESS) run $(HARNESS_ARGS) $(SCENARIOS)
+# Every scenario on the debug Xen of each release in XEN_VERSIONS; each release's logs in
+# build/logs/<version>/. Both run even when the first fails.
+scenarios: xen-all guests linux host-tools
+	@status=0; for v in $(XEN_VERSIONS); do \
+	    echo "== Xen $$v: $(words $(SCENARIOS)) scenarios"; \
+	    $(HARNESS) run --xen $(call xen_image,$$v,debug) --images $(IMAGES) \
+	        --out $(BUILD)/scenarios/$$v --logs $(BUILD)/logs/$$v $(SCENARIOS) || status=1; \
+	done; exit $$status
 
 test: setup check boards scenarios
+	@echo "make test: every check passed (Xen $(XEN_VERSIONS))"
 
 run: xen guests linux host-tools
 	$(HARNESS) boot $(HARNESS_RELEASE_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) tests/scenarios/$(DEMO).toml
@@ -136,7 +160,7 @@ run: xen guests linux host-tools
 bench: xen guests linux host-tools
 	@set -o pipefail; aarch64-linux-gnu-objdump -d --no-show-raw-insn $(IMAGES)/bench.elf \
 	    | python3 tools/check-fpsimd.py
-	@logs="$(foreach b,$(BENCH),$(BUILD)/logs/$(basename $(notdir $(b))).log)"; rm -f $$logs; \
+	@logs="$(foreach b,$(BENCH),$(BUILD)/logs/$(XEN_VERSION)/$(basename $(notdir $(b))).log)"; rm -f $$logs; \
 	status=0; $(HARNESS) run $(HARNESS_RELEASE_ARGS) $(BENCH) || status=$$?; \
 	echo; python3 tools/bench-report.py $$logs || status=1; exit $$status
 
@@ -163,8 +187,8 @@ define board_qemu
 	    && $(SCENARIO_TOOL) check-board --board qemu-virt --checker $(CHECKER) $(BOARD_OUT)/qemu-virt/$$s \
 	        >/dev/null || exit 1; \
 	done
-	$(HARNESS) run --xen $(XEN_RELEASE) --images $(IMAGES) --out $(BUILD)/scenarios \
-	    --logs $(BUILD)/logs/uboot --uboot $(BOARD_OUT) \
+	$(HARNESS) run --xen $(XEN_RELEASE) --images $(IMAGES) --out $(BUILD)/scenarios/$(XEN_VERSION) \
+	    --logs $(BUILD)/logs/$(XEN_VERSION)/uboot --uboot $(BOARD_OUT) \
 	    $(foreach s,$(BOARD_QEMU_SCENARIOS),tests/scenarios/$(s).toml)
 endef
 

@@ -155,8 +155,12 @@ int rust_ioreq_init(const void *host_fdt, unsigned int gic_spis, unsigned int ip
  * unit address included) is `path`. 0 or -errno.
  */
 int rust_ioreq_domain_created(struct domain *d, const char *path, uint16_t domid);
-/* Boot: adds the component's nodes under the open root of domain domid's generated DT. */
-int rust_ioreq_make_dt_nodes(uint16_t domid, void *fdt);
+/*
+ * Boot: adds the component's nodes under the open root of domain domid's generated DT; their
+ * interrupts name the guest GIC node `gic_phandle` (Xen's GUEST_PHANDLE_GIC, or the GIC of a
+ * passthrough DT).
+ */
+int rust_ioreq_make_dt_nodes(uint16_t domid, void *fdt, uint32_t gic_phandle);
 /*
  * Boot: every dom0less domain is built; freezes the tables, grows backends' P2M pools, maps
  * their ioreq pages and RAM windows.

@@ -1,86 +1,145 @@
 #!/usr/bin/env bash
 #! Xen side of the build: the patched tree (a git repo), patch export, the Rust staticlib and the hypervisor.
 #
-#   tools/xen.sh tree     unpack the pristine tree to build/xen as a git repo and apply xen-patches/series
-#   tools/xen.sh export   write build/xen's commits after the pristine tag back to xen-patches/
+# Every command works on the Xen release XEN_VERSION (default 4.22.0; 4.17.5 the other pinned
+# one; tools/setup.sh fetches and verifies their sources):
+#
+#   tools/xen.sh tree     copy the pristine tree to build/xen-<version> as a git repo and apply
+#                         xen-patches/common/series, then the series of the tree's layout epoch
+#                         (xen-patches/<epoch>/series: 4.17, 4.18, 4.19-4.20, 4.21+)
+#   tools/xen.sh export   write build/xen-<version>'s commits after the pristine tag back to
+#                         xen-patches/: a commit whose message has an "Xen-epoch: <epoch>" line
+#                         to that epoch's directory, every other to common/
 #   tools/xen.sh lib [release|debug]     build arch/ into build/rust-ioreq/<variant>/librust_ioreq.a
-#                                        (LTO, short symbols, FP gate; debug: Rust debug assertions)
+#                                        (LTO, short symbols, FP gate; debug: Rust debug assertions;
+#                                        the same library for every Xen version)
 #   tools/xen.sh build [release|debug]   configure (defconfig + xen-patches/rust-ioreq.config, plus
 #                                        CONFIG_DEBUG=y for debug) and build the hypervisor out of
-#                                        tree into build/xen-<variant>/ (the image: build/xen-<variant>/xen)
+#                                        tree into build/xen-<version>-<variant>/ (the image:
+#                                        build/xen-<version>-<variant>/xen)
+#   tools/xen.sh epoch    print the layout epoch of XEN_VERSION's pristine tree
 #
 # The debug variant is what `make test` boots: Xen's assertions, lock checks (a lock taken both
-# with IRQs on and off is a BUG; on Arm only with xen-patches/0007, which turns them on) and
-# type-safe frame numbers, and the component's own debug_assert!s. The release variant is what
-# `make run` and `make bench` boot.
+# with IRQs on and off is a BUG; on Arm only with the spin-debug option of
+# xen-patches/common, which turns them on) and type-safe frame numbers, and the component's own
+# debug_assert!s. The release variant is what `make run` and `make bench` boot.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build"
-tree="$build/xen"
+version="${XEN_VERSION:-4.22.0}"
+pristine="$build/xen-$version-pristine"
+tree="$build/xen-$version"
 patches="$top/xen-patches"
 variant="${2:-release}"
 case "$variant" in release|debug) ;; *) printf 'xen.sh: ERROR: variant must be release or debug, not %s\n' "$variant" >&2; exit 1 ;; esac
 libdir="$build/rust-ioreq/$variant"
-out="$build/xen-$variant"
+out="$build/xen-$version-$variant"
 XEN_MAKE=(make -C "$tree/xen" O="$out" XEN_TARGET_ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
           "RUST_IOREQ_LIB=$libdir/librust_ioreq.a" "RUST_IOREQ_INCLUDE=$top/include")
-# Xen 4.17 arm64 maps only its first 2 MiB at boot: a bigger image links and then hangs.
-XEN_IMAGE_MAX=$((2 << 20))
 SYMBOL_MAX=100
 
 say() { printf 'xen.sh: %s\n' "$*" >&2; }
 die() { printf 'xen.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
+# The layout epoch of the tree in $1 (its xen/Makefile's version): which directory of
+# xen-patches/ holds the dom0less hooks for it.
+epoch_of() {
+    local mk="$1/xen/Makefile" major minor
+    [ -f "$mk" ] || die "no Xen tree at $1 (run 'make xen-source XEN_VERSION=$version')"
+    major=$(sed -n 's/^export XEN_VERSION *= *\([0-9]*\).*/\1/p' "$mk")
+    minor=$(sed -n 's/^export XEN_SUBVERSION *= *\([0-9]*\).*/\1/p' "$mk")
+    [ -n "$major" ] && [ -n "$minor" ] || die "cannot read the Xen version from $mk"
+    if [ "$major" != 4 ] || [ "$minor" -lt 17 ]; then
+        die "Xen $major.$minor is older than 4.17, the oldest release xen-patches/ supports"
+    elif [ "$minor" -le 18 ]; then
+        echo "4.$minor"
+    elif [ "$minor" -le 20 ]; then
+        echo 4.19-4.20
+    else
+        echo 4.21+
+    fi
+}
+
+# The patch files, in order: common/ first, then the epoch's.
+series_files() {
+    local dir p
+    for dir in common "$1"; do
+        [ -f "$patches/$dir/series" ] || die "no xen-patches/$dir/series"
+        while read -r p; do
+            case "$p" in ''|'#'*) continue ;; esac
+            echo "$dir/$p"
+        done < "$patches/$dir/series"
+    done
+}
+
 series_digest() {
-    (cd "$patches" && cat series $(grep -v '^#' series | grep -v '^$')) | sha256sum | cut -d' ' -f1
+    (cd "$patches" && cat common/series "$1/series" $(series_files "$1")) | sha256sum | cut -d' ' -f1
 }
 
 git_x() { git -C "$tree" -c user.name=rust-ioreq -c user.email=rust-ioreq@localhost "$@"; }
 
 cmd_tree() {
-    local digest stamp="$tree/.rust-ioreq-series"
-    digest=$(series_digest)
+    [ -f "$pristine/.unpacked" ] || XEN_VERSION=$version "$top/tools/setup.sh" xen-source
+    local epoch digest stamp="$tree/.rust-ioreq-series" name="build/xen-$version"
+    epoch=$(epoch_of "$pristine")
+    digest=$(series_digest "$epoch")
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
         return 0
     fi
     if [ -d "$tree/.git" ]; then
         # Never throw away edits that were not exported yet.
         if [ -n "$(git_x status --porcelain --untracked-files=no)" ]; then
-            die "build/xen has uncommitted edits; commit them and run 'make xen-export', or remove build/xen"
+            die "$name has uncommitted edits; commit them and run 'make xen-export', or remove $name"
         fi
         if [ -f "$stamp" ] && [ "$(git_x rev-parse HEAD)" != "$(cat "$tree/.rust-ioreq-head" 2>/dev/null)" ]; then
-            die "build/xen has commits that are not in xen-patches/; run 'make xen-export' first, or remove build/xen"
+            die "$name has commits that are not in xen-patches/; run 'make xen-export' first, or remove $name"
         fi
     fi
-    [ -f "$build/xen-pristine/.unpacked" ] || "$top/tools/setup.sh" xen-source
-    say "creating build/xen from the pristine tree"
+    say "creating $name from the pristine tree (epoch $epoch)"
     rm -rf "$tree"
-    cp -a "$build/xen-pristine" "$tree"
+    cp -a "$pristine" "$tree"
     rm -f "$tree/.unpacked"
     git_x init -q
     git_x add -A -f .
-    git_x commit -q -m "Xen 4.17.5 (Debian orig tarball 4.17.5+72-g01140da4e8)"
+    git_x commit -q -m "$(cat "$pristine/.unpacked")"
     git_x tag pristine
     local p
-    while read -r p; do
-        case "$p" in ''|'#'*) continue ;; esac
+    for p in $(series_files "$epoch"); do
         say "applying $p"
-        git_x am -q --keep-cr "$patches/$p" || { git_x am --abort || true; die "patch $p does not apply"; }
-    done < "$patches/series"
+        git_x am -q --keep-cr "$patches/$p" || { git_x am --abort || true; die "patch $p does not apply to Xen $version"; }
+    done
     git_x rev-parse HEAD > "$tree/.rust-ioreq-head"
     echo "$digest" > "$stamp"
 }
 
 cmd_export() {
-    [ -d "$tree/.git" ] || die "no build/xen git tree; run 'make xen-tree' first"
-    [ -z "$(git_x status --porcelain --untracked-files=no)" ] || die "commit your edits in build/xen first"
-    rm -f "$patches"/*.patch
-    git_x format-patch -q --no-signature --zero-commit -o "$patches" pristine..HEAD
-    (cd "$patches" && { echo "# Applied in order by tools/xen.sh tree; regenerate with 'make xen-export'."; ls ./*.patch | sed 's|^\./||'; } > series)
+    local name="build/xen-$version" epoch
+    [ -d "$tree/.git" ] || die "no $name git tree; run 'make xen-tree XEN_VERSION=$version' first"
+    [ -z "$(git_x status --porcelain --untracked-files=no)" ] || die "commit your edits in $name first"
+    epoch=$(epoch_of "$tree")
+    # Each commit goes where its message says: "Xen-epoch: <epoch>" or common/.
+    local c dir n=0 tmp
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/common" "$tmp/$epoch"
+    for c in $(git_x rev-list --reverse pristine..HEAD); do
+        dir=$(git_x log -1 --format=%B "$c" | sed -n 's/^Xen-epoch: *//p' | head -n1)
+        dir=${dir:-common}
+        [ "$dir" = common ] || [ "$dir" = "$epoch" ] \
+            || die "commit $(git_x log -1 --format='%h %s' "$c") says Xen-epoch: $dir, but $name is epoch $epoch"
+        n=$((n + 1))
+        git_x format-patch -q --no-signature --zero-commit --start-number "$n" -o "$tmp/$dir" -1 "$c"
+    done
+    for dir in common "$epoch"; do
+        mkdir -p "$patches/$dir"
+        rm -f "$patches/$dir"/*.patch
+        cp "$tmp/$dir"/*.patch "$patches/$dir/" 2>/dev/null || true
+        (cd "$patches/$dir" && { echo "# Applied in order by tools/xen.sh tree ($dir); regenerate with 'make xen-export'."; ls ./*.patch 2>/dev/null | sed 's|^\./||'; } > series)
+    done
+    rm -rf "$tmp"
     git_x rev-parse HEAD > "$tree/.rust-ioreq-head"
-    series_digest > "$tree/.rust-ioreq-series"
-    say "exported $(grep -c '\.patch$' "$patches/series") patches to xen-patches/"
+    series_digest "$epoch" > "$tree/.rust-ioreq-series"
+    say "exported $n patches to xen-patches/common and xen-patches/$epoch"
 }
 
 debian_cargo() {
@@ -131,7 +190,7 @@ cmd_build() {
     cmd_lib
     # Out-of-tree builds need a clean source tree: drop an older in-tree build's leftovers.
     if [ -f "$tree/xen/.config" ]; then
-        say "cleaning an in-tree build out of build/xen"
+        say "cleaning an in-tree build out of build/xen-$version"
         make -C "$tree/xen" XEN_TARGET_ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- -s distclean
     fi
     mkdir -p "$out"
@@ -156,7 +215,7 @@ cmd_build() {
         echo "$wanted" > "$cfgstamp"
     fi
     mkdir -p "$build/logs"
-    local log="$build/logs/xen-build-$variant.log"
+    local log="$build/logs/xen-build-$version-$variant.log"
     say "building Xen ($variant; log: ${log#$top/})"
     "${XEN_MAKE[@]}" -j"$(nproc)" > "$log" 2>&1 \
         || { tail -n 30 "$log" >&2; die "Xen build ($variant) failed"; }
@@ -166,12 +225,16 @@ cmd_build() {
     local long
     long=$(aarch64-linux-gnu-nm "$syms" | awk -v m=$SYMBOL_MAX 'length($3) > m {print $3}')
     [ -z "$long" ] || die "xen-syms has symbols over $SYMBOL_MAX characters: $long"
+    # What Xen maps of itself at boot: 4.17 one 2 MiB block (a bigger image links and then
+    # hangs; xen-patches/4.17 makes that a link error too), from 4.18 XEN_VIRT_SIZE, 8 MiB.
+    local image_max=$((2 << 20))
+    grep -rqs "define XEN_VIRT_SIZE" "$tree/xen/arch/arm/include" && image_max=$((8 << 20))
     local start end size
     start=$(aarch64-linux-gnu-nm "$syms" | awk '$3 == "_start" {print $1}')
     end=$(aarch64-linux-gnu-nm "$syms" | awk '$3 == "_end" {print $1}')
     size=$((16#$end - 16#$start))
-    [ "$size" -le "$XEN_IMAGE_MAX" ] || die "Xen image is $size bytes, over the $XEN_IMAGE_MAX limit"
-    say "xen ($variant): $size bytes loaded (limit $XEN_IMAGE_MAX), $(aarch64-linux-gnu-nm "$syms" | grep -c ' rust_ioreq_\| [tT] .*::') Rust symbols"
+    [ "$size" -le "$image_max" ] || die "Xen image is $size bytes, over the $image_max limit"
+    say "xen $version ($variant): $size bytes loaded (limit $image_max), $(aarch64-linux-gnu-nm "$syms" | grep -c ' rust_ioreq_\| [tT] .*::') Rust symbols"
 }
 
 case "${1:-}" in
@@ -179,5 +242,6 @@ case "${1:-}" in
     export) cmd_export ;;
     lib) cmd_lib ;;
     build) cmd_build ;;
-    *) die "usage: $0 tree|export|lib [release|debug]|build [release|debug]" ;;
+    epoch) epoch_of "$pristine" ;;
+    *) die "usage: [XEN_VERSION=<version>] $0 tree|export|epoch|lib [release|debug]|build [release|debug]" ;;
 esac

@@ -213,13 +213,17 @@ impl DtWriter for LibFdt {
 }
 
 /// Adds the component's nodes to the root of the DT Xen is generating for domain `domid`:
-/// `virtio,mmio` nodes for a frontend, the backend node for a backend. Returns 0 or libfdt's
-/// negative error.
+/// `virtio,mmio` nodes for a frontend, the backend node for a backend, their interrupts on the
+/// guest GIC node `gic_phandle`. Returns 0 or libfdt's negative error.
 ///
 /// # Safety
 /// `fdt` is the tree being written by `prepare_dtb_domU()`, with the root node open.
 #[no_mangle]
-pub unsafe extern "C" fn rust_ioreq_make_dt_nodes(domid: u16, fdt: *mut c_void) -> c_int {
+pub unsafe extern "C" fn rust_ioreq_make_dt_nodes(
+    domid: u16,
+    fdt: *mut c_void,
+    gic_phandle: u32,
+) -> c_int {
     let guard = BUILDER.lock();
     let Some(builder) = guard.as_ref() else {
         return 0;
@@ -230,8 +234,9 @@ pub unsafe extern "C" fn rust_ioreq_make_dt_nodes(domid: u16, fdt: *mut c_void) 
         return 0;
     };
     let mut w = LibFdt(fdt);
-    let result = dt::write_frontend_nodes(config, index, &mut w)
-        .and_then(|()| dt::write_backend_node(config, index, |i| builder.domid(i), &mut w));
+    let result = dt::write_frontend_nodes(config, index, gic_phandle, &mut w).and_then(|()| {
+        dt::write_backend_node(config, index, gic_phandle, |i| builder.domid(i), &mut w)
+    });
     match result {
         Ok(()) => 0,
         Err(e) => {

@@ -12,7 +12,9 @@ use crate::fixed::FixedStr;
 use crate::platform::DomainIndex;
 use crate::types::{DomId, Spi};
 
-/// Xen's `GUEST_PHANDLE_GIC`: the phandle of the GIC node in a domU's generated DT.
+/// Xen's `GUEST_PHANDLE_GIC`: the phandle of the GIC node in a domU's generated DT, unless a
+/// passthrough DT brings its own GIC (Xen then uses that one's: `kinfo->phandle_gic`, named
+/// `phandle_intc` from 4.21). Xen passes the phandle in force to `rust_ioreq_make_dt_nodes()`.
 pub const GUEST_PHANDLE_GIC: u32 = 65000;
 /// GIC binding: SPI interrupt type cell.
 const GIC_SPI: u32 = 0;
@@ -84,24 +86,24 @@ impl core::fmt::Write for FixedStr<48> {
     }
 }
 
-/// Writes `interrupts` (one SPI of the guest's GIC, edge-rising) and `interrupt-parent`.
-fn write_spi<W: DtWriter>(w: &mut W, spi: Spi) -> Result<(), W::Error> {
+/// Writes `interrupts` (one SPI of the guest's GIC, edge-rising) and `interrupt-parent` (the
+/// guest's GIC node, phandle `gic`).
+fn write_spi<W: DtWriter>(w: &mut W, spi: Spi, gic: u32) -> Result<(), W::Error> {
     let irq = Cells::new()
         .u32(GIC_SPI)
         .u32(spi.0 - 32)
         .u32(IRQ_TYPE_EDGE_RISING);
     w.property("interrupts", irq.as_bytes())?;
-    w.property(
-        "interrupt-parent",
-        Cells::new().u32(GUEST_PHANDLE_GIC).as_bytes(),
-    )
+    w.property("interrupt-parent", Cells::new().u32(gic).as_bytes())
 }
 
 /// Writes one `virtio,mmio` node per device of frontend `domain` under the current node (the
-/// root of its generated DT, with 2 address and 2 size cells).
+/// root of its generated DT, with 2 address and 2 size cells), their interrupts on the GIC
+/// whose phandle is `gic`.
 pub fn write_frontend_nodes<W: DtWriter>(
     config: &Config,
     domain: DomainIndex,
+    gic: u32,
     w: &mut W,
 ) -> Result<(), W::Error> {
     for dev in config
@@ -116,7 +118,7 @@ pub fn write_frontend_nodes<W: DtWriter>(
             "reg",
             Cells::new().u64(base).u64(dev.mmio.size()).as_bytes(),
         )?;
-        write_spi(w, dev.spi)?;
+        write_spi(w, dev.spi, gic)?;
         // The backend reaches the frontend's RAM through a cache-coherent mapping.
         w.property("dma-coherent", &[])?;
         w.end_node()?;
@@ -131,6 +133,7 @@ pub fn write_frontend_nodes<W: DtWriter>(
 pub fn write_backend_node<W: DtWriter>(
     config: &Config,
     domain: DomainIndex,
+    gic: u32,
     domid_of: impl Fn(DomainIndex) -> Option<DomId>,
     w: &mut W,
 ) -> Result<(), W::Error> {
@@ -149,7 +152,7 @@ pub fn write_backend_node<W: DtWriter>(
             .u64(doorbell::SIZE)
             .as_bytes(),
     )?;
-    write_spi(w, backend.notify_spi)?;
+    write_spi(w, backend.notify_spi, gic)?;
     w.property(
         "rust-ioreq,transport-page",
         Cells::new()

@@ -281,7 +281,7 @@ fn config(doms: &[Dom]) -> Box<Config> {
 
 fn frontend(config: &Config, domain: DomainIndex) -> Vec<Node> {
     let mut w = Recorder::new();
-    write_frontend_nodes(config, domain, &mut w).expect("recorder never fails");
+    write_frontend_nodes(config, domain, GUEST_PHANDLE_GIC, &mut w).expect("recorder never fails");
     w.into_nodes()
 }
 
@@ -291,7 +291,8 @@ fn backend(
     domid_of: impl Fn(DomainIndex) -> Option<DomId>,
 ) -> Vec<Node> {
     let mut w = Recorder::new();
-    write_backend_node(config, domain, domid_of, &mut w).expect("recorder never fails");
+    write_backend_node(config, domain, GUEST_PHANDLE_GIC, domid_of, &mut w)
+        .expect("recorder never fails");
     w.into_nodes()
 }
 
@@ -368,12 +369,39 @@ virtio_mmio@180000000 {
     );
 }
 
+/// A passthrough DT that brings its own GIC changes the phandle Xen gives the guest's GIC
+/// (`kinfo->phandle_gic`, `phandle_intc` from 4.21): every interrupt the component describes
+/// must name the GIC in force, not Xen's usual constant.
+#[test]
+fn interrupts_name_the_gic_phandle_xen_gives() {
+    let config = config(&standard());
+    let passthrough_gic = 0x2a;
+    let mut w = Recorder::new();
+    write_frontend_nodes(&config, FE, passthrough_gic, &mut w).unwrap();
+    write_backend_node(&config, BE, passthrough_gic, all_domids, &mut w).unwrap();
+    let nodes = w.into_nodes();
+    let parents: Vec<&[u8]> = nodes
+        .iter()
+        .map(|n| {
+            n.props
+                .iter()
+                .find(|(name, _)| name == "interrupt-parent")
+                .map(|(_, v)| v.as_slice())
+                .expect("every node has an interrupt-parent")
+        })
+        .collect();
+    assert_eq!(parents.len(), 3, "two devices and the backend node");
+    for p in parents {
+        assert_eq!(p, cells(&[passthrough_gic]));
+    }
+}
+
 #[test]
 fn domains_that_are_no_frontend_get_no_virtio_nodes() {
     let config = config(&standard());
     for d in [BE, BE2, IDLE, 5, 1000] {
         let mut w = Recorder::new();
-        write_frontend_nodes(&config, d, &mut w).unwrap();
+        write_frontend_nodes(&config, d, GUEST_PHANDLE_GIC, &mut w).unwrap();
         assert_eq!(w.calls, 0, "domain {d}");
     }
 }
@@ -553,7 +581,7 @@ fn a_domain_that_serves_nothing_gets_no_backend_node() {
     let config = config(&standard());
     for d in [FE, FE2, IDLE, 5, usize::MAX] {
         let mut w = Recorder::new();
-        write_backend_node(&config, d, all_domids, &mut w).unwrap();
+        write_backend_node(&config, d, GUEST_PHANDLE_GIC, all_domids, &mut w).unwrap();
         assert_eq!(w.calls, 0, "domain {d}");
     }
     // A backend nobody uses still gets its node (doorbell, notify SPI), with no frontends.
@@ -574,9 +602,10 @@ fn a_writer_error_stops_the_writing_and_is_returned() {
         f(&mut w).unwrap();
         w.calls
     };
-    let writers: [&WriteFn; 2] = [&|w| write_frontend_nodes(&config, FE2, w), &|w| {
-        write_backend_node(&config, BE2, all_domids, w)
-    }];
+    let writers: [&WriteFn; 2] = [
+        &|w| write_frontend_nodes(&config, FE2, GUEST_PHANDLE_GIC, w),
+        &|w| write_backend_node(&config, BE2, GUEST_PHANDLE_GIC, all_domids, w),
+    ];
     for f in writers {
         let n = total(f);
         assert!(n > 10);

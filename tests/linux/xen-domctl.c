@@ -22,7 +22,8 @@
  * Linux's for everything seen here.
  *
  * The structures below are this program's own minimal definitions of the Xen 4.17 ABI, checked
- * against build/xen-pristine/xen/include/public/ (after `make xen-source`):
+ * against build/xen-4.17.5-pristine/xen/include/public/ (after `make xen-source`), and of what
+ * Xen 4.22 changed (build/xen-4.22.0-pristine; see "Xen 4.22" below):
  * (the sizes and offsets the _Static_asserts pin are those of the Xen headers compiled with
  * aarch64-linux-gnu-gcc and __XEN_TOOLS__):
  *   xen.h           __HYPERVISOR_domctl = 36, __HYPERVISOR_sysctl = 35; domid_t = uint16_t;
@@ -39,6 +40,14 @@
  *                   member is uint8_t pad[128] (136 bytes); struct xen_sysctl_physinfo
  *   arch-arm.h      struct xen_arch_domainconfig = gic_version (u8), tee_type (u16), nr_spis,
  *                   clock_frequency (u32); XEN_DOMCTL_CONFIG_GIC_NATIVE 0, TEE_NONE 0
+ * Xen 4.22 (domctl interface 0x18, sysctl 0x16): xen_domctl_createdomain has a 4-byte altp2m
+ * struct after grant_opts (arch at 60, 76 bytes in all), xen_arch_domainconfig grew to 16 bytes
+ * (sve_vl in gic_version's padding; arm_sci_type, v8r_el1_msa, pad at the end), so
+ * getdomaininfo's arch_config too (128 bytes in all); xen_domctl and xen_sysctl keep their
+ * sizes, and physinfo and the getdomaininfo fields read here are where they were (checked with
+ * _Static_asserts against the 4.22 headers).
+ * Xen refuses a domctl or sysctl of another interface version with EACCES: the program tries
+ * 4.17's versions first, then 4.22's, and keeps the first Xen accepts.
  * Xen reads and writes the buffer through the caller's page tables (copy_{from,to}_guest on Arm
  * translate the guest virtual address), so it is locked in memory before each call.
  */
@@ -65,9 +74,13 @@ struct privcmd_hypercall {
 #define IOCTL_PRIVCMD_HYPERCALL _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall))
 
 #define HYPERVISOR_DOMCTL 36
-#define DOMCTL_INTERFACE_VERSION 0x00000015u
 #define HYPERVISOR_SYSCTL 35
-#define SYSCTL_INTERFACE_VERSION 0x00000015u
+/* Xen 4.17's interface versions, then 4.22's. */
+static const uint32_t domctl_versions[] = { 0x00000015u, 0x00000018u };
+static const uint32_t sysctl_versions[] = { 0x00000015u, 0x00000016u };
+#define XEN_4_22 1
+/* Indexes of the versions Xen accepted (probe_versions()). */
+static unsigned int domctl_abi, sysctl_abi;
 #define SYSCTL_PHYSINFO 3
 
 #define DOMCTL_CREATEDOMAIN 1
@@ -135,6 +148,24 @@ struct domctl_getdomaininfo {
     struct arch_domainconfig arch_config;
 };
 
+/* Xen 4.22's createdomain: altp2m after grant_opts, a 16-byte arch config. */
+struct domctl_createdomain_4_22 {
+    uint32_t ssidref;
+    uint8_t handle[16];
+    uint32_t flags;
+    uint32_t iommu_opts;
+    uint32_t max_vcpus;
+    uint32_t max_evtchn_port;
+    int32_t max_grant_frames;
+    int32_t max_maptrack_frames;
+    uint32_t grant_opts;
+    uint16_t altp2m_opts;
+    uint16_t altp2m_nr;
+    uint32_t vmtrace_size;
+    uint32_t cpupool_id;
+    uint8_t arch[16];
+};
+
 struct domctl {
     uint32_t cmd;
     uint32_t interface_version;
@@ -142,6 +173,7 @@ struct domctl {
     uint16_t pad[3];
     union {
         struct domctl_createdomain createdomain;
+        struct domctl_createdomain_4_22 createdomain_4_22;
         struct domctl_getdomaininfo getdomaininfo;
         uint8_t pad[128];
     } u;
@@ -185,6 +217,9 @@ _Static_assert(__builtin_offsetof(struct domctl_createdomain, arch) == 56, "crea
 _Static_assert(sizeof(struct domctl_getdomaininfo) == 120, "xen_domctl_getdomaininfo");
 _Static_assert(__builtin_offsetof(struct domctl_getdomaininfo, tot_pages) == 8, "tot_pages");
 _Static_assert(__builtin_offsetof(struct domctl_getdomaininfo, cpupool) == 92, "cpupool");
+_Static_assert(sizeof(struct domctl_createdomain_4_22) == 76, "4.22 xen_domctl_createdomain");
+_Static_assert(__builtin_offsetof(struct domctl_createdomain_4_22, altp2m_opts) == 48, "altp2m");
+_Static_assert(__builtin_offsetof(struct domctl_createdomain_4_22, arch) == 60, "4.22 arch");
 _Static_assert(__builtin_offsetof(struct domctl, u) == 16, "xen_domctl.u");
 _Static_assert(sizeof(struct domctl) == 144, "xen_domctl");
 
@@ -205,15 +240,15 @@ static int domctl(uint32_t cmd, uint16_t domid)
     };
 
     buffers.domctl.cmd = cmd;
-    buffers.domctl.interface_version = DOMCTL_INTERFACE_VERSION;
+    buffers.domctl.interface_version = domctl_versions[domctl_abi];
     buffers.domctl.domain = domid;
     if (ioctl(privcmd, IOCTL_PRIVCMD_HYPERCALL, &call) < 0)
         return -errno;
     return 0;
 }
 
-/* Prints Xen's free memory in pages; returns 0 or -errno. */
-static int print_free(void)
+/* Reads Xen's physinfo into buffers.sys.u.physinfo; returns 0 or -errno. */
+static int physinfo(void)
 {
     struct privcmd_hypercall call = {
         .op = HYPERVISOR_SYSCTL,
@@ -222,11 +257,40 @@ static int print_free(void)
 
     memset(&buffers.sys, 0, sizeof(buffers.sys));
     buffers.sys.cmd = SYSCTL_PHYSINFO;
-    buffers.sys.interface_version = SYSCTL_INTERFACE_VERSION;
+    buffers.sys.interface_version = sysctl_versions[sysctl_abi];
     if (ioctl(privcmd, IOCTL_PRIVCMD_HYPERCALL, &call) < 0)
         return -errno;
-    printf("%llu\n", (unsigned long long)buffers.sys.u.physinfo.free_pages);
     return 0;
+}
+
+/*
+ * Finds the interface versions Xen speaks: getdomaininfo of domain 0 (this program runs in a
+ * dom0) and physinfo are the same in every version; EACCES means "not my version".
+ */
+static int probe_versions(void)
+{
+    int rc;
+
+    for (domctl_abi = 0;; domctl_abi++) {
+        memset(&buffers.domctl.u, 0, sizeof(buffers.domctl.u));
+        rc = domctl(DOMCTL_GETDOMAININFO, 0);
+        if (rc != -EACCES || domctl_abi + 1 == sizeof(domctl_versions) / sizeof(domctl_versions[0]))
+            break;
+    }
+    if (rc < 0) {
+        printf("getdomaininfo: %s (errno %d) with domctl interface 0x%x\n", strerror(-rc), -rc,
+               domctl_versions[domctl_abi]);
+        return rc;
+    }
+    for (sysctl_abi = 0;; sysctl_abi++) {
+        rc = physinfo();
+        if (rc != -EACCES || sysctl_abi + 1 == sizeof(sysctl_versions) / sizeof(sysctl_versions[0]))
+            break;
+    }
+    if (rc < 0)
+        printf("sysctl physinfo: %s (errno %d) with sysctl interface 0x%x\n", strerror(-rc), -rc,
+               sysctl_versions[sysctl_abi]);
+    return rc;
 }
 
 /* Reads domain `domid`'s info into buffers.domctl.u.getdomaininfo: 1 if it exists, 0 if not,
@@ -300,12 +364,15 @@ int main(int argc, char **argv)
         printf("mlock: %s\n", strerror(errno));
         return 1;
     }
+    if (probe_versions() < 0)
+        return 1;
     if (strcmp(argv[1], "free") == 0 && argc == 2) {
-        rc = print_free();
+        rc = physinfo();
         if (rc < 0) {
             printf("sysctl physinfo: %s (errno %d)\n", strerror(-rc), -rc);
             return 1;
         }
+        printf("%llu\n", (unsigned long long)buffers.sys.u.physinfo.free_pages);
         return 0;
     }
     if (argc < 3)
@@ -363,14 +430,25 @@ int main(int argc, char **argv)
         return rc < 0 ? fail("destroydomain", domid, rc) : 0;
     }
     if (strcmp(argv[1], "create") == 0) {
-        struct domctl_createdomain *c = &buffers.domctl.u.createdomain;
+        if (domctl_abi == XEN_4_22) {
+            struct domctl_createdomain_4_22 *c = &buffers.domctl.u.createdomain_4_22;
 
-        c->flags = CDF_HVM | CDF_HAP;
-        c->max_vcpus = 1;
-        c->max_evtchn_port = MAX_EVTCHN_PORT;
-        c->max_grant_frames = -1;
-        c->max_maptrack_frames = -1;
-        c->grant_opts = GRANT_VERSION_1;
+            c->flags = CDF_HVM | CDF_HAP;
+            c->max_vcpus = 1;
+            c->max_evtchn_port = MAX_EVTCHN_PORT;
+            c->max_grant_frames = -1;
+            c->max_maptrack_frames = -1;
+            c->grant_opts = GRANT_VERSION_1;
+        } else {
+            struct domctl_createdomain *c = &buffers.domctl.u.createdomain;
+
+            c->flags = CDF_HVM | CDF_HAP;
+            c->max_vcpus = 1;
+            c->max_evtchn_port = MAX_EVTCHN_PORT;
+            c->max_grant_frames = -1;
+            c->max_maptrack_frames = -1;
+            c->grant_opts = GRANT_VERSION_1;
+        }
         rc = domctl(DOMCTL_CREATEDOMAIN, domid);
         if (rc == -EEXIST) {
             printf("d%lu: createdomain: the domid is taken (EEXIST)\n", domid);

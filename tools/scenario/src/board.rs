@@ -323,7 +323,7 @@ impl Board {
     /// Xen's command line for this board: `console=dtuart dtuart=<uart>` followed by the
     /// scenario's options without its own `console=` and `dtuart=` (QEMU's PL011 is not on the
     /// board) and without `spin-debug`, the debug Xen's lock check that the QEMU runs turn on
-    /// (xen-patches/0007; a board runs the release build).
+    /// (xen-patches/common/0005 (spin-debug); a board runs the release build).
     pub fn xen_bootargs(&self, scenario_bootargs: &str) -> String {
         let mut args = vec![
             "console=dtuart".to_owned(),
@@ -521,7 +521,7 @@ mod tests {
         let args = SALVATOR_XS.xen_bootargs(crate::DEFAULT_XEN_BOOTARGS);
         assert_eq!(
             args,
-            "console=dtuart dtuart=serial0 bootscrub=0 loglvl=all guest_loglvl=all"
+            "console=dtuart dtuart=serial0 bootscrub=0 loglvl=all guest_loglvl=all conswitch=ax"
         );
         assert_eq!(
             ROCK_3A.xen_bootargs("console=vga dtuart=/x sched=credit"),

@@ -351,7 +351,7 @@ ioreq_timeout_ms = 250
         assert!(d.contains("\tchosen {\n\t\t#address-cells = <0x2>;\n\t\t#size-cells = <0x2>;\n"));
         assert!(d.contains(
             "xen,xen-bootargs = \"console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all \
-             guest_loglvl=all spin-debug\";"
+             guest_loglvl=all conswitch=ax spin-debug\";"
         ));
     }
 

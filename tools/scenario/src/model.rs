@@ -15,14 +15,19 @@ use crate::error::Error;
 /// console, no scrubbing so boots stay fast, and every guest's console output shown).
 ///
 /// No `sched=`: Xen's default, credit2. Its lost wake-up (an idle pCPU refusing to pull a unit
-/// whose credit is near the minimum) is fixed by xen-patches/0006 (docs/design.md,
+/// whose credit is near the minimum) is fixed by xen-patches/common/0004 (credit2) (docs/design.md,
 /// "Schedulers").
 ///
-/// `spin-debug` (xen-patches/0007) turns on the debug Xen's spinlock IRQ-safety checks. A
+/// `spin-debug` (xen-patches/common/0005 (spin-debug)) turns on the debug Xen's spinlock IRQ-safety checks. A
 /// scenario with a dom0 (or a passthrough IRQ) must leave it out: Xen's own gicv3.lock fails
 /// the check when a hardware IRQ is enabled for a domain.
-pub const DEFAULT_XEN_BOOTARGS: &str =
-    "console=dtuart dtuart=/pl011@9000000 bootscrub=0 loglvl=all guest_loglvl=all spin-debug";
+///
+/// `conswitch=ax`: console input stays with Xen when the boot ends (Ctrl-A three times moves
+/// it), on every Xen version. Xen 4.22 otherwise hands it to the first domain that takes input
+/// (a Linux domain on its vpl011), whose output then reaches the console without its `(dN)`
+/// prefix, and the harness could no longer tell whose line it is.
+pub const DEFAULT_XEN_BOOTARGS: &str = "console=dtuart dtuart=/pl011@9000000 bootscrub=0 \
+     loglvl=all guest_loglvl=all conswitch=ax spin-debug";
 /// Number of QEMU CPUs when the scenario does not set `qemu_smp`.
 pub const DEFAULT_SMP: u32 = 2;
 /// QEMU RAM in MiB when the scenario does not set `qemu_mem_mib`.

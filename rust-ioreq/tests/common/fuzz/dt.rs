@@ -135,8 +135,8 @@ fn write_and_read(
         let guest = w.w.begin_node(&format!("guest-{i}")).expect("guest");
         w.w.property("#address-cells", &be32(&[2])).expect("cells");
         w.w.property("#size-cells", &be32(&[2])).expect("cells");
-        write_frontend_nodes(config, i, &mut w)
-            .and_then(|()| write_backend_node(config, i, domid_of, &mut w))
+        write_frontend_nodes(config, i, gic_phandle(i), &mut w)
+            .and_then(|()| write_backend_node(config, i, gic_phandle(i), domid_of, &mut w))
             .unwrap_or_else(|e| panic!("vm-fdt refused what rust_ioreq::dt wrote: {e}"));
         assert!(w.open.is_empty(), "a node left open");
         w.w.end_node(guest).expect("end guest");
@@ -212,6 +212,16 @@ fn interrupts(spi: u32) -> Vec<u8> {
     be32(&[0, spi - 32, 1])
 }
 
+/// The phandle of guest `domain`'s GIC: Xen's constant for most, the phandle a passthrough DT
+/// brought for others (Xen hands the writers whichever is in force).
+fn gic_phandle(domain: DomainIndex) -> u32 {
+    if domain % 2 == 0 {
+        rust_ioreq::dt::GUEST_PHANDLE_GIC
+    } else {
+        0x8000 + domain as u32
+    }
+}
+
 /// The `virtio,mmio` nodes frontend `domain` must get (`docs/binding.md`).
 fn expected_frontend(config: &Config, domain: DomainIndex) -> Vec<Node> {
     config
@@ -224,7 +234,7 @@ fn expected_frontend(config: &Config, domain: DomainIndex) -> Vec<Node> {
                 .prop("compatible", string("virtio,mmio"))
                 .prop("reg", be64(&[base, d.mmio.size()]))
                 .prop("interrupts", interrupts(d.spi.0))
-                .prop("interrupt-parent", be32(&[65000]))
+                .prop("interrupt-parent", be32(&[gic_phandle(domain)]))
                 .prop("dma-coherent", Vec::new())
         })
         .collect()
@@ -262,7 +272,7 @@ fn expected_backend(
         )
         .prop("reg", be64(&[0x3e00_0000, 0x1000]))
         .prop("interrupts", interrupts(backend.notify_spi.0))
-        .prop("interrupt-parent", be32(&[65000]))
+        .prop("interrupt-parent", be32(&[gic_phandle(domain)]))
         .prop("rust-ioreq,transport-page", be64(&[0x3e00_9000]))
         .prop("rust-ioreq,notify-page", be64(&[0x3e00_a000]));
     if backend.poll_us > 0 {
@@ -345,8 +355,12 @@ pub fn check_writers(
         assert_eq!(guest.children, expected, "nodes of domain {i}");
     }
     for i in 0..domains {
-        check_failing(fail_at, |w| write_frontend_nodes(config, i, w));
-        check_failing(fail_at, |w| write_backend_node(config, i, domid_of, w));
+        check_failing(fail_at, |w| {
+            write_frontend_nodes(config, i, gic_phandle(i), w)
+        });
+        check_failing(fail_at, |w| {
+            write_backend_node(config, i, gic_phandle(i), domid_of, w)
+        });
     }
 }
 
