@@ -10,6 +10,9 @@
 //!   that both accesses take a data abort;
 //! - `frontend.soak-ms=<n>`: after the first disk's checks, keep writing and reading it back for
 //!   `n` ms (an innocent frontend doing I/O while other domains are destroyed);
+//! - `frontend.request-ms=<n>`: how long one block request may take before the device is
+//!   declared dead (default 5000; a scenario whose host is loaded by a booting Linux dom0 gives
+//!   its backend longer);
 //! - `frontend.sentinel=<hex address>`: the device at this address is not tested, only watched:
 //!   with `soak-ms`, the soak ends as soon as its MagicValue reads all ones (its backend was
 //!   destroyed: a dom0 saying "done"), and must end that way within the `n` ms;
@@ -37,6 +40,8 @@ pub struct Args {
     pub probe_unclaimed: Option<Result<usize, &'static str>>,
     /// Milliseconds of extra I/O on the first disk after its checks.
     pub soak_ms: Option<u64>,
+    /// Milliseconds a block request may take, if not the default.
+    pub request_ms: Option<u64>,
     /// Address of a device that is only watched (or the text that did not parse).
     pub sentinel: Option<Result<usize, &'static str>>,
     /// Vanish mode: how long the first disk's backend may take to disappear, in ms.
@@ -76,6 +81,7 @@ impl Args {
             expect: None,
             probe_unclaimed: None,
             soak_ms: None,
+            request_ms: None,
             sentinel: None,
             until_vanished_ms: None,
             linger: false,
@@ -99,6 +105,7 @@ impl Args {
                     args.seed = seed.unwrap_or(args.seed);
                 }
                 "soak-ms" => number(&mut args.soak_ms),
+                "request-ms" => number(&mut args.request_ms),
                 "sentinel" => args.sentinel = Some(parse_hex(value).ok_or(value)),
                 "until-vanished-ms" => number(&mut args.until_vanished_ms),
                 "smp-irq-rounds" => {

@@ -37,8 +37,18 @@ const MULTI: usize = 8;
 const MULTI_BYTES: usize = MULTI * SECTOR_SIZE;
 /// Smallest capacity the checks need: the per-vCPU ranges end below sector 1024 * MAX_CPUS + 64.
 const MIN_SECTORS: u64 = 4096;
-/// Time a request may take before the device is declared dead (TCG is slow, not this slow).
-const REQUEST_MS: u64 = 5_000;
+/// Time a request may take before the device is declared dead (TCG is slow, not this slow), unless
+/// `frontend.request-ms` says otherwise (`set_request_ms`).
+static REQUEST_MS: AtomicU64 = AtomicU64::new(5_000);
+
+/// Sets how long one request may take (`frontend.request-ms`), before any disk is tested.
+pub fn set_request_ms(ms: u64) {
+    REQUEST_MS.store(ms, Ordering::Relaxed);
+}
+
+fn request_ms() -> u64 {
+    REQUEST_MS.load(Ordering::Relaxed)
+}
 /// Rounds of 8-sector write + read each vCPU does in the two-vCPU phase.
 const SMP_ROUNDS: usize = 8;
 /// Identification register reads each vCPU makes without the lock in the two-vCPU phase.
@@ -195,7 +205,7 @@ impl core::fmt::Display for StatusText {
 }
 
 /// Runs one read or write of `buf` (whole sectors) at `sector` and waits for it per `wait`.
-/// A request the device does not complete within `REQUEST_MS` ends the scenario (`check` FAILs):
+/// A request the device does not complete within `request_ms()` ends the scenario (`check` FAILs):
 /// its buffers stay the device's, so this function must not return.
 fn transfer(
     blk: &mut Blk,
@@ -240,7 +250,7 @@ fn transfer(
             }
         }
     };
-    let deadline = Deadline::after_ms(REQUEST_MS);
+    let deadline = Deadline::after_ms(request_ms());
     let mut int_status = InterruptStatus::empty();
     let mut irqs = 0;
     loop {
@@ -269,9 +279,10 @@ fn transfer(
             give_up(
                 check,
                 format_args!(
-                    "{dir:?} of sector {sector}: no {} within {REQUEST_MS} ms (request used: {used}, \
+                    "{dir:?} of sector {sector}: no {} within {} ms (request used: {used}, \
                      IRQs taken: {irqs})",
                     if matches!(wait, Wait::Irq(_)) { "interrupt" } else { "completion" },
+                    request_ms(),
                 ),
             );
         }
@@ -867,7 +878,7 @@ fn smp_irq_io(cpu: usize, prefix: &str, seed: u64, rounds: usize, irq: Option<In
 /// used ring under the lock: with `irq`, after each device interrupt (acknowledging it) or
 /// slice of sleep; without, continuously. The used ring is shared: a request is popped only
 /// by the vCPU that submitted it, when it is the next one. A request the device does not
-/// complete within `REQUEST_MS` ends the scenario (`check` FAILs), as in `transfer`.
+/// complete within `request_ms()` ends the scenario (`check` FAILs), as in `transfer`.
 fn in_flight(
     check: &str,
     dir: Dir,
@@ -895,7 +906,7 @@ fn in_flight(
             }
         }
     }?;
-    let deadline = Deadline::after_ms(REQUEST_MS);
+    let deadline = Deadline::after_ms(request_ms());
     loop {
         // With interrupts, sleep for one first, even if the request is already done: the
         // point is that the device interrupts while both vCPUs are at work.
@@ -940,8 +951,9 @@ fn in_flight(
             give_up(
                 check,
                 format_args!(
-                    "{dir:?} of sector {sector}: not completed within {REQUEST_MS} ms \
-                     (two vCPUs, interrupts on)"
+                    "{dir:?} of sector {sector}: not completed within {} ms \
+                     (two vCPUs, interrupts on)",
+                    request_ms()
                 ),
             );
         }

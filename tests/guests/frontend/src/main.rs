@@ -52,6 +52,9 @@ fn main(boot: &Boot) {
         }
     };
     let args = Args::parse(dt.bootargs().unwrap_or(""));
+    if let Some(ms) = args.request_ms {
+        blk::set_request_ms(ms);
+    }
     if let Some(word) = args.unknown {
         scenario::check("bootargs", false, format_args!("unknown option {word}"));
     }
