@@ -281,7 +281,11 @@ fn transfer(
                 format_args!(
                     "{dir:?} of sector {sector}: no {} within {} ms (request used: {used}, \
                      IRQs taken: {irqs})",
-                    if matches!(wait, Wait::Irq(_)) { "interrupt" } else { "completion" },
+                    if matches!(wait, Wait::Irq(_)) {
+                        "interrupt"
+                    } else {
+                        "completion"
+                    },
                     request_ms(),
                 ),
             );
