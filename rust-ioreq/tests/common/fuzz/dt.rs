@@ -215,7 +215,7 @@ fn interrupts(spi: u32) -> Vec<u8> {
 /// The phandle of guest `domain`'s GIC: Xen's constant for most, the phandle a passthrough DT
 /// brought for others (Xen hands the writers whichever is in force).
 fn gic_phandle(domain: DomainIndex) -> u32 {
-    if domain % 2 == 0 {
+    if domain.is_multiple_of(2) {
         rust_ioreq::dt::GUEST_PHANDLE_GIC
     } else {
         0x8000 + domain as u32
