@@ -27,7 +27,7 @@ pub mod rng;
 pub mod status;
 pub mod width;
 
-pub use blk::{Blk, BlkError, BlkStats};
+pub use blk::{Blk, BlkError, BlkStats, Disk, DiskError};
 pub use chain::{ChainIoError, Reader, Writer};
 pub use log::{Event, Logger, NullLogger, RequestError};
 pub use memory::{Gpa, GuestMemory, MemError, SliceMemory};
