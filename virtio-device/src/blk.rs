@@ -77,12 +77,12 @@ pub enum DiskError {
 }
 
 /// A disk behind a block device that is not a RAM slice: a file or a block device of the
-/// embedder's OS. [`Blk`] checks every range against [`len`](Disk::len) before it calls
+/// embedder's OS. [`Blk`] checks every range against [`size`](Disk::size) before it calls
 /// [`read`](Disk::read) or [`write`](Disk::write), and never calls `write` when
 /// [`read_only`](Disk::read_only).
 pub trait Disk {
     /// Returns the size in bytes (a non-zero multiple of 512 for [`Blk::with_disk`]).
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
 
     /// Tells whether the disk refuses writes.
     fn read_only(&self) -> bool;
@@ -122,7 +122,7 @@ impl core::fmt::Debug for Storage<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Storage::Ram(d) => write!(f, "Ram({} bytes)", d.len()),
-            Storage::Disk(d) => write!(f, "Disk({} bytes, read-only: {})", d.len(), d.read_only()),
+            Storage::Disk(d) => write!(f, "Disk({} bytes, read-only: {})", d.size(), d.read_only()),
         }
     }
 }
@@ -132,7 +132,7 @@ impl Storage<'_> {
     fn len(&self) -> u64 {
         match self {
             Storage::Ram(d) => u64::try_from(d.len()).unwrap_or(u64::MAX),
-            Storage::Disk(d) => d.len(),
+            Storage::Disk(d) => d.size(),
         }
     }
 

@@ -36,6 +36,6 @@ pub use mmio::{
     TransportRegistersError, VirtioDevice, WriteEffect, CONFIG_OFFSET, MAGIC, VERSION,
 };
 pub use queue::{DescriptorChain, Queue, QueueError, QueueSetupError, MAX_QUEUE_SIZE};
-pub use rng::{Rng, RngStats, SplitMix64};
+pub use rng::{Entropy, Rng, RngStats, SplitMix64};
 pub use status::DeviceStatus;
 pub use width::Width;

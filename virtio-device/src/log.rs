@@ -71,6 +71,8 @@ pub enum RequestError {
     ReadOnly,
     /// The disk behind the device failed (an OS error number, or 0).
     Disk(i32),
+    /// The entropy source failed (an OS error number, or 0).
+    Entropy(i32),
 }
 
 /// One incident, reported to the [`Logger`].

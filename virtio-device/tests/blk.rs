@@ -338,7 +338,7 @@ impl FakeDisk {
 }
 
 impl Disk for FakeDisk {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
     fn read_only(&self) -> bool {
