@@ -47,10 +47,13 @@ impl Window {
     /// Returns the bank and offset of `[gpa, gpa + len)`, if one bank holds all of it.
     fn find(&self, gpa: Gpa, len: usize) -> Result<(SharedRegion, usize), MemError> {
         let len64 = u64::try_from(len).unwrap_or(u64::MAX);
-        let end = gpa.0.checked_add(len64).ok_or(MemError::Overflow {
-            gpa: gpa.0,
-            len: len64,
-        })?;
+        let Some(end) = gpa.0.checked_add(len64) else {
+            self.refused.set(self.refused.get().saturating_add(1));
+            return Err(MemError::Overflow {
+                gpa: gpa.0,
+                len: len64,
+            });
+        };
         let hit = self.banks.iter().find_map(|b| {
             let size = u64::try_from(b.region.len()).ok()?;
             let off = gpa.0.checked_sub(b.gpa)?;
