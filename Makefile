@@ -46,7 +46,7 @@ HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios/$(XEN_VERSION) --log
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
-.PHONY: help setup xen-source xen-tree xen-export xen-lib xen xen-all guests linux linux-module host-tools \
+.PHONY: help setup xen-source xen-tree xen-export xen-lib xen xen-all guests linux linux-module linux-daemon host-tools \
         fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
         fuzz fuzz-corpus board-dtbs board boards board-qemu clean distclean
 
@@ -101,9 +101,14 @@ guests: setup
 
 # The Linux guests: pinned Debian arm64 packages -> build/linux/{Image,initramfs.cpio.gz,...},
 # linked into $(IMAGES) as linux.img and linux-*initramfs.cpio.gz. The backend's initramfs holds
+# the daemon rust-ioreq-backend (static aarch64) and
 # the out-of-tree module rust-ioreq-be.ko, built first against the pinned kernel's headers.
-linux: linux-module
+linux: linux-module linux-daemon
 	@tools/linux-image.sh $(BUILD)
+
+# The userspace backend daemon (rust-ioreq-backend/), static aarch64, for the backend initramfs.
+linux-daemon: setup
+	@tools/rust-ioreq-backend.sh $(BUILD)
 
 linux-module: setup
 	@tools/linux-module.sh $(BUILD)

@@ -25,7 +25,9 @@
 #  6. build/linux/backend-initramfs.cpio.gz, for a Linux backend domain (linux-backend-probe):
 #     no stock module, the out-of-tree build/linux/module/rust-ioreq-be.ko (tools/linux-module.sh
 #     builds it first: `make linux` runs both; its vermagic must equal the stock modules'),
-#     /init = tests/linux/backend-init and /bin/rust-ioreq-be-test (tests/linux/*.c, as above).
+#     /init = tests/linux/backend-init, /bin/rust-ioreq-be-test (tests/linux/*.c, as above) and
+#     the daemon /bin/rust-ioreq-backend (build/linux/rust-ioreq-backend, static aarch64, built by
+#     tools/rust-ioreq-backend.sh: `make linux` runs it first).
 #  7. build/guests/linux.img, build/guests/linux-initramfs.cpio.gz,
 #     build/guests/linux-dom0-initramfs.cpio.gz and build/guests/linux-backend-initramfs.cpio.gz:
 #     symlinks to the outputs, so that scenarios can say `kernel = "linux"` and
@@ -78,6 +80,7 @@ dom0_init_src=$top/tests/linux/dom0-init
 backend_init_src=$top/tests/linux/backend-init
 backend_test_src=$top/tests/linux/rust-ioreq-be-test.c
 backend_ko=$out/module/rust-ioreq-be.ko
+backend_daemon=$out/rust-ioreq-backend
 domctl_src=$top/tests/linux/xen-domctl.c
 blkbench_src=$top/tests/linux/blkbench.c
 kver=$KERNEL_ABI-arm64
@@ -235,12 +238,23 @@ ko_vermagic() {
         | tr '\0' '\n' | sed -n 's/^vermagic=//p'
 }
 
+# Tells whether $1 is newer than every file of EXTRA_BINS (each must exist).
+newer_than_bins() {
+    local bin
+    for bin in "${EXTRA_BINS[@]}"; do
+        [ -f "$bin" ] || die "no $bin (tools/rust-ioreq-backend.sh builds it; make linux runs it)"
+        [ "$1" -nt "$bin" ] || return 1
+    done
+}
+
 # Builds initramfs $1 with /init = $2, the modules $5... (and their dependencies), when $3 is
 # not empty the static program compiled from C source $3 as /bin/<its name without .c>, and when
 # $4 is not empty the out-of-tree module $4 in /lib/modules (not in load-order: /init loads it).
 # The modules of the array ON_DEMAND (and their dependencies not loaded already) are added too,
 # in /lib/modules/bench-order instead of load-order: /init loads them only when asked.
 ON_DEMAND=()
+# Prebuilt programs copied as /bin/<name> (and inputs of the up-to-date check).
+EXTRA_BINS=()
 build_initramfs() {
     local dest=$1 init=$2 program=$3 extra_ko=$4 stage=$1.tmp.d rel name
     shift 4
@@ -257,7 +271,8 @@ build_initramfs() {
     # Rebuilt when its inputs, this script or the packages changed.
     if [ -f "$dest" ] && [ "$dest" -nt "$init" ] && [ "$dest" -nt "$0" ] \
             && [ "$dest" -nt "$root/.extracted" ] && { [ -z "$program" ] || [ "$dest" -nt "$program" ]; } \
-            && { [ -z "$extra_ko" ] || [ "$dest" -nt "$extra_ko" ]; }; then
+            && { [ -z "$extra_ko" ] || [ "$dest" -nt "$extra_ko" ]; } \
+            && newer_than_bins "$dest"; then
         return 0
     fi
     local order=
@@ -289,6 +304,10 @@ build_initramfs() {
             echo "$name" >> "$stage/lib/modules/bench-order"
         done <<<"$(load_order "${ON_DEMAND[@]}")"
     fi
+    local bin
+    for bin in "${EXTRA_BINS[@]}"; do
+        install -m 0755 "$bin" "$stage/bin/$(basename "$bin")"
+    done
     if [ -n "$extra_ko" ]; then
         # Without its debug information: the initramfs stays small.
         aarch64-linux-gnu-objcopy --strip-debug "$extra_ko" "$stage/lib/modules/$(basename "$extra_ko")"
@@ -324,5 +343,7 @@ ON_DEMAND=("${BENCH_MODULES[@]}")
 build_initramfs "$out/initramfs.cpio.gz" "$init_src" "$blkbench_src" "" "${MODULES[@]}"
 ON_DEMAND=()
 build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "" "${DOM0_MODULES[@]}"
+EXTRA_BINS=("$backend_daemon")
 build_initramfs "$out/backend-initramfs.cpio.gz" "$backend_init_src" "$backend_test_src" "$backend_ko"
+EXTRA_BINS=()
 link_images

@@ -1,6 +1,6 @@
-//! virtio-blk device model (virtio 1.2 §5.2) over a RAM disk: one request queue, requests
-//! `VIRTIO_BLK_T_IN`, `OUT`, `FLUSH` and `GET_ID`; everything else is answered
-//! `VIRTIO_BLK_S_UNSUPP`.
+//! virtio-blk device model (virtio 1.2 §5.2) over a RAM disk or any [`Disk`] (a file, a block
+//! device): one request queue, requests `VIRTIO_BLK_T_IN`, `OUT`, `FLUSH` and `GET_ID`;
+//! everything else is answered `VIRTIO_BLK_S_UNSUPP`.
 //!
 //! Offered features: `VIRTIO_BLK_F_SEG_MAX` (so Linux puts more than one data segment in a
 //! request), `VIRTIO_BLK_F_BLK_SIZE` (512) and `VIRTIO_BLK_F_FLUSH` (Linux then treats the disk
@@ -9,8 +9,12 @@
 //! a 16-byte header at the start of the readable part, data, and the status in the last
 //! writable byte. A request that reaches past the disk, or whose data is not a whole number of
 //! sectors, completes with `VIRTIO_BLK_S_IOERR` and does not touch the disk.
+//!
+//! A read-only [`Disk`] is offered with `VIRTIO_BLK_F_RO`, and every `OUT` request completes
+//! with `VIRTIO_BLK_S_IOERR` without reaching the disk (§5.2.6.2: the device must reject a write
+//! to a read-only device).
 
-use crate::chain::{Reader, Writer};
+use crate::chain::{ChainIoError, Reader, Writer};
 use crate::log::{Event, Logger, RequestError};
 use crate::memory::GuestMemory;
 use crate::mmio::VirtioDevice;
@@ -27,6 +31,8 @@ pub const ID_BYTES: usize = 20;
 pub const F_SIZE_MAX: u64 = 1 << 1;
 /// `VIRTIO_BLK_F_SEG_MAX`: `seg_max` is valid.
 pub const F_SEG_MAX: u64 = 1 << 2;
+/// `VIRTIO_BLK_F_RO`: the device is read-only (offered for a read-only [`Disk`]).
+pub const F_RO: u64 = 1 << 5;
 /// `VIRTIO_BLK_F_BLK_SIZE`: `blk_size` is valid.
 pub const F_BLK_SIZE: u64 = 1 << 6;
 /// `VIRTIO_BLK_F_FLUSH`: the FLUSH request is supported.
@@ -61,6 +67,84 @@ pub enum BlkError {
     Size(usize),
 }
 
+/// Why a [`Disk`] transfer failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// The driver's buffers could not be read or written (what the closure returned).
+    Guest(ChainIoError),
+    /// The disk itself failed (an OS error number, or 0 when there is none).
+    Io(i32),
+}
+
+/// A disk behind a block device that is not a RAM slice: a file or a block device of the
+/// embedder's OS. [`Blk`] checks every range against [`size`](Disk::size) before it calls
+/// [`read`](Disk::read) or [`write`](Disk::write), and never calls `write` when
+/// [`read_only`](Disk::read_only).
+pub trait Disk {
+    /// Returns the size in bytes (a non-zero multiple of 512 for [`Blk::with_disk`]).
+    fn size(&self) -> u64;
+
+    /// Tells whether the disk refuses writes.
+    fn read_only(&self) -> bool;
+
+    /// Hands disk bytes `[offset, offset + len)` to `sink` in order, in pieces of the
+    /// implementation's choosing; stops at the first error, of the disk or of `sink`.
+    fn read(
+        &mut self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), ChainIoError>,
+    ) -> Result<(), DiskError>;
+
+    /// Writes `len` bytes at `offset`, each piece filled by `source` first. An implementation
+    /// should fill as large a piece as it can before writing anything, so that a request whose
+    /// buffers fault leaves the disk untouched (the ones it makes in one piece).
+    fn write(
+        &mut self,
+        offset: u64,
+        len: u64,
+        source: &mut dyn FnMut(&mut [u8]) -> Result<(), ChainIoError>,
+    ) -> Result<(), DiskError>;
+
+    /// Makes every completed write durable (`VIRTIO_BLK_T_FLUSH`).
+    fn flush(&mut self) -> Result<(), DiskError>;
+}
+
+/// What a [`Blk`] stores its sectors in.
+enum Storage<'d> {
+    /// A RAM disk: requests copy straight between it and the driver's buffers.
+    Ram(&'d mut [u8]),
+    /// Anything else.
+    Disk(&'d mut dyn Disk),
+}
+
+impl core::fmt::Debug for Storage<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Storage::Ram(d) => write!(f, "Ram({} bytes)", d.len()),
+            Storage::Disk(d) => write!(f, "Disk({} bytes, read-only: {})", d.size(), d.read_only()),
+        }
+    }
+}
+
+impl Storage<'_> {
+    /// Returns the size in bytes.
+    fn len(&self) -> u64 {
+        match self {
+            Storage::Ram(d) => u64::try_from(d.len()).unwrap_or(u64::MAX),
+            Storage::Disk(d) => d.size(),
+        }
+    }
+
+    /// Tells whether writes are refused.
+    fn read_only(&self) -> bool {
+        match self {
+            Storage::Ram(_) => false,
+            Storage::Disk(d) => d.read_only(),
+        }
+    }
+}
+
 /// Counters of the requests a block device served.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlkStats {
@@ -80,10 +164,10 @@ pub struct BlkStats {
     pub bytes_written: u64,
 }
 
-/// A virtio-blk device serving the RAM disk `disk`.
+/// A virtio-blk device serving a RAM disk or a [`Disk`].
 #[derive(Debug)]
 pub struct Blk<'d> {
-    disk: &'d mut [u8],
+    disk: Storage<'d>,
     id: [u8; ID_BYTES],
     config: [u8; CONFIG_LEN],
     stats: BlkStats,
@@ -93,14 +177,24 @@ impl<'d> Blk<'d> {
     /// Creates a block device over `disk` (a whole number of sectors) whose GET_ID answer is
     /// `id` (truncated to 20 bytes, zero-padded).
     pub fn new(disk: &'d mut [u8], id: &[u8]) -> Result<Self, BlkError> {
+        Self::build(Storage::Ram(disk), id)
+    }
+
+    /// Creates a block device over `disk` (a whole number of sectors, at most `usize::MAX`
+    /// bytes), read-only if the disk is, whose GET_ID answer is `id` (as for [`Blk::new`]).
+    pub fn with_disk(disk: &'d mut dyn Disk, id: &[u8]) -> Result<Self, BlkError> {
+        Self::build(Storage::Disk(disk), id)
+    }
+
+    fn build(disk: Storage<'d>, id: &[u8]) -> Result<Self, BlkError> {
         let len = disk.len();
-        if len == 0 || u64::try_from(len).map_or(true, |l| l % SECTOR_SIZE != 0) {
-            return Err(BlkError::Size(len));
+        if len == 0 || len % SECTOR_SIZE != 0 || usize::try_from(len).is_err() {
+            return Err(BlkError::Size(usize::try_from(len).unwrap_or(usize::MAX)));
         }
         let mut ident = [0u8; ID_BYTES];
         let n = id.len().min(ID_BYTES);
         ident[..n].copy_from_slice(&id[..n]);
-        let capacity = u64::try_from(len).unwrap_or(0) / SECTOR_SIZE;
+        let capacity = len / SECTOR_SIZE;
         let mut config = [0u8; CONFIG_LEN];
         config[0..8].copy_from_slice(&capacity.to_le_bytes());
         // size_max (8..12) stays 0: not offered, any segment size is fine.
@@ -120,7 +214,12 @@ impl<'d> Blk<'d> {
 
     /// Returns the capacity in 512-byte sectors.
     pub fn capacity(&self) -> u64 {
-        u64::try_from(self.disk.len()).unwrap_or(0) / SECTOR_SIZE
+        self.disk.len() / SECTOR_SIZE
+    }
+
+    /// Tells whether the device is read-only (`VIRTIO_BLK_F_RO` offered, writes refused).
+    pub fn read_only(&self) -> bool {
+        self.disk.read_only()
     }
 
     /// Returns the request counters.
@@ -128,9 +227,12 @@ impl<'d> Blk<'d> {
         &self.stats
     }
 
-    /// Returns the disk contents.
+    /// Returns the RAM disk's contents (empty for a [`Disk`], which the embedder owns).
     pub fn disk(&self) -> &[u8] {
-        self.disk
+        match &self.disk {
+            Storage::Ram(d) => d,
+            Storage::Disk(_) => &[],
+        }
     }
 
     /// Returns the disk byte range of `len` bytes from `sector`, if the request is well formed.
@@ -145,7 +247,7 @@ impl<'d> Blk<'d> {
             usize::try_from(start).map_err(|_| out)?,
             usize::try_from(end).map_err(|_| out)?,
         );
-        if end > self.disk.len() {
+        if u64::try_from(end).map_or(true, |e| e > self.disk.len()) {
             return Err(out);
         }
         Ok(start..end)
@@ -169,19 +271,38 @@ impl<'d> Blk<'d> {
         match kind {
             T_IN => {
                 let range = self.range(sector, room)?;
-                w.write(mem, &self.disk[range]).map_err(data_error)?;
+                match &mut self.disk {
+                    Storage::Ram(d) => w.write(mem, &d[range]).map_err(data_error)?,
+                    Storage::Disk(d) => d
+                        .read(range_u64(&range), room, &mut |piece| w.write(mem, piece))
+                        .map_err(disk_error)?,
+                }
                 self.stats.reads += 1;
                 self.stats.bytes_read += room;
             }
             T_OUT => {
                 let len = r.remaining();
+                if self.disk.read_only() {
+                    return Err((S_IOERR, RequestError::ReadOnly));
+                }
                 let range = self.range(sector, len)?;
-                r.read(mem, &mut self.disk[range]).map_err(data_error)?;
+                match &mut self.disk {
+                    Storage::Ram(d) => r.read(mem, &mut d[range]).map_err(data_error)?,
+                    Storage::Disk(d) => d
+                        .write(range_u64(&range), len, &mut |piece| r.read(mem, piece))
+                        .map_err(disk_error)?,
+                }
                 self.stats.writes += 1;
                 self.stats.bytes_written += len;
             }
-            // A RAM disk has no cache to write back.
-            T_FLUSH => self.stats.flushes += 1,
+            T_FLUSH => match &mut self.disk {
+                // A RAM disk has no cache to write back.
+                Storage::Ram(_) => self.stats.flushes += 1,
+                Storage::Disk(d) => {
+                    d.flush().map_err(disk_error)?;
+                    self.stats.flushes += 1;
+                }
+            },
             T_GET_ID => {
                 let n = usize::try_from(room).unwrap_or(usize::MAX).min(ID_BYTES);
                 w.write(mem, &self.id[..n]).map_err(data_error)?;
@@ -226,13 +347,28 @@ impl<'d> Blk<'d> {
     }
 }
 
+/// Returns the disk offset a checked byte range starts at.
+fn range_u64(range: &core::ops::Range<usize>) -> u64 {
+    // usize is at most 64 bits on every target this crate supports.
+    u64::try_from(range.start).unwrap_or(u64::MAX)
+}
+
+/// Turns a [`Disk`] failure into the request's status and error.
+fn disk_error(e: DiskError) -> (u8, RequestError) {
+    match e {
+        DiskError::Guest(e) => (S_IOERR, RequestError::Data(e)),
+        DiskError::Io(errno) => (S_IOERR, RequestError::Disk(errno)),
+    }
+}
+
 impl VirtioDevice for Blk<'_> {
     fn device_id(&self) -> u32 {
         DEVICE_ID
     }
 
     fn features(&self) -> u64 {
-        F_SEG_MAX | F_BLK_SIZE | F_FLUSH
+        let ro = if self.disk.read_only() { F_RO } else { 0 };
+        F_SEG_MAX | F_BLK_SIZE | F_FLUSH | ro
     }
 
     fn num_queues(&self) -> usize {

@@ -27,7 +27,7 @@ pub mod rng;
 pub mod status;
 pub mod width;
 
-pub use blk::{Blk, BlkError, BlkStats};
+pub use blk::{Blk, BlkError, BlkStats, Disk, DiskError};
 pub use chain::{ChainIoError, Reader, Writer};
 pub use log::{Event, Logger, NullLogger, RequestError};
 pub use memory::{Gpa, GuestMemory, MemError, SliceMemory};
@@ -36,6 +36,6 @@ pub use mmio::{
     TransportRegistersError, VirtioDevice, WriteEffect, CONFIG_OFFSET, MAGIC, VERSION,
 };
 pub use queue::{DescriptorChain, Queue, QueueError, QueueSetupError, MAX_QUEUE_SIZE};
-pub use rng::{Rng, RngStats, SplitMix64};
+pub use rng::{Entropy, Rng, RngStats, SplitMix64};
 pub use status::DeviceStatus;
 pub use width::Width;

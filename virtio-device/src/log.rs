@@ -67,6 +67,12 @@ pub enum RequestError {
     Data(ChainIoError),
     /// The request type is not supported (the value is the type).
     Unsupported(u32),
+    /// A write to a read-only device (refused before the disk is touched).
+    ReadOnly,
+    /// The disk behind the device failed (an OS error number, or 0).
+    Disk(i32),
+    /// The entropy source failed (an OS error number, or 0).
+    Entropy(i32),
 }
 
 /// One incident, reported to the [`Logger`].

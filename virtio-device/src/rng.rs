@@ -1,8 +1,10 @@
 //! virtio-rng (entropy device) model (virtio 1.2 §5.4): one request queue whose device-writable
-//! buffers are filled with bytes from a seeded [`SplitMix64`] generator.
+//! buffers are filled from an [`Entropy`] source: by default a seeded [`SplitMix64`] generator,
+//! or one the embedder supplies (an OS's random number generator).
 //!
-//! **Not cryptographic.** The bytes are a deterministic function of the seed; they are good for
-//! exercising a driver, and must not be credited as entropy by anything that matters. At most
+//! **[`SplitMix64`] is not cryptographic.** Its bytes are a deterministic function of the seed;
+//! they are good for exercising a driver, and must not be credited as entropy by anything that
+//! matters. At most
 //! [`MAX_BYTES_PER_REQUEST`] bytes are given per request (§5.4.6.1 lets the device use less
 //! than the whole buffer), which bounds the work one request can cause.
 
@@ -48,6 +50,20 @@ impl SplitMix64 {
     }
 }
 
+/// Where an entropy device's bytes come from.
+pub trait Entropy {
+    /// Fills all of `buf`, or fails with an OS error number (0 when there is none); the device
+    /// then gives the driver nothing for that request.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), i32>;
+}
+
+impl Entropy for SplitMix64 {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), i32> {
+        SplitMix64::fill(self, buf);
+        Ok(())
+    }
+}
+
 /// Counters of the requests an entropy device served.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RngStats {
@@ -55,22 +71,29 @@ pub struct RngStats {
     pub requests: u64,
     /// Bytes given to the driver.
     pub bytes: u64,
-    /// Requests with no writable buffer or a buffer outside guest memory.
+    /// Requests with no writable buffer, a buffer outside guest memory, or no entropy.
     pub errors: u64,
 }
 
-/// A virtio-rng device.
+/// A virtio-rng device whose bytes come from `E`.
 #[derive(Clone, Debug)]
-pub struct Rng {
-    prng: SplitMix64,
+pub struct Rng<E = SplitMix64> {
+    prng: E,
     stats: RngStats,
 }
 
-impl Rng {
+impl Rng<SplitMix64> {
     /// Creates an entropy device whose bytes come from a generator seeded with `seed`.
     pub const fn new(seed: u64) -> Self {
+        Self::with_source(SplitMix64::new(seed))
+    }
+}
+
+impl<E: Entropy> Rng<E> {
+    /// Creates an entropy device whose bytes come from `source`.
+    pub const fn with_source(source: E) -> Self {
         Self {
-            prng: SplitMix64::new(seed),
+            prng: source,
             stats: RngStats {
                 requests: 0,
                 bytes: 0,
@@ -85,7 +108,7 @@ impl Rng {
     }
 }
 
-impl VirtioDevice for Rng {
+impl<E: Entropy> VirtioDevice for Rng<E> {
     fn device_id(&self) -> u32 {
         DEVICE_ID
     }
@@ -124,7 +147,10 @@ impl VirtioDevice for Rng {
                 let n = usize::try_from(left)
                     .unwrap_or(block.len())
                     .min(block.len());
-                self.prng.fill(&mut block[..n]);
+                if let Err(errno) = self.prng.fill(&mut block[..n]) {
+                    error = Some(RequestError::Entropy(errno));
+                    break;
+                }
                 match w.write(mem, &block[..n]) {
                     Ok(()) => left -= u64::try_from(n).unwrap_or(left),
                     Err(e) => error = Some(RequestError::Data(e)),

@@ -10,7 +10,9 @@ mod common;
 use common::*;
 use virtio_device::features::{INDIRECT_DESC, VERSION_1};
 use virtio_device::log::RequestError;
-use virtio_device::{blk, Blk, BlkError, ChainIoError, Event, MemError, MmioTransport};
+use virtio_device::{
+    blk, Blk, BlkError, ChainIoError, Disk, DiskError, Event, MemError, MmioTransport,
+};
 
 const DISK: usize = 4 << 20;
 
@@ -309,4 +311,159 @@ fn disk_sizes() {
     let mut disk = [0u8; 1024];
     let b = Blk::new(&mut disk, b"a-very-long-identifier-string").unwrap();
     assert_eq!(b.capacity(), 2);
+}
+
+/// A [`Disk`] stricter than a file: hands data out in odd-sized pieces, counts every call, and
+/// fails with an OS error on demand.
+struct FakeDisk {
+    bytes: Vec<u8>,
+    read_only: bool,
+    piece: usize,
+    fail: Option<i32>,
+    writes: u32,
+    flushes: u32,
+}
+
+impl FakeDisk {
+    fn new(len: usize, read_only: bool) -> Self {
+        Self {
+            bytes: (0..len).map(|i| (i % 251) as u8).collect(),
+            read_only,
+            piece: 300,
+            fail: None,
+            writes: 0,
+            flushes: 0,
+        }
+    }
+}
+
+impl Disk for FakeDisk {
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+    fn read(
+        &mut self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), ChainIoError>,
+    ) -> Result<(), DiskError> {
+        if let Some(e) = self.fail {
+            return Err(DiskError::Io(e));
+        }
+        let range = &self.bytes[offset as usize..(offset + len) as usize];
+        for piece in range.chunks(self.piece) {
+            sink(piece).map_err(DiskError::Guest)?;
+        }
+        Ok(())
+    }
+    fn write(
+        &mut self,
+        offset: u64,
+        len: u64,
+        source: &mut dyn FnMut(&mut [u8]) -> Result<(), ChainIoError>,
+    ) -> Result<(), DiskError> {
+        assert!(!self.read_only, "Blk wrote to a read-only disk");
+        self.writes += 1;
+        if let Some(e) = self.fail {
+            return Err(DiskError::Io(e));
+        }
+        let range = &mut self.bytes[offset as usize..(offset + len) as usize];
+        for piece in range.chunks_mut(self.piece) {
+            source(piece).map_err(DiskError::Guest)?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        self.flushes += 1;
+        self.fail.map_or(Ok(()), |e| Err(DiskError::Io(e)))
+    }
+}
+
+fn disk_driver<'m>(disk: &'m mut FakeDisk, ram: &'m mut [u8]) -> Driver<'m, Blk<'m>> {
+    let mut d = Driver::new(
+        MmioTransport::new(Blk::with_disk(disk, b"disk").unwrap()),
+        ram,
+    );
+    d.bring_up(VERSION_1 | blk::F_FLUSH, 16);
+    d
+}
+
+#[test]
+fn a_disk_serves_requests_in_its_own_pieces() {
+    let mut disk = FakeDisk::new(64 * 512, false);
+    let mut ram = vec![0u8; RAM_SIZE];
+    let mut d = disk_driver(&mut disk, &mut ram);
+    assert_eq!(d.device_features() & blk::F_RO, 0);
+    let data: Vec<u8> = (0..1024u32).map(|i| (i * 13 + 1) as u8).collect();
+    assert_eq!(split_request(&mut d, blk::T_OUT, 5, &data), (blk::S_OK, 1));
+    d.put_bytes(BUF + 0x1000, &[0u8; 1024]);
+    assert_eq!(
+        split_request(&mut d, blk::T_IN, 5, &[0u8; 1024]),
+        (blk::S_OK, 1025)
+    );
+    assert_eq!(d.bytes(BUF + 0x1000, 1024), data);
+    assert_eq!(split_request(&mut d, blk::T_FLUSH, 0, &[]).0, blk::S_OK);
+    drop(d);
+    assert_eq!(&disk.bytes[5 * 512..7 * 512], &data[..]);
+    assert_eq!((disk.writes, disk.flushes), (1, 1));
+}
+
+#[test]
+fn a_read_only_disk_offers_ro_and_refuses_every_write() {
+    let mut disk = FakeDisk::new(64 * 512, true);
+    let before = disk.bytes.clone();
+    let mut ram = vec![0u8; RAM_SIZE];
+    let mut d = disk_driver(&mut disk, &mut ram);
+    assert_ne!(d.device_features() & blk::F_RO, 0);
+    // In range, out of range, not whole sectors: all IOERR, none reaches the disk.
+    for (sector, len) in [(0, 512), (63, 1024), (2, 700)] {
+        assert_eq!(
+            split_request(&mut d, blk::T_OUT, sector, &vec![0xee; len]).0,
+            blk::S_IOERR
+        );
+        assert_eq!(
+            d.events(),
+            [Event::Request {
+                queue: 0,
+                head: 0,
+                error: RequestError::ReadOnly
+            }]
+        );
+    }
+    // Reads still work.
+    assert_eq!(
+        split_request(&mut d, blk::T_IN, 1, &[0u8; 512]),
+        (blk::S_OK, 513)
+    );
+    assert_eq!(d.bytes(BUF + 0x1000, 512), before[512..1024]);
+    drop(d);
+    assert_eq!(disk.writes, 0);
+    assert_eq!(disk.bytes, before);
+}
+
+#[test]
+fn a_failing_disk_completes_with_ioerr() {
+    let mut disk = FakeDisk::new(64 * 512, false);
+    disk.fail = Some(5);
+    let mut ram = vec![0u8; RAM_SIZE];
+    let mut d = disk_driver(&mut disk, &mut ram);
+    for kind in [blk::T_IN, blk::T_OUT, blk::T_FLUSH] {
+        let len = if kind == blk::T_FLUSH { 0 } else { 512 };
+        assert_eq!(
+            split_request(&mut d, kind, 0, &vec![0u8; len]).0,
+            blk::S_IOERR
+        );
+        assert_eq!(
+            d.events(),
+            [Event::Request {
+                queue: 0,
+                head: 0,
+                error: RequestError::Disk(5)
+            }]
+        );
+    }
+    assert_eq!(d.t.device().stats().errors, 3);
 }

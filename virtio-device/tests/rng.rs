@@ -10,7 +10,7 @@ use common::*;
 use virtio_device::features::VERSION_1;
 use virtio_device::log::RequestError;
 use virtio_device::rng::MAX_BYTES_PER_REQUEST;
-use virtio_device::{ChainIoError, Event, MmioTransport, Rng, SplitMix64};
+use virtio_device::{ChainIoError, Entropy, Event, MmioTransport, Rng, SplitMix64};
 
 #[test]
 fn fills_buffers_from_the_seeded_generator() {
@@ -84,4 +84,57 @@ fn bad_buffers_are_reported_and_completed() {
     ));
     assert_eq!(d.t.device().stats().errors, 2);
     assert_eq!(d.status() & NEEDS_RESET, 0);
+}
+
+/// An entropy source that counts up, or fails once `fail_after` bytes were given.
+struct Counting {
+    next: u8,
+    given: usize,
+    fail_after: usize,
+}
+
+impl Entropy for Counting {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), i32> {
+        if self.given + buf.len() > self.fail_after {
+            return Err(11);
+        }
+        for b in buf.iter_mut() {
+            *b = self.next;
+            self.next = self.next.wrapping_add(1);
+        }
+        self.given += buf.len();
+        Ok(())
+    }
+}
+
+#[test]
+fn an_embedders_source_fills_buffers_and_its_failure_is_reported() {
+    let mut ram = vec![0u8; RAM_SIZE];
+    let source = Counting {
+        next: 0,
+        given: 0,
+        fail_after: 100,
+    };
+    let mut d = Driver::new(MmioTransport::new(Rng::with_source(source)), &mut ram);
+    d.bring_up(VERSION_1, 8);
+    d.put_desc(0, BUF, 70, F_WRITE, 0);
+    d.submit(0);
+    assert_eq!(d.used_elem(0), (0, 70));
+    assert_eq!(d.bytes(BUF, 70), (0..70u8).collect::<Vec<_>>());
+    // The source runs dry: the request completes with what was written before (one 64-byte
+    // block would pass 100), and the failure is logged.
+    d.put_bytes(BUF, &[0xaa; 70]);
+    d.put_desc(0, BUF, 70, F_WRITE, 0);
+    d.submit(0);
+    assert_eq!(d.used_elem(1), (0, 0));
+    assert_eq!(d.bytes(BUF, 70), [0xaa; 70]);
+    assert_eq!(
+        d.events(),
+        [Event::Request {
+            queue: 0,
+            head: 0,
+            error: RequestError::Entropy(11)
+        }]
+    );
+    assert_eq!(d.t.device().stats().errors, 1);
 }

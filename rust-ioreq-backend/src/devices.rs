@@ -1,0 +1,309 @@
+//! The device models this daemon serves and how a device's `rust-ioreq,args` (the layout's
+//! `args=`) and the command line's `--disk` select them: `virtio-blk [size=<n>[K|M|G]]
+//! [id=<text>]` over the file or block device `--disk <index>=<path>[:ro]` names (`size=`, when
+//! given, must be the disk's size), and `virtio-rng [seed=<n>]` fed by `getrandom()` (a seed is
+//! accepted for compatibility with the reference backend's args, and unused).
+
+use virtio_device::queue::Queue;
+use virtio_device::{Blk, Entropy, GuestMemory, Logger, QueueError, Rng, VirtioDevice};
+
+use crate::disk::FileDisk;
+use crate::layout::{self, number};
+
+/// Longest GET_ID string.
+const ID_LEN: usize = 20;
+
+/// A `--disk` option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskArg {
+    /// The device index it backs.
+    pub index: u32,
+    /// File or block device.
+    pub path: String,
+    /// `:ro`.
+    pub read_only: bool,
+}
+
+/// What a device's args ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    /// A disk, of this size if given, answering GET_ID with `id`.
+    Blk {
+        /// `size=` in bytes.
+        size: Option<u64>,
+        /// `id=`.
+        id: Option<String>,
+    },
+    /// An entropy device.
+    Rng,
+}
+
+/// Parses `<n>[K|M|G]` (binary units) into bytes.
+fn size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    number(digits)?.checked_mul(1 << shift)
+}
+
+/// Parses a device's args, or says what is wrong with them.
+pub fn parse(args: &str) -> Result<Spec, String> {
+    let mut words = args.split_ascii_whitespace();
+    match words.next() {
+        Some("virtio-blk") => {
+            let (mut disk, mut id) = (None, None);
+            for w in words {
+                if let Some(v) = w.strip_prefix("size=") {
+                    disk = Some(size(v).ok_or_else(|| format!("size={v} is not <n>[K|M|G]"))?);
+                } else if let Some(v) = w.strip_prefix("id=") {
+                    if v.len() > ID_LEN {
+                        return Err(format!("id={v} is longer than {ID_LEN} bytes"));
+                    }
+                    id = Some(v.to_string());
+                } else {
+                    return Err(format!("unknown virtio-blk option {w:?} (size=, id=)"));
+                }
+            }
+            Ok(Spec::Blk { size: disk, id })
+        }
+        Some("virtio-rng") => {
+            for w in words {
+                let seed = w.strip_prefix("seed=").and_then(number);
+                if seed.is_none() {
+                    return Err(format!("unknown virtio-rng option {w:?} (seed=)"));
+                }
+            }
+            Ok(Spec::Rng)
+        }
+        Some(kind) => Err(format!(
+            "unknown device kind {kind:?} (this daemon serves virtio-blk and virtio-rng)"
+        )),
+        None => Err("empty args".into()),
+    }
+}
+
+/// A device model.
+#[derive(Debug)]
+pub enum Model {
+    /// virtio-blk over a disk file; `what` describes the disk for messages.
+    Blk {
+        /// The device.
+        blk: Blk<'static>,
+        /// "<path> (<n> sectors, read-only|read-write)".
+        what: String,
+    },
+    /// virtio-rng.
+    Rng(Rng<Box<dyn EntropyDebug>>),
+}
+
+/// An [`Entropy`] source that can be printed (so that [`Model`] can derive `Debug`).
+pub trait EntropyDebug: Entropy + std::fmt::Debug {}
+impl<T: Entropy + std::fmt::Debug> EntropyDebug for T {}
+
+impl Entropy for Box<dyn EntropyDebug> {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), i32> {
+        (**self).fill(buf)
+    }
+}
+
+impl Model {
+    /// Returns the kind's name, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Model::Blk { .. } => "virtio-blk",
+            Model::Rng(_) => "virtio-rng",
+        }
+    }
+
+    /// Describes the model for the start-up lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Model::Blk { what, .. } => format!("virtio-blk, disk {what}"),
+            Model::Rng(_) => "virtio-rng, getrandom()".into(),
+        }
+    }
+}
+
+/// Builds the model of every device of the layout, in layout order, opening the disks the
+/// command line names; the first problem is the error (naming the device).
+pub fn build(
+    devices: &[layout::Device],
+    disks: &[DiskArg],
+    entropy: &dyn Fn() -> Box<dyn EntropyDebug>,
+) -> Result<Vec<Model>, String> {
+    for d in disks {
+        match devices.iter().find(|dev| dev.index == d.index) {
+            None => {
+                return Err(format!(
+                    "--disk {}=...: no device {} in the layout",
+                    d.index, d.index
+                ))
+            }
+            Some(dev) if !matches!(parse(&dev.args), Ok(Spec::Blk { .. })) => {
+                return Err(format!(
+                    "--disk {}=...: device {} is not a virtio-blk (args {:?})",
+                    d.index, d.index, dev.args
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    devices
+        .iter()
+        .map(|dev| {
+            let spec = parse(&dev.args)
+                .map_err(|e| format!("device {}: args {:?}: {e}", dev.index, dev.args))?;
+            match spec {
+                Spec::Blk { size, id } => blk(dev.index, size, id, disks),
+                Spec::Rng => Ok(Model::Rng(Rng::with_source(entropy()))),
+            }
+        })
+        .collect()
+}
+
+/// Opens device `index`'s disk and makes its virtio-blk.
+fn blk(
+    index: u32,
+    size: Option<u64>,
+    id: Option<String>,
+    disks: &[DiskArg],
+) -> Result<Model, String> {
+    let arg = disks.iter().find(|d| d.index == index).ok_or_else(|| {
+        format!("device {index} is a virtio-blk: name its disk with --disk {index}=<path>[:ro]")
+    })?;
+    let disk = FileDisk::open(&arg.path, arg.read_only)
+        .map_err(|e| format!("device {index}: cannot use disk {}: {e}", arg.path))?;
+    let len = virtio_device::Disk::size(&disk);
+    if let Some(want) = size.filter(|&s| s != len) {
+        return Err(format!(
+            "device {index}: args say size={want} bytes but disk {} has {len}",
+            arg.path
+        ));
+    }
+    let what = format!(
+        "{} ({} sectors, {})",
+        arg.path,
+        len / 512,
+        if arg.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        }
+    );
+    let id = id.unwrap_or_else(|| format!("rust-ioreq-dev{index}"));
+    // The device lives as long as the daemon: the disk is leaked on purpose.
+    let disk: &'static mut FileDisk = Box::leak(Box::new(disk));
+    let blk = Blk::with_disk(disk, id.as_bytes())
+        .map_err(|e| format!("device {index}: disk {}: {e:?}", arg.path))?;
+    Ok(Model::Blk { blk, what })
+}
+
+impl VirtioDevice for Model {
+    fn device_id(&self) -> u32 {
+        match self {
+            Model::Blk { blk, .. } => blk.device_id(),
+            Model::Rng(d) => d.device_id(),
+        }
+    }
+
+    fn features(&self) -> u64 {
+        match self {
+            Model::Blk { blk, .. } => blk.features(),
+            Model::Rng(d) => d.features(),
+        }
+    }
+
+    fn num_queues(&self) -> usize {
+        match self {
+            Model::Blk { blk, .. } => blk.num_queues(),
+            Model::Rng(d) => d.num_queues(),
+        }
+    }
+
+    fn queue_max_size(&self, index: usize) -> u16 {
+        match self {
+            Model::Blk { blk, .. } => blk.queue_max_size(index),
+            Model::Rng(d) => d.queue_max_size(index),
+        }
+    }
+
+    fn config_len(&self) -> usize {
+        match self {
+            Model::Blk { blk, .. } => blk.config_len(),
+            Model::Rng(d) => d.config_len(),
+        }
+    }
+
+    fn read_config(&self, offset: usize, data: &mut [u8]) {
+        match self {
+            Model::Blk { blk, .. } => blk.read_config(offset, data),
+            Model::Rng(d) => d.read_config(offset, data),
+        }
+    }
+
+    fn write_config(&mut self, offset: usize, data: &[u8]) -> bool {
+        match self {
+            Model::Blk { blk, .. } => blk.write_config(offset, data),
+            Model::Rng(d) => d.write_config(offset, data),
+        }
+    }
+
+    fn activate(&mut self, features: u64) {
+        match self {
+            Model::Blk { blk, .. } => blk.activate(features),
+            Model::Rng(d) => d.activate(features),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Model::Blk { blk, .. } => blk.reset(),
+            Model::Rng(d) => d.reset(),
+        }
+    }
+
+    fn process_queue(
+        &mut self,
+        index: u16,
+        queue: &mut Queue,
+        mem: &dyn GuestMemory,
+        log: &mut dyn Logger,
+    ) -> Result<(), QueueError> {
+        match self {
+            Model::Blk { blk, .. } => blk.process_queue(index, queue, mem, log),
+            Model::Rng(d) => d.process_queue(index, queue, mem, log),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn args_are_parsed_or_refused_with_a_reason() {
+        assert_eq!(
+            parse("virtio-blk size=8M id=disk-a").unwrap(),
+            Spec::Blk {
+                size: Some(8 << 20),
+                id: Some("disk-a".into())
+            }
+        );
+        assert_eq!(parse("virtio-rng seed=0x12").unwrap(), Spec::Rng);
+        assert_eq!(
+            parse("virtio-net").unwrap_err(),
+            "unknown device kind \"virtio-net\" (this daemon serves virtio-blk and virtio-rng)"
+        );
+        assert!(parse("virtio-blk size=8Q").unwrap_err().contains("size=8Q"));
+        assert!(parse("virtio-blk cache=none")
+            .unwrap_err()
+            .contains("cache=none"));
+        assert!(parse("virtio-rng seed=x").is_err());
+        assert_eq!(parse("  ").unwrap_err(), "empty args");
+    }
+}

@@ -1,0 +1,190 @@
+//! The operating system side: /dev/rust-ioreq-be (open, mmap of a region, waiting for the
+//! notify interrupt), the doorbell as Device memory accessed with single 32-bit `LDR`/`STR`, and
+//! `getrandom()` as the entropy source. Every `unsafe` of the daemon but the shared-memory
+//! accessors (`shared.rs`) is here.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+
+use virtio_device::Entropy;
+
+use crate::ioreq::Doorbell;
+use crate::layout::Region;
+use crate::shared::SharedRegion;
+
+/// The module's device node.
+pub const DEV_PATH: &str = "/dev/rust-ioreq-be";
+/// The module's layout file.
+pub const LAYOUT_PATH: &str = "/sys/class/misc/rust-ioreq-be/layout";
+
+/// An open /dev/rust-ioreq-be.
+#[derive(Debug)]
+pub struct BackendDevice {
+    file: File,
+}
+
+impl BackendDevice {
+    /// Opens the device node; a missing node gets the message that says why it may be missing.
+    pub fn open(path: &str) -> Result<Self, String> {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => Ok(Self { file }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+                "no {path}: is rust-ioreq-be.ko loaded, and did it bind the rust-ioreq,backend \
+                 node of this domain's device tree? (dmesg | grep rust-ioreq)"
+            )),
+            Err(e) => Err(format!("cannot open {path}: {e}")),
+        }
+    }
+
+    /// Maps `region` read-write, shared (the module picks Device or Write-Back by region).
+    pub fn map(&self, region: &Region) -> io::Result<SharedRegion> {
+        let len = usize::try_from(region.size).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let offset = libc::off_t::try_from(region.phys).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: a new mapping chosen by the kernel (no fixed address), so no existing memory
+        // of this process is affected; the arguments are plain values.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.file.as_raw_fd(),
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `[p, p + len)` was just mapped read-write and shared, and is never unmapped
+        // (the daemon keeps every mapping for its whole life); the module maps only RAM pages
+        // (ioreq, transport, notify, frontend banks) and the doorbell there, and no reference
+        // into it is ever made. The doorbell's region is only used through `MmioDoorbell`.
+        Ok(unsafe { SharedRegion::from_raw(p.cast(), len) })
+    }
+
+    /// Waits up to `timeout_ms` for the notify interrupt count to move (returns at once the
+    /// first time); returns whether it moved.
+    pub fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd that outlives the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut count = [0u8; 8];
+        // Readable: the read returns at once with the new count.
+        (&self.file).read_exact(&mut count)?;
+        Ok(true)
+    }
+}
+
+/// The doorbell page, mapped Device nGnRE by the module.
+#[derive(Debug)]
+pub struct MmioDoorbell {
+    base: *mut u8,
+}
+
+impl MmioDoorbell {
+    /// Wraps the doorbell mapping.
+    ///
+    /// # Safety
+    /// `region` must be the mapping of the layout's doorbell region (Device memory, at least
+    /// 4 KiB), used for nothing else.
+    pub unsafe fn new(region: SharedRegion) -> Self {
+        debug_assert!(region.len() >= 0x1000);
+        Self {
+            base: region.as_ptr(),
+        }
+    }
+
+    /// Returns the register address, for offsets inside the page and 4-byte aligned.
+    fn reg(&self, offset: usize) -> Option<*mut u32> {
+        (offset < 0x1000 && offset % 4 == 0).then(|| self.base.wrapping_add(offset).cast())
+    }
+}
+
+impl Doorbell for MmioDoorbell {
+    fn read(&self, offset: usize) -> u32 {
+        let Some(p) = self.reg(offset) else {
+            return 0;
+        };
+        read32(p)
+    }
+
+    fn write(&self, offset: usize, value: u32) {
+        if let Some(p) = self.reg(offset) {
+            write32(p, value);
+        }
+    }
+}
+
+/// One 32-bit load from a doorbell register.
+#[cfg(target_arch = "aarch64")]
+fn read32(p: *mut u32) -> u32 {
+    let v: u32;
+    // SAFETY: `p` is an aligned register inside the doorbell page (`MmioDoorbell::reg`), mapped
+    // Device; a plain `LDR` with a base register (no writeback) gives Xen a valid syndrome, and
+    // reads of the doorbell have no side effects. No `nomem`: the compiler must not move memory
+    // accesses across it.
+    unsafe {
+        core::arch::asm!("ldr {v:w}, [{p}]", p = in(reg) p, v = out(reg) v, options(nostack))
+    };
+    v
+}
+
+/// One 32-bit store to a doorbell register.
+#[cfg(target_arch = "aarch64")]
+fn write32(p: *mut u32, v: u32) {
+    // SAFETY: as in `read32`; the callers write only values docs/backend-abi.md defines.
+    unsafe { core::arch::asm!("str {v:w}, [{p}]", p = in(reg) p, v = in(reg) v, options(nostack)) };
+}
+
+/// Elsewhere (host builds: the doorbell is never mapped there) a volatile access.
+#[cfg(not(target_arch = "aarch64"))]
+fn read32(p: *mut u32) -> u32 {
+    // SAFETY: as above; only reachable with a doorbell mapping, which only aarch64 has.
+    unsafe { p.read_volatile() }
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn write32(p: *mut u32, v: u32) {
+    // SAFETY: as above.
+    unsafe { p.write_volatile(v) }
+}
+
+/// The kernel's random number generator (`getrandom(2)`, blocking until it is initialised).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GetRandom;
+
+impl Entropy for GetRandom {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), i32> {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: `rest` is writable memory of `rest.len()` bytes that this call borrows.
+            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.raw_os_error().unwrap_or(0));
+            }
+            done += usize::try_from(n).unwrap_or(0);
+        }
+        Ok(())
+    }
+}
