@@ -187,6 +187,12 @@ $long"
 
 cmd_build() {
     cmd_tree
+    # A tree with edits or commits of its own builds (that is how Xen changes are tried before
+    # `make xen-export`), but what is built is then not xen-patches/: say so, loudly.
+    if [ -n "$(git_x status --porcelain --untracked-files=no)" ] \
+        || [ "$(git_x rev-parse HEAD)" != "$(cat "$tree/.rust-ioreq-head" 2>/dev/null)" ]; then
+        say "WARNING: build/xen-$version has edits or commits that are not in xen-patches/: building them as they are"
+    fi
     cmd_lib
     # Out-of-tree builds need a clean source tree: drop an older in-tree build's leftovers.
     if [ -f "$tree/xen/.config" ]; then

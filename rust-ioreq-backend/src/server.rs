@@ -376,7 +376,8 @@ impl<'a> Server<'a> {
             frontends,
             devices,
             served: 0,
-            stats_due: stats_every.map(|d| Instant::now() + d),
+            // A period too long to add to now (`--stats-ms` near u64::MAX) means never.
+            stats_due: stats_every.and_then(|d| Instant::now().checked_add(d)),
         }
     }
 
@@ -411,7 +412,7 @@ impl<'a> Server<'a> {
         let now = Instant::now();
         if self.stats_due.is_some_and(|due| now >= due) {
             self.print_stats(false);
-            self.stats_due = Some(now + every);
+            self.stats_due = now.checked_add(every);
         }
     }
 

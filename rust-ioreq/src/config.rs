@@ -62,6 +62,10 @@ pub const ARGS_MAX: usize = 96;
 /// unbounded; names are identities here (Xen finds a domain by its full node name), so a longer
 /// one is refused rather than cut.
 pub const NAME_MAX: usize = 63;
+/// Xen's `DOMAIN_CAPS_HARDWARE` (public/bootfdt.h, Xen 4.21+): the `capabilities` bit that makes
+/// a dom0less domain the hardware domain.
+const DOMAIN_CAPS_HARDWARE: u32 = 1 << 1;
+
 /// Most RAM banks of a direct-mapped domain (`xen,static-mem` entries).
 pub const MAX_RAM_BANKS: usize = 8;
 /// Default notify SPI of a backend: the first one after Xen's virtio-mmio range.
@@ -313,6 +317,8 @@ pub enum ErrorKind {
     TooManyVcpus(u32),
     /// `cpus = <0>`.
     NoVcpus,
+    /// `capabilities` with `DOMAIN_CAPS_HARDWARE` (Xen 4.21+) on a frontend or backend.
+    HardwareDomain,
     /// `xen,backend-args` longer than [`ARGS_MAX`].
     ArgsTooLong,
     /// A node name longer than [`NAME_MAX`].
@@ -508,6 +514,11 @@ impl ConfigError {
                 write!(f, "{n} vCPUs: a frontend has at most {SLOTS_PER_PAGE}")
             }
             ErrorKind::NoVcpus => f.write_str("0 vCPUs: a domain needs at least one"),
+            ErrorKind::HardwareDomain => f.write_str(
+                "the hardware domain (DOMAIN_CAPS_HARDWARE) cannot be a frontend or a backend: \
+                 Xen gives it the host's layout, whose in-Xen devices (vGIC, vITS, vUART) the \
+                 regions of rust-ioreq could shadow",
+            ),
             ErrorKind::ArgsTooLong => write!(f, "longer than {ARGS_MAX} bytes"),
             ErrorKind::NameTooLong { len } => write!(
                 f,
@@ -1000,6 +1011,12 @@ fn parse_domain(
     let vcpus = read_u32(node, path, "cpus")?.unwrap_or(1);
     if vcpus == 0 {
         return Err(err(path, "cpus", ErrorKind::NoVcpus));
+    }
+    // Xen 4.21+ builds a dom0less hardware domain with the host's memory layout and its own
+    // emulated devices there (domain_use_host_layout()); the checks here know only the
+    // direct-map layout. Older Xen panics on no such bit: it ignores the property.
+    if read_u32(node, path, "capabilities")?.is_some_and(|c| c & DOMAIN_CAPS_HARDWARE != 0) {
+        return Err(err(path, "capabilities", ErrorKind::HardwareDomain));
     }
     let vpl011 = node.property("vpl011").is_some();
     let nr_spis = read_u32(node, path, "nr_spis")?.unwrap_or(gic_spis);

@@ -7,7 +7,7 @@
 use core::fmt::Write;
 
 use crate::abi::{backend_layout, doorbell};
-use crate::config::Config;
+use crate::config::{Config, MAX_RAM_BANKS};
 use crate::fixed::FixedStr;
 use crate::platform::DomainIndex;
 use crate::types::{DomId, Spi};
@@ -35,16 +35,22 @@ pub trait DtWriter {
     fn end_node(&mut self) -> Result<(), Self::Error>;
 }
 
-/// Big-endian cells for a property value, built without allocation.
+/// The longest property value written: `rust-ioreq,ram`, an address and a size (2 + 2 cells) for
+/// each of a frontend's RAM banks, at most `MAX_RAM_BANKS` (a direct-mapped domain's static
+/// memory banks).
+const CELLS_BYTES: usize = MAX_RAM_BANKS * 16;
+
+/// Big-endian cells for a property value, built without allocation; room for the longest one
+/// written ([`CELLS_BYTES`]), so nothing is ever left out.
 struct Cells {
-    bytes: [u8; 64],
+    bytes: [u8; CELLS_BYTES],
     len: usize,
 }
 
 impl Cells {
     fn new() -> Self {
         Cells {
-            bytes: [0; 64],
+            bytes: [0; CELLS_BYTES],
             len: 0,
         }
     }

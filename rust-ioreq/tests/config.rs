@@ -1152,6 +1152,47 @@ fn refuses_zero_vcpus_on_an_involved_domain() {
     ]);
 }
 
+/// Xen 4.21+ gives a dom0less hardware domain (`capabilities` with DOMAIN_CAPS_HARDWARE) the
+/// host's layout and its in-Xen devices there, which the binding's checks do not know: refused
+/// as a frontend or a backend, ignored on a domain the binding does not involve.
+#[test]
+fn refuses_the_hardware_domain_as_frontend_or_backend() {
+    let message = "property 'capabilities': the hardware domain (DOMAIN_CAPS_HARDWARE) cannot be \
+                   a frontend or a backend: Xen gives it the host's layout, whose in-Xen devices \
+                   (vGIC, vITS, vUART) the regions of rust-ioreq could shadow";
+    refused(
+        &[
+            Dom::new("fe")
+                .prop("capabilities", cells(&[0x2]))
+                .device(Dev::new("d", BE)),
+            Dom::backend("be", BE),
+        ],
+        "/chosen/fe",
+        "capabilities",
+        ErrorKind::HardwareDomain,
+        &format!("/chosen/fe: {message}"),
+    );
+    refused(
+        &[
+            Dom::new("fe").device(Dev::new("d", BE)),
+            Dom::backend("be", BE).prop("capabilities", cells(&[0x7])),
+        ],
+        "/chosen/be",
+        "capabilities",
+        ErrorKind::HardwareDomain,
+        &format!("/chosen/be: {message}"),
+    );
+    // Control and xenstore capabilities change nothing here; an uninvolved hardware domain
+    // is Xen's business.
+    ok(&[
+        Dom::new("fe")
+            .prop("capabilities", cells(&[0x5]))
+            .device(Dev::new("d", BE)),
+        Dom::backend("be", BE),
+        Dom::new("hw").prop("capabilities", cells(&[0x2])),
+    ]);
+}
+
 #[test]
 fn domains_that_use_no_device_never_stop_the_boot() {
     // Defect 7c: more than 16 domain nodes, and odd encodings on the ones no device involves.
@@ -1857,6 +1898,7 @@ fn every_error_kind_is_covered_here() {
                 "refuses_backend_regions_over_its_interface_pages_and_windows"
             }
             ErrorKind::NoVcpus => "refuses_zero_vcpus_on_an_involved_domain",
+            ErrorKind::HardwareDomain => "refuses_the_hardware_domain_as_frontend_or_backend",
             ErrorKind::NameTooLong { .. } => "refuses_a_name_longer_than_name_max",
             ErrorKind::DuplicateName => "refuses_duplicate_domain_names",
             ErrorKind::DuplicatePhandle { .. } => "refuses_duplicate_phandles",

@@ -396,6 +396,46 @@ fn interrupts_name_the_gic_phandle_xen_gives() {
     }
 }
 
+/// A direct-mapped frontend may have up to `MAX_RAM_BANKS` static memory banks: the backend
+/// must be told of every one (a bank left out would make its buffers there unreachable).
+#[test]
+fn the_backend_node_lists_all_eight_ram_banks_of_a_direct_mapped_frontend() {
+    let banks: Vec<(u64, u64)> = (0..8u64)
+        .map(|i| (0x6000_0000 + i * 0x200_0000, 0x100_0000))
+        .collect();
+    let static_mem: Vec<u32> = banks
+        .iter()
+        .flat_map(|&(b, s)| [(b >> 32) as u32, b as u32, (s >> 32) as u32, s as u32])
+        .collect();
+    let total_kib = banks.iter().map(|&(_, s)| s / 1024).sum::<u64>() as u32;
+    let config = config(&[
+        Dom::new("fe")
+            .prop("xen,static-mem", cells(&static_mem))
+            .prop("direct-map", vec![])
+            .prop("memory", cells(&[0, total_kib]))
+            .device(Dev::new("d", 0x10)),
+        Dom::backend("be", 0x10),
+    ]);
+    assert_eq!(config.domains()[0].ram().len(), 8);
+    let nodes = backend(&config, 1, all_domids);
+    let frontend = nodes[0]
+        .children
+        .iter()
+        .find(|n| n.name.starts_with("frontend@"))
+        .expect("a frontend node");
+    let ram = frontend
+        .props
+        .iter()
+        .find(|(name, _)| name == "rust-ioreq,ram")
+        .map(|(_, v)| v.clone())
+        .expect("rust-ioreq,ram");
+    let want: Vec<u32> = banks
+        .iter()
+        .flat_map(|&(b, s)| [(b >> 32) as u32, b as u32, (s >> 32) as u32, s as u32])
+        .collect();
+    assert_eq!(ram, cells(&want), "every bank, in order");
+}
+
 #[test]
 fn domains_that_are_no_frontend_get_no_virtio_nodes() {
     let config = config(&standard());

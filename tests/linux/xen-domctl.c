@@ -43,7 +43,8 @@
  * Xen 4.22 (domctl interface 0x18, sysctl 0x16): xen_domctl_createdomain has a 4-byte altp2m
  * struct after grant_opts (arch at 60, 76 bytes in all), xen_arch_domainconfig grew to 16 bytes
  * (sve_vl in gic_version's padding; arm_sci_type, v8r_el1_msa, pad at the end), so
- * getdomaininfo's arch_config too (128 bytes in all); xen_domctl and xen_sysctl keep their
+ * getdomaininfo's arch_config too (still 120 bytes in all: it fills the old tail padding);
+ * xen_domctl and xen_sysctl keep their
  * sizes, and physinfo and the getdomaininfo fields read here are where they were (checked with
  * _Static_asserts against the 4.22 headers).
  * Xen refuses a domctl or sysctl of another interface version with EACCES: the program tries
