@@ -165,11 +165,10 @@ fn write32(p: *mut u32, v: u32) {
     unsafe { p.write_volatile(v) }
 }
 
-/// The kernel's random number generator (`getrandom(2)` with `GRND_NONBLOCK`). Until the kernel's
-/// generator is initialised (about 20 s after boot under QEMU) it fails with `EAGAIN` instead of
-/// blocking: the daemon has one thread, and a blocked rng request would hold every other
-/// device's round trips past their backend's timeout. The request then completes with no bytes
-/// (virtio 1.2 §5.4.6.1 lets the device write fewer), and the driver asks again.
+/// The kernel's random number generator (`getrandom(2)`, blocking until it is initialised: about
+/// 20 s after boot under QEMU). Not `GRND_NONBLOCK`: completing an rng request with no bytes
+/// (virtio 1.2 allows it) leaves Debian 6.1's virtio-rng driver waiting forever in
+/// `hwrng_fillfn` (seen in `linux-backend`), so the daemon's one thread waits instead.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GetRandom;
 
@@ -179,9 +178,7 @@ impl Entropy for GetRandom {
         while done < buf.len() {
             let rest = &mut buf[done..];
             // SAFETY: `rest` is writable memory of `rest.len()` bytes that this call borrows.
-            let n = unsafe {
-                libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), libc::GRND_NONBLOCK)
-            };
+            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
