@@ -20,7 +20,11 @@ XEN_RELEASE := $(call xen_image,$(XEN_VERSION),release)
 IMAGES     := $(BUILD)/guests
 HARNESS    := $(CURDIR)/target/release/harness
 SCENARIOS  := $(sort $(wildcard tests/scenarios/*.toml))
+# Demos that are not also a scenario (`make run DEMO=<name>` looks here first): `make test` boots
+# them too, judged up to the frontend's END, with their logs in build/logs/<version>/demos/.
+DEMOS      := $(sort $(wildcard tests/demos/*.toml))
 DEMO       ?= blk-rw
+DEMO_FILE   = $(firstword $(wildcard tests/demos/$(DEMO).toml) tests/scenarios/$(DEMO).toml)
 # The benchmark scenarios, one boot each: outside tests/scenarios, so `make test` does not run
 # them. bench.toml: the bare-metal bench guest's table; bench-linux.toml: the Linux frontend's.
 BENCH      := tests/bench/bench.toml tests/bench/bench-linux.toml
@@ -152,13 +156,16 @@ scenarios: xen-all guests linux host-tools
 	    echo "== Xen $$v: $(words $(SCENARIOS)) scenarios"; \
 	    $(HARNESS) run --xen $(call xen_image,$$v,debug) --images $(IMAGES) \
 	        --out $(BUILD)/scenarios/$$v --logs $(BUILD)/logs/$$v $(SCENARIOS) || status=1; \
+	    echo "== Xen $$v: $(words $(DEMOS)) demo(s) of tests/demos/"; \
+	    $(HARNESS) run --xen $(call xen_image,$$v,debug) --images $(IMAGES) \
+	        --out $(BUILD)/scenarios/$$v/demos --logs $(BUILD)/logs/$$v/demos $(DEMOS) || status=1; \
 	done; exit $$status
 
 test: setup check boards scenarios
 	@echo "make test: every check passed (Xen $(XEN_VERSIONS))"
 
 run: xen guests linux host-tools
-	$(HARNESS) boot $(HARNESS_RELEASE_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) tests/scenarios/$(DEMO).toml
+	$(HARNESS) boot $(HARNESS_RELEASE_ARGS) $(if $(RUN_TIMEOUT),--timeout $(RUN_TIMEOUT)) $(DEMO_FILE)
 
 # The bench guest must hold no FP/SIMD instruction (no floating point in our aarch64 code); the
 # tables are printed even when a scenario fails (partial numbers), and make then fails too.

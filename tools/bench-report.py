@@ -34,9 +34,11 @@ COUNTER = re.compile(r"\bbench: counter at (?P<hz>\d+) Hz; (?P<rest>.*)$")
 FAIL = re.compile(r"SCENARIO \S+ FAIL .*")
 # The reference backend's lines (tests/guests/backend): a device and its frontend address, and
 # its counters, printed after 1 s without work (tests/linux/init pauses after each row).
-BACKEND_DEVICE = re.compile(r"backend:\s+dev(?P<dev>\d+) \S+ at 0x(?P<addr>[0-9a-f]+)\.\.")
+# The reference backend's lines, not rust-ioreq-backend's (the Linux backend's daemon prints
+# "rust-ioreq-backend: stats: dev<n> ..." for its own devices).
+BACKEND_DEVICE = re.compile(r"(?<!rust-ioreq-)backend:\s+dev(?P<dev>\d+) \S+ at 0x(?P<addr>[0-9a-f]+)\.\.")
 BACKEND_STATS = re.compile(
-    r"backend: stats: dev(?P<dev>\d+) (?P<accesses>\d+) accesses, (?P<notifies>\d+) notifies, "
+    r"(?<!rust-ioreq-)backend: stats: dev(?P<dev>\d+) (?P<accesses>\d+) accesses, (?P<notifies>\d+) notifies, "
     r"(?P<posted>\d+) posted notifies, (?P<irqs>\d+) irqs"
 )
 # tests/linux/init's line before each blkbench run.
@@ -269,6 +271,29 @@ def linux_report(measurements, counters, out):
                 verdict = "met" if float(iops) >= LINUX_GOAL else "missed"
                 print(f"goal of issue 8: {base} fast/classic IOPS {iops} (goal >= "
                       f"{LINUX_GOAL:g}): {verdict}", file=out)
+    # The Linux backend's disk (rust-ioreq-backend in a Linux domain) beside the reference
+    # backend's, both on the fast transport, in the same boot.
+    beside = []
+    for m in measurements:
+        if not m["name"].endswith("_linuxbe"):
+            continue
+        base = m["name"][: -len("_linuxbe")]
+        bare = by_name.get(base + "_fast")
+        if not bare or not bare["median"]:
+            continue
+        iops = "-"
+        li, bi = m["extra"].get("iops"), bare["extra"].get("iops")
+        if li and bi and float(bi) > 0:
+            iops = f"{float(li) / float(bi):.2f}"
+        beside.append((base, us(bare["median"]), us(m["median"]),
+                       f"{m['median'] / bare['median']:.2f}", iops))
+    if beside:
+        print(file=out)
+        print("Linux backend beside the bare-metal backend (same boot, both fast transport): "
+              "median latency of each, Linux / bare-metal latency, Linux / bare-metal IOPS",
+              file=out)
+        table([("row", "bare-metal", "Linux", "latency", "IOPS")] + beside, out,
+              right={1, 2, 3, 4})
 
 
 def report(path, lines, out=sys.stdout):

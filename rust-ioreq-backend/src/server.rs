@@ -165,6 +165,9 @@ pub struct Served {
     pub counters: Counters,
     printed: Counters,
     limit: RateLimit,
+    /// The "driver ready" and "reset:" lines: a driver that resets its device in a loop
+    /// chooses how often they come, so they are rate-limited apart from the incidents.
+    status_limit: RateLimit,
 }
 
 /// A frontend being served.
@@ -363,6 +366,7 @@ impl<'a> Server<'a> {
                     counters: Counters::default(),
                     printed: Counters::default(),
                     limit: RateLimit::new(),
+                    status_limit: RateLimit::new(),
                 }
             })
             .collect();
@@ -618,18 +622,27 @@ fn access(
         notified = Some(q);
     }
     let after = dev.transport.status();
-    if !before.driver_ok() && after.driver_ok() {
-        console.line(&format!(
-            "{PREFIX}: dev{index} {}: driver ready, features {:#x}",
-            dev.transport.device().kind(),
-            dev.transport.negotiated_features()
-        ));
-    } else if before != DeviceStatus(0)
+    let ready = !before.driver_ok() && after.driver_ok();
+    let reset = before != DeviceStatus(0)
         && after == DeviceStatus(0)
-        && dev.counters.notifies + dev.counters.posted > 0
-    {
-        console.line(&format!("{PREFIX}: reset: {}", Stats(dev)));
-        dev.printed = dev.counters;
+        && dev.counters.notifies + dev.counters.posted > 0;
+    if ready || reset {
+        let (show, dropped) = dev.status_limit.allow(Instant::now());
+        if let Some(n) = dropped {
+            console.line(&format!(
+                "{PREFIX}: dev{index}: {n} more driver ready/reset lines not shown"
+            ));
+        }
+        if show && ready {
+            console.line(&format!(
+                "{PREFIX}: dev{index} {}: driver ready, features {:#x}",
+                dev.transport.device().kind(),
+                dev.transport.negotiated_features()
+            ));
+        } else if show {
+            console.line(&format!("{PREFIX}: reset: {}", Stats(dev)));
+            dev.printed = dev.counters;
+        }
     }
     notified
 }

@@ -529,3 +529,46 @@ fn set_up_errors_name_the_device() {
         "device 3: args \"virtio-gpu\": unknown device kind \"virtio-gpu\" (this daemon serves virtio-blk and virtio-rng)"
     );
 }
+
+/// A driver resetting its device in a loop chooses how often the "driver ready" and "reset:"
+/// lines would come: they are rate-limited like the incidents.
+#[test]
+fn a_driver_resetting_in_a_loop_cannot_flood_the_console() {
+    let w = World::new();
+    let (ioreq, ram) = (w.ioreq, w.ram);
+    let db = doorbell();
+    let mut console = Vec::new();
+    {
+        let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
+        let mapped = Mapped {
+            ioreq: vec![(0, ioreq)],
+            banks: vec![(
+                0,
+                Bank {
+                    gpa: RAM_GPA,
+                    region: ram,
+                },
+            )],
+            fast: None,
+        };
+        let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
+        bring_up(&mut s, &w, &db, 0x200_0000, VERSION_1);
+        // One request, so that a reset has counters to print.
+        blk_request(&w, 0, 0, 512, true);
+        offer(ram, 0);
+        access(&mut s, ioreq, &db, 0, 0x200_0050, 4, Some(0));
+        for _ in 0..50 {
+            access(&mut s, ioreq, &db, 0, 0x200_0070, 4, Some(0));
+            bring_up(&mut s, &w, &db, 0x200_0000, VERSION_1);
+        }
+    }
+    let status_lines = console
+        .iter()
+        .filter(|l| l.contains("driver ready") || l.contains("reset:"))
+        .count();
+    assert!(
+        status_lines <= LINES_PER_PERIOD as usize,
+        "{status_lines} lines for 50 resets: {console:?}"
+    );
+    assert!(status_lines >= 2, "the first ones are shown: {console:?}");
+}
