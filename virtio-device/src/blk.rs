@@ -21,6 +21,12 @@ use crate::mmio::VirtioDevice;
 use crate::queue::{DescriptorChain, Queue, QueueError, MAX_QUEUE_SIZE};
 
 /// Virtio device ID of a block device (§5.2.1).
+/// Bytes of requests one round serves before it yields, at least one request whatever its
+/// size: a driver that fills its ring with large requests cannot hold the backend for a whole
+/// queue of them (say 256 times the disk) before it looks at its other devices and frontends,
+/// whose round trips have a deadline (the backend's `xen,ioreq-timeout-ms`).
+pub const ROUND_BYTES: u64 = 1 << 20;
+
 pub const DEVICE_ID: u32 = 2;
 /// The sector: the unit of `capacity` and of a request's `sector` field (§5.2.4).
 pub const SECTOR_SIZE: u64 = 512;
@@ -400,7 +406,12 @@ impl VirtioDevice for Blk<'_> {
         mem: &dyn GuestMemory,
         log: &mut dyn Logger,
     ) -> Result<(), QueueError> {
+        // The bytes the round's chains describe, whatever the requests moved of them.
+        let mut round_bytes: u64 = 0;
         while let Some(chain) = queue.pop(mem)? {
+            round_bytes = round_bytes
+                .saturating_add(chain.reader().remaining())
+                .saturating_add(chain.writer().remaining());
             let (used, error) = self.serve(&chain, mem);
             if let Some(error) = error {
                 log.log(Event::Request {
@@ -410,6 +421,9 @@ impl VirtioDevice for Blk<'_> {
                 });
             }
             queue.add_used(mem, &chain, used)?;
+            if round_bytes >= ROUND_BYTES {
+                queue.end_round();
+            }
         }
         Ok(())
     }

@@ -467,6 +467,13 @@ impl Queue {
         self.stopped_early = false;
     }
 
+    /// Ends the current round: the next [`pop`](Self::pop) returns `None`, and the round counts
+    /// as stopped early if the driver has chains waiting. For a device whose requests differ in
+    /// size, so that one round moves a bounded number of bytes.
+    pub fn end_round(&mut self) {
+        self.budget = 0;
+    }
+
     /// Returns whether the last round stopped with chains still available.
     pub fn stopped_early(&self) -> bool {
         self.stopped_early

@@ -467,3 +467,39 @@ fn a_failing_disk_completes_with_ioerr() {
     }
     assert_eq!(d.t.device().stats().errors, 3);
 }
+
+/// One round serves at most about `ROUND_BYTES` of requests (at least one request), then says
+/// there is more: a driver offering a ring of large requests gets them served over several
+/// rounds, between which a backend serves everyone else.
+#[test]
+fn a_round_stops_after_round_bytes_and_the_rest_follows() {
+    let (mut disk, mut ram) = (vec![0u8; DISK], vec![0u8; RAM_SIZE]);
+    let mut d = new_driver(&mut disk, &mut ram);
+    let data = (blk::ROUND_BYTES / 2) as u32;
+    assert!(u64::from(data) + 0x1000 <= (RAM_SIZE as u64) - (BUF - RAM_BASE));
+    // Four writes of half a round each, sharing one data buffer; status bytes apart.
+    d.put_bytes(BUF, &blk_header(blk::T_OUT, 0));
+    for i in 0..4u16 {
+        let base = 3 * i;
+        d.put_desc(base, BUF, 16, F_NEXT, base + 1);
+        d.put_desc(base + 1, BUF + 0x1000, data, F_NEXT, base + 2);
+        d.put_desc(base + 2, BUF + 0x100 + u64::from(i), 1, F_WRITE, 0);
+    }
+    for i in 0..4u16 {
+        d.offer(3 * i);
+    }
+    let p = d.t.process_queue(0, &d.mem, &mut d.irq, &mut d.log);
+    assert_eq!(
+        (p.used, p.more),
+        (2, true),
+        "two half-round requests, then yield"
+    );
+    let p = d.t.process_queue(0, &d.mem, &mut d.irq, &mut d.log);
+    assert_eq!(
+        (p.used, p.more),
+        (2, false),
+        "the other two in the next round"
+    );
+    assert_eq!(d.used_idx(), 4);
+    assert_eq!(d.t.device().stats().writes, 4);
+}
