@@ -37,6 +37,9 @@ use crate::window::Window;
 /// How long the loop sleeps at most before looking at every slot again anyway (a lost SPI
 /// costs at most this much) and printing the statistics of devices that changed.
 const IDLE_MS: u64 = 1000;
+/// "driver ready" and "reset:" lines one device prints at most (each a few dozen vpl011 or
+/// console writes): a driver resetting its device in a loop cannot flood the console.
+const STATUS_LINES: u32 = 32;
 /// Incidents of one device (or frontend) printed before they are only counted.
 const EVENTS_SHOWN: u32 = 16;
 
@@ -113,6 +116,9 @@ struct Served {
     counters: Counters,
     /// `counters` when they were last printed.
     printed: Counters,
+    /// "driver ready" and "reset:" lines printed: a driver resetting its device in a loop
+    /// chooses how often they would come, so at most [`STATUS_LINES`] are.
+    status_lines: u32,
 }
 
 /// A frontend being served.
@@ -269,6 +275,7 @@ impl Server {
                 pending: [false; MAX_QUEUES],
                 counters: Counters::default(),
                 printed: Counters::default(),
+                status_lines: 0,
             });
         }
         if let Some(f) = fast {
@@ -489,17 +496,27 @@ impl Server {
             notified = Some(q);
         }
         let after = transport.status();
-        if !before.driver_ok() && after.driver_ok() {
+        let ready = !before.driver_ok() && after.driver_ok();
+        let reset = before != DeviceStatus(0)
+            && after == DeviceStatus(0)
+            && dev.counters.notifies + dev.counters.posted > 0;
+        if ready || reset {
+            dev.status_lines = dev.status_lines.saturating_add(1);
+            if dev.status_lines == STATUS_LINES + 1 {
+                println!(
+                    "backend: dev{}: no more driver ready/reset lines (a driver resetting in a loop)",
+                    dev.config.index
+                );
+            }
+        }
+        if dev.status_lines <= STATUS_LINES && ready {
             println!(
                 "backend: dev{} {}: driver ready, features {:#x}",
                 dev.config.index,
                 transport.device().kind(),
                 transport.negotiated_features()
             );
-        } else if before != DeviceStatus(0)
-            && after == DeviceStatus(0)
-            && dev.counters.notifies + dev.counters.posted > 0
-        {
+        } else if dev.status_lines <= STATUS_LINES && reset {
             println!("backend: reset: {}", Stats(dev));
             dev.printed = dev.counters;
         }
