@@ -112,6 +112,22 @@ impl World {
         }
     }
 
+    /// What the daemon maps of this world: frontend 0's ioreq page and RAM bank, and the
+    /// version-2 pages when the test uses the fast transport.
+    fn mapping(&self, fast: Option<FastPages>) -> Mapped {
+        Mapped {
+            ioreq: vec![(0, self.ioreq)],
+            banks: vec![(
+                0,
+                Bank {
+                    gpa: RAM_GPA,
+                    region: self.ram,
+                },
+            )],
+            fast,
+        }
+    }
+
     fn disk_args(&self) -> Vec<DiskArg> {
         self.disks
             .iter()
@@ -239,17 +255,7 @@ fn a_classic_disk_is_served_by_round_trips_into_its_file() {
     let mut console = Vec::new();
     {
         let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
-        let mapped = Mapped {
-            ioreq: vec![(0, ioreq)],
-            banks: vec![(
-                0,
-                Bank {
-                    gpa: RAM_GPA,
-                    region: ram,
-                },
-            )],
-            fast: None,
-        };
+        let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         assert!(!s.fast());
         assert_eq!(
@@ -307,26 +313,16 @@ fn data_of(n: u32) -> Vec<u8> {
 #[test]
 fn a_fast_device_publishes_its_record_and_is_served_from_the_notify_count() {
     let w = World::new();
-    let (ioreq, ram, transport, notify) = (w.ioreq, w.ram, w.transport, w.notify);
+    let (ram, transport, notify) = (w.ram, w.transport, w.notify);
     // A count left by an earlier daemon: not a notify for this one.
     notify.write_u32(0x40, 5);
     let db = doorbell();
     let mut console = Vec::new();
     let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
-    let mapped = Mapped {
-        ioreq: vec![(0, ioreq)],
-        banks: vec![(
-            0,
-            Bank {
-                gpa: RAM_GPA,
-                region: ram,
-            },
-        )],
-        fast: Some(FastPages {
-            transport: TransportPage(transport),
-            notify: NotifyPage(notify),
-        }),
-    };
+    let mapped = w.mapping(Some(FastPages {
+        transport: TransportPage(transport),
+        notify: NotifyPage(notify),
+    }));
     let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
     assert!(s.fast());
     // Header version 2; records of devices 1 and 3 published, not of the classic 0 and 2.
@@ -373,17 +369,7 @@ fn a_read_only_disk_fails_writes_and_its_file_is_never_written() {
     let mut console = Vec::new();
     {
         let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
-        let mapped = Mapped {
-            ioreq: vec![(0, ioreq)],
-            banks: vec![(
-                0,
-                Bank {
-                    gpa: RAM_GPA,
-                    region: ram,
-                },
-            )],
-            fast: None,
-        };
+        let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         // VIRTIO_BLK_F_RO (bit 5) offered.
         access(&mut s, ioreq, &db, 0, 0x200_0414, 4, Some(0));
@@ -422,17 +408,7 @@ fn bad_requests_are_answered_without_writing_outside_their_buffers() {
     let mut console = Vec::new();
     {
         let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
-        let mapped = Mapped {
-            ioreq: vec![(0, ioreq)],
-            banks: vec![(
-                0,
-                Bank {
-                    gpa: RAM_GPA,
-                    region: ram,
-                },
-            )],
-            fast: None,
-        };
+        let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         bring_up(&mut s, &w, &db, 0x200_0000, VERSION_1);
         // A read into a buffer that runs past the frontend's RAM: IOERR, nothing written past.
@@ -540,17 +516,7 @@ fn a_driver_resetting_in_a_loop_cannot_flood_the_console() {
     let mut console = Vec::new();
     {
         let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
-        let mapped = Mapped {
-            ioreq: vec![(0, ioreq)],
-            banks: vec![(
-                0,
-                Bank {
-                    gpa: RAM_GPA,
-                    region: ram,
-                },
-            )],
-            fast: None,
-        };
+        let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         bring_up(&mut s, &w, &db, 0x200_0000, VERSION_1);
         // One request, so that a reset has counters to print.
