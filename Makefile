@@ -50,7 +50,7 @@ HARNESS_OUT  := --images $(IMAGES) --out $(BUILD)/scenarios/$(XEN_VERSION) --log
 HARNESS_ARGS := --xen $(XEN_DEBUG) $(HARNESS_OUT)
 HARNESS_RELEASE_ARGS := --xen $(XEN_RELEASE) $(HARNESS_OUT)
 
-.PHONY: help setup xen-source xen-tree xen-export xen-lib xen xen-all guests linux linux-module linux-daemon host-tools \
+.PHONY: help setup xen-source xen-tree xen-export xen-lib xen xen-all guests linux linux-module linux-daemon linux-vhost-user host-tools \
         fmt-check clippy host-test bad-configs check-config check scenarios test run bench soak \
         fuzz fuzz-corpus board-dtbs board boards board-qemu clean distclean
 
@@ -107,8 +107,12 @@ guests: setup
 # linked into $(IMAGES) as linux.img and linux-*initramfs.cpio.gz. The backend's initramfs holds
 # the daemon rust-ioreq-backend (static aarch64) and
 # the out-of-tree module rust-ioreq-be.ko, built first against the pinned kernel's headers.
-linux: linux-module linux-daemon
+linux: linux-module linux-daemon linux-vhost-user
 	@tools/linux-image.sh $(BUILD)
+
+# Unmodified vhost-user daemons (rust-vmm's vhost-device-*, crates.io) for the backend initramfs.
+linux-vhost-user: setup
+	@tools/vhost-user-daemons.sh $(BUILD)
 
 # The userspace backend daemon (rust-ioreq-backend/), static aarch64, for the backend initramfs.
 linux-daemon: setup
@@ -134,8 +138,10 @@ clippy:
 # The workspace tests include the bad-configuration corpus (tests/bad-configs/, needs dtc from
 # `make setup`); `make bad-configs` runs it alone. tests/loom.rs model-checks the engine's
 # atomics: a build of its own (`--cfg loom`).
+# The vhost-user bridge's host tests talk to a host build of the unmodified vhost-device-rng.
 host-test:
-	cargo test -q --workspace
+	@tools/vhost-user-daemons.sh --host $(BUILD)
+	VHOST_DEVICE_RNG=$(BUILD)/vhost-user-host/bin/vhost-device-rng cargo test -q --workspace
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -q -p rust-ioreq --test loom --release
 	python3 tools/check-fpsimd.py --self-test
 

@@ -81,6 +81,7 @@ backend_init_src=$top/tests/linux/backend-init
 backend_test_src=$top/tests/linux/rust-ioreq-be-test.c
 backend_ko=$out/module/rust-ioreq-be.ko
 backend_daemon=$out/rust-ioreq-backend
+vhost_user_daemons=("$out/vhost-device-rng")
 domctl_src=$top/tests/linux/xen-domctl.c
 blkbench_src=$top/tests/linux/blkbench.c
 kver=$KERNEL_ABI-arm64
@@ -331,6 +332,7 @@ link_images() {
     ln -sfn ../linux/initramfs.cpio.gz "$build/guests/linux-initramfs.cpio.gz"
     ln -sfn ../linux/dom0-initramfs.cpio.gz "$build/guests/linux-dom0-initramfs.cpio.gz"
     ln -sfn ../linux/backend-initramfs.cpio.gz "$build/guests/linux-backend-initramfs.cpio.gz"
+    ln -sfn ../linux/vhost-user-initramfs.cpio.gz "$build/guests/linux-vhost-user-initramfs.cpio.gz"
 }
 
 mkdir -p "$debs"
@@ -345,5 +347,9 @@ ON_DEMAND=()
 build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "" "${DOM0_MODULES[@]}"
 EXTRA_BINS=("$backend_daemon")
 build_initramfs "$out/backend-initramfs.cpio.gz" "$backend_init_src" "$backend_test_src" "$backend_ko"
+# The same plus the unmodified vhost-user daemons, in an initramfs of its own: they add a few
+# MiB to the backend's RAM-backed root, which the other scenarios' disk images need.
+EXTRA_BINS=("$backend_daemon" "${vhost_user_daemons[@]}")
+build_initramfs "$out/vhost-user-initramfs.cpio.gz" "$backend_init_src" "$backend_test_src" "$backend_ko"
 EXTRA_BINS=()
 link_images

@@ -1,12 +1,14 @@
 //! The daemon's command line:
 //!
 //! ```text
-//! rust-ioreq-backend [--disk <index>=<path>[:ro]]... [--stats-ms <n>] [--no-fast]
-//!                    [--dev <path>] [--layout <path>]
+//! rust-ioreq-backend [--disk <index>=<path>[:ro]]... [--vhost-user <index>=<socket>]...
+//!                    [--stats-ms <n>] [--no-fast] [--dev <path>] [--layout <path>]
 //! ```
 //!
 //! `--disk` backs virtio-blk device `<index>` (the layout's `device <index>`) with a file or
-//! block device, read-only with `:ro`; `--stats-ms` prints a device's counters at most every
+//! block device, read-only with `:ro`; `--vhost-user` hands device `<index>` to the vhost-user
+//! backend daemon listening on the Unix socket `<socket>` (the vhost-user bridge, `vhost.rs`);
+//! `--stats-ms` prints a device's counters at most every
 //! `<n>` ms when they changed (default 60000, 0: never); `--no-fast` serves every device by
 //! round trips even when Xen offers the fast transport; `--dev` and `--layout` name the
 //! module's device node and layout file (defaults: /dev/rust-ioreq-be and
@@ -18,6 +20,7 @@ use crate::sys::{DEV_PATH, LAYOUT_PATH};
 
 /// The usage line printed with a command-line error.
 pub const USAGE: &str = "usage: rust-ioreq-backend [--disk <index>=<path>[:ro]]... \
+                         [--vhost-user <index>=<socket>]... \
                          [--stats-ms <n>] [--no-fast] [--dev <path>] [--layout <path>]";
 
 /// The parsed command line.
@@ -29,6 +32,8 @@ pub struct Options {
     pub layout: String,
     /// The disks.
     pub disks: Vec<DiskArg>,
+    /// The devices handed to vhost-user backend daemons: (index, socket path).
+    pub vhost_users: Vec<(u32, String)>,
     /// Least time between two statistics prints, in ms (0: none).
     pub stats_ms: u64,
     /// Use the fast transport when Xen offers it.
@@ -64,6 +69,7 @@ impl Options {
             dev: DEV_PATH.into(),
             layout: LAYOUT_PATH.into(),
             disks: Vec::new(),
+            vhost_users: Vec::new(),
             stats_ms: 60_000,
             fast: true,
         };
@@ -86,7 +92,31 @@ impl Options {
                     if o.disks.iter().any(|e| e.index == d.index) {
                         return Err(format!("--disk {}=...: given twice", d.index));
                     }
+                    if o.vhost_users.iter().any(|(i, _)| *i == d.index) {
+                        return Err(format!(
+                            "--disk {}=...: device {} is already given to --vhost-user",
+                            d.index, d.index
+                        ));
+                    }
                     o.disks.push(d);
+                }
+                "--vhost-user" => {
+                    let v = value()?;
+                    let (index, path) = v
+                        .split_once('=')
+                        .filter(|(_, p)| !p.is_empty())
+                        .ok_or_else(|| format!("--vhost-user {v}: want <index>=<socket>"))?;
+                    let index = number(index)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| {
+                            format!("--vhost-user {v}: {index:?} is not a device index")
+                        })?;
+                    if o.vhost_users.iter().any(|(i, _)| *i == index)
+                        || o.disks.iter().any(|d| d.index == index)
+                    {
+                        return Err(format!("--vhost-user {v}: device {index} is already given"));
+                    }
+                    o.vhost_users.push((index, path.to_string()));
                 }
                 "--stats-ms" => {
                     let v = value()?;
@@ -115,7 +145,11 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let o = parse("--disk 0=/disk.img --disk=1=/dev/vdb:ro --stats-ms 1000 --no-fast").unwrap();
+        let o = parse(
+            "--disk 0=/disk.img --disk=1=/dev/vdb:ro --stats-ms 1000 --no-fast --vhost-user 2=/run/rng.sock0",
+        )
+        .unwrap();
+        assert_eq!(o.vhost_users, [(2, "/run/rng.sock0".to_string())]);
         assert_eq!(
             o.disks,
             [
@@ -149,5 +183,23 @@ mod tests {
             .unwrap_err()
             .contains("twice"));
         assert_eq!(parse("--fast").unwrap_err(), "unknown argument \"--fast\"");
+        assert!(parse("--vhost-user 1")
+            .unwrap_err()
+            .contains("<index>=<socket>"));
+        assert!(parse("--vhost-user 1=")
+            .unwrap_err()
+            .contains("<index>=<socket>"));
+        assert!(parse("--vhost-user x=/s")
+            .unwrap_err()
+            .contains("not a device index"));
+        assert!(parse("--vhost-user 1=/a --vhost-user 1=/b")
+            .unwrap_err()
+            .contains("already given"));
+        assert!(parse("--vhost-user 1=/a --disk 1=/d")
+            .unwrap_err()
+            .contains("already given to --vhost-user"));
+        assert!(parse("--disk 1=/d --vhost-user 1=/a")
+            .unwrap_err()
+            .contains("already given"));
     }
 }

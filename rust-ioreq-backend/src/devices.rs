@@ -2,13 +2,16 @@
 //! `args=`) and the command line's `--disk` select them: `virtio-blk [size=<n>[K|M|G]]
 //! [id=<text>]` over the file or block device `--disk <index>=<path>[:ro]` names (`size=`, when
 //! given, must be the disk's size), and `virtio-rng [seed=<n>]` fed by `getrandom()` (a seed is
-//! accepted for compatibility with the reference backend's args, and unused).
+//! accepted for compatibility with the reference backend's args, and unused). A device that
+//! `--vhost-user <index>=<socket>` names is served by that vhost-user backend daemon instead
+//! (`vhost.rs`): `virtio-rng`, or `virtio-vsock`, which only a vhost-user daemon serves.
 
 use virtio_device::queue::Queue;
 use virtio_device::{Blk, Entropy, GuestMemory, Logger, QueueError, Rng, VirtioDevice};
 
 use crate::disk::FileDisk;
 use crate::layout::{self, number};
+use crate::vhost::{self, VhostUser};
 
 /// Longest GET_ID string.
 const ID_LEN: usize = 20;
@@ -36,6 +39,8 @@ pub enum Spec {
     },
     /// An entropy device.
     Rng,
+    /// A socket device (only through a vhost-user backend daemon).
+    Vsock,
 }
 
 /// Parses `<n>[K|M|G]` (binary units) into bytes.
@@ -78,8 +83,12 @@ pub fn parse(args: &str) -> Result<Spec, String> {
             }
             Ok(Spec::Rng)
         }
+        Some("virtio-vsock") => match words.next() {
+            None => Ok(Spec::Vsock),
+            Some(w) => Err(format!("unknown virtio-vsock option {w:?} (none)")),
+        },
         Some(kind) => Err(format!(
-            "unknown device kind {kind:?} (this daemon serves virtio-blk and virtio-rng)"
+            "unknown device kind {kind:?} (this daemon serves virtio-blk, virtio-rng and, through vhost-user, virtio-vsock)"
         )),
         None => Err("empty args".into()),
     }
@@ -97,6 +106,8 @@ pub enum Model {
     },
     /// virtio-rng.
     Rng(Rng<Box<dyn EntropyDebug>>),
+    /// A device served by a vhost-user backend daemon.
+    VhostUser(VhostUser),
 }
 
 /// An [`Entropy`] source that can be printed (so that [`Model`] can derive `Debug`).
@@ -115,6 +126,7 @@ impl Model {
         match self {
             Model::Blk { .. } => "virtio-blk",
             Model::Rng(_) => "virtio-rng",
+            Model::VhostUser(v) => v.kind().name(),
         }
     }
 
@@ -123,17 +135,31 @@ impl Model {
         match self {
             Model::Blk { what, .. } => format!("virtio-blk, disk {what}"),
             Model::Rng(_) => "virtio-rng, getrandom()".into(),
+            Model::VhostUser(v) => v.describe(),
         }
     }
 }
 
-/// Builds the model of every device of the layout, in layout order, opening the disks the
-/// command line names; the first problem is the error (naming the device).
+/// Connects device `.0` (of this type) to the vhost-user backend daemon at socket `.2`.
+pub type Connect<'c> = dyn Fn(&layout::Device, vhost::Kind, &str) -> Result<VhostUser, String> + 'c;
+
+/// Builds the model of every device of the layout, in layout order, opening the disks and
+/// connecting to the vhost-user sockets the command line names; the first problem is the
+/// error (naming the device).
 pub fn build(
     devices: &[layout::Device],
     disks: &[DiskArg],
+    vhost_users: &[(u32, String)],
     entropy: &dyn Fn() -> Box<dyn EntropyDebug>,
+    connect: &Connect<'_>,
 ) -> Result<Vec<Model>, String> {
+    for (index, _) in vhost_users {
+        if !devices.iter().any(|dev| dev.index == *index) {
+            return Err(format!(
+                "--vhost-user {index}=...: no device {index} in the layout"
+            ));
+        }
+    }
     for d in disks {
         match devices.iter().find(|dev| dev.index == d.index) {
             None => {
@@ -156,9 +182,24 @@ pub fn build(
         .map(|dev| {
             let spec = parse(&dev.args)
                 .map_err(|e| format!("device {}: args {:?}: {e}", dev.index, dev.args))?;
-            match spec {
-                Spec::Blk { size, id } => blk(dev.index, size, id, disks),
-                Spec::Rng => Ok(Model::Rng(Rng::with_source(entropy()))),
+            let socket = vhost_users.iter().find(|(i, _)| *i == dev.index);
+            match (spec, socket) {
+                (Spec::Blk { .. }, Some(_)) => Err(format!(
+                    "device {}: --vhost-user bridges virtio-rng and virtio-vsock, not virtio-blk",
+                    dev.index
+                )),
+                (Spec::Rng, Some((_, path))) => connect(dev, vhost::Kind::Rng, path)
+                    .map(Model::VhostUser)
+                    .map_err(|e| format!("device {}: {e}", dev.index)),
+                (Spec::Vsock, Some((_, path))) => connect(dev, vhost::Kind::Vsock, path)
+                    .map(Model::VhostUser)
+                    .map_err(|e| format!("device {}: {e}", dev.index)),
+                (Spec::Vsock, None) => Err(format!(
+                    "device {} is a virtio-vsock: this daemon serves it only through a vhost-user backend daemon (--vhost-user {}=<socket>)",
+                    dev.index, dev.index
+                )),
+                (Spec::Blk { size, id }, None) => blk(dev.index, size, id, disks),
+                (Spec::Rng, None) => Ok(Model::Rng(Rng::with_source(entropy()))),
             }
         })
         .collect()
@@ -206,6 +247,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.device_id(),
             Model::Rng(d) => d.device_id(),
+            Model::VhostUser(v) => v.device_id(),
         }
     }
 
@@ -213,6 +255,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.features(),
             Model::Rng(d) => d.features(),
+            Model::VhostUser(v) => v.features(),
         }
     }
 
@@ -220,6 +263,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.num_queues(),
             Model::Rng(d) => d.num_queues(),
+            Model::VhostUser(v) => v.num_queues(),
         }
     }
 
@@ -227,6 +271,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.queue_max_size(index),
             Model::Rng(d) => d.queue_max_size(index),
+            Model::VhostUser(v) => v.queue_max_size(index),
         }
     }
 
@@ -234,6 +279,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.config_len(),
             Model::Rng(d) => d.config_len(),
+            Model::VhostUser(v) => v.config_len(),
         }
     }
 
@@ -241,6 +287,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.read_config(offset, data),
             Model::Rng(d) => d.read_config(offset, data),
+            Model::VhostUser(v) => v.read_config(offset, data),
         }
     }
 
@@ -248,6 +295,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.write_config(offset, data),
             Model::Rng(d) => d.write_config(offset, data),
+            Model::VhostUser(v) => v.write_config(offset, data),
         }
     }
 
@@ -255,6 +303,13 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.activate(features),
             Model::Rng(d) => d.activate(features),
+            Model::VhostUser(v) => v.activate(features),
+        }
+    }
+
+    fn driver_ok(&mut self, queues: &[Queue]) {
+        if let Model::VhostUser(v) = self {
+            v.driver_ok(queues);
         }
     }
 
@@ -262,6 +317,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.reset(),
             Model::Rng(d) => d.reset(),
+            Model::VhostUser(v) => v.reset(),
         }
     }
 
@@ -275,6 +331,7 @@ impl VirtioDevice for Model {
         match self {
             Model::Blk { blk, .. } => blk.process_queue(index, queue, mem, log),
             Model::Rng(d) => d.process_queue(index, queue, mem, log),
+            Model::VhostUser(v) => v.process_queue(index, queue, mem, log),
         }
     }
 }
@@ -297,7 +354,7 @@ mod tests {
         assert_eq!(parse("virtio-rng seed=0x12").unwrap(), Spec::Rng);
         assert_eq!(
             parse("virtio-net").unwrap_err(),
-            "unknown device kind \"virtio-net\" (this daemon serves virtio-blk and virtio-rng)"
+            "unknown device kind \"virtio-net\" (this daemon serves virtio-blk, virtio-rng and, through vhost-user, virtio-vsock)"
         );
         assert!(parse("virtio-blk size=8Q").unwrap_err().contains("size=8Q"));
         assert!(parse("virtio-blk cache=none")

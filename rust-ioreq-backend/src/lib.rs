@@ -17,4 +17,5 @@ pub mod layout;
 pub mod server;
 pub mod shared;
 pub mod sys;
+pub mod vhost;
 pub mod window;

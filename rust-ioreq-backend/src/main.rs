@@ -9,9 +9,10 @@ use rust_ioreq_backend::args::{Options, USAGE};
 use rust_ioreq_backend::devices::{self, EntropyDebug};
 use rust_ioreq_backend::fast::{NotifyPage, TransportPage};
 use rust_ioreq_backend::ioreq::{reg, Doorbell, DOORBELL_MAGIC};
-use rust_ioreq_backend::layout::{Layout, RegionKind};
+use rust_ioreq_backend::layout::{self, Layout, RegionKind};
 use rust_ioreq_backend::server::{FastPages, Mapped, Server, Stdout, PREFIX};
 use rust_ioreq_backend::sys::{BackendDevice, GetRandom, MmioDoorbell};
+use rust_ioreq_backend::vhost::{self, VhostUser};
 use rust_ioreq_backend::window::Bank;
 
 /// How long the loop waits for the notify interrupt before looking at every slot anyway (a
@@ -41,7 +42,27 @@ fn run() -> Result<(), String> {
         ));
     }
     let entropy = || -> Box<dyn EntropyDebug> { Box::new(GetRandom) };
-    let models = devices::build(&layout.devices, &opts.disks, &entropy)?;
+    let connect = |d: &layout::Device, kind: vhost::Kind, socket: &str| {
+        let regions = layout
+            .ram(d.frontend)
+            .map(|bank| vhost::MemoryRegion {
+                gpa: bank.gpa,
+                size: bank.size,
+                offset: bank.phys,
+            })
+            .collect();
+        let fd = dev
+            .duplicate()
+            .map_err(|e| format!("cannot duplicate {}: {e}", opts.dev))?;
+        VhostUser::connect(kind, socket, fd, regions)
+    };
+    let models = devices::build(
+        &layout.devices,
+        &opts.disks,
+        &opts.vhost_users,
+        &entropy,
+        &connect,
+    )?;
 
     let map = |kind: RegionKind, frontend: Option<u32>| {
         let r = layout
@@ -136,11 +157,13 @@ fn run() -> Result<(), String> {
         server.devices.len(),
         layout.frontends.len()
     );
+    let vhost_user_fds = server.vhost_user_fds();
     loop {
         // The first wait returns at once: the scan at start the ABI asks for.
-        dev.wait(IDLE_MS)
+        dev.wait(IDLE_MS, &vhost_user_fds)
             .map_err(|e| format!("waiting for the notify interrupt: {e}"))?;
         server.serve_until_idle();
+        server.signal_vhost_user_completions();
         if let Some(every) = stats_every {
             server.print_stats_when_due(every);
         }

@@ -304,6 +304,10 @@ impl fmt::Display for Stats<'_> {
                     r.requests, r.bytes, r.errors
                 )
             }
+            Model::VhostUser(v) => match v.broken() {
+                Some(_) => write!(f, "; vhost-user: broken"),
+                None => write!(f, "; vhost-user"),
+            },
         }
     }
 }
@@ -352,7 +356,12 @@ impl<'a> Server<'a> {
             .iter()
             .zip(models)
             .map(|(desc, model)| {
-                let transport = MmioTransport::new(model);
+                // A vhost-user daemon reads the rings itself: offer what it takes.
+                let indirect = match &model {
+                    Model::VhostUser(v) => v.offers_indirect(),
+                    _ => true,
+                };
+                let transport = MmioTransport::new(model).with_indirect(indirect);
                 let path = match fast {
                     None => Path::RoundTrips,
                     Some(_) if desc.classic => Path::Classic,
@@ -408,6 +417,39 @@ impl<'a> Server<'a> {
                 }
             }
             return;
+        }
+    }
+
+    /// Returns the call eventfds of the devices served by vhost-user daemons (the caller waits
+    /// for them with the notify interrupt).
+    pub fn vhost_user_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.devices
+            .iter()
+            .filter_map(|d| match d.transport.device() {
+                Model::VhostUser(v) => Some(v.call_fds()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Interrupts the drivers of the devices whose vhost-user daemon used buffers since the
+    /// last look (its call eventfd was signalled).
+    pub fn signal_vhost_user_completions(&mut self) {
+        for dev in &mut self.devices {
+            let used = match dev.transport.device_mut() {
+                Model::VhostUser(v) => v.take_used(),
+                _ => false,
+            };
+            if used {
+                let mut irq = DoorbellIrq {
+                    doorbell: self.doorbell,
+                    device: dev.desc.index,
+                    fast: matches!(dev.path, Path::Fast { .. }),
+                    count: &mut dev.counters.irqs,
+                };
+                dev.transport.signal_used_buffer(&mut irq);
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use virtio_device::Entropy;
 
@@ -63,16 +63,27 @@ impl BackendDevice {
         Ok(unsafe { SharedRegion::from_raw(p.cast(), len) })
     }
 
+    /// Returns a second descriptor of the device node (the vhost-user bridge sends it to a
+    /// backend daemon, which maps the frontends' RAM through it).
+    pub fn duplicate(&self) -> io::Result<OwnedFd> {
+        Ok(self.file.try_clone()?.into())
+    }
+
     /// Waits up to `timeout_ms` for the notify interrupt count to move (returns at once the
-    /// first time); returns whether it moved.
-    pub fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: `pfd` is one valid pollfd that outlives the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    /// first time) or for one of `also` to become readable (the vhost-user call eventfds);
+    /// returns whether the count moved.
+    pub fn wait(&self, timeout_ms: i32, also: &[RawFd]) -> io::Result<bool> {
+        let mut pfds: Vec<libc::pollfd> = std::iter::once(self.file.as_raw_fd())
+            .chain(also.iter().copied())
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let nfds = libc::nfds_t::try_from(pfds.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: `pfds` holds `nfds` valid pollfds and outlives the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), nfds, timeout_ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
@@ -81,7 +92,7 @@ impl BackendDevice {
                 Err(e)
             };
         }
-        if n == 0 {
+        if n == 0 || pfds[0].revents == 0 {
             return Ok(false);
         }
         let mut count = [0u8; 8];
@@ -190,4 +201,85 @@ impl Entropy for GetRandom {
         }
         Ok(())
     }
+}
+
+/// A new non-blocking eventfd (the vhost-user kick and call notifications).
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain arguments; the result is a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to eventfd `fd`'s count (a kick).
+pub fn eventfd_signal(fd: RawFd) -> io::Result<()> {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: `one` is 8 readable bytes that outlive the call.
+    let n = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+    if n == 8 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    // A count at its maximum already wakes the reader.
+    if e.kind() == io::ErrorKind::WouldBlock {
+        return Ok(());
+    }
+    Err(e)
+}
+
+/// Reads and clears non-blocking eventfd `fd`'s count (0 if nothing was signalled).
+pub fn eventfd_take(fd: RawFd) -> u64 {
+    let mut count = [0u8; 8];
+    // SAFETY: `count` is 8 writable bytes that outlive the call.
+    let n = unsafe { libc::read(fd, count.as_mut_ptr().cast(), count.len()) };
+    if n == 8 {
+        u64::from_ne_bytes(count)
+    } else {
+        0
+    }
+}
+
+/// Sends `bytes` on the Unix socket `socket` with `fds` as SCM_RIGHTS (a vhost-user message that
+/// carries descriptors: the memory table, kick and call eventfds).
+pub fn send_with_fds(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let fds_len = std::mem::size_of_val(fds);
+    let fds_len32 = u32::try_from(fds_len).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fds_len32) } as usize;
+    // u64 words: the control buffer must be aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` has a control buffer of CMSG_SPACE(fds_len) bytes, so CMSG_FIRSTHDR is a
+    // valid header inside it and CMSG_DATA has room for `fds_len` bytes.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(fds_len32) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), fds_len);
+    }
+    // SAFETY: `msg` points at `iov` (the caller's bytes, only read) and `control`, both alive.
+    let n = unsafe { libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != bytes.len() {
+        return Err(io::Error::other(format!(
+            "sendmsg sent {n} of {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(())
 }

@@ -64,6 +64,15 @@ fn image(name: &str, len: usize) -> (String, Vec<u8>) {
 }
 
 /// Deterministic entropy, so that tests can check the bytes.
+/// The vhost-user connector of worlds with no --vhost-user device: never called.
+fn no_vhost(
+    d: &rust_ioreq_backend::layout::Device,
+    _: rust_ioreq_backend::vhost::Kind,
+    _: &str,
+) -> Result<rust_ioreq_backend::vhost::VhostUser, String> {
+    Err(format!("device {}: no vhost-user here", d.index))
+}
+
 fn entropy() -> Box<dyn EntropyDebug> {
     Box::new(SplitMix64::new(7))
 }
@@ -254,7 +263,8 @@ fn a_classic_disk_is_served_by_round_trips_into_its_file() {
     let db = doorbell();
     let mut console = Vec::new();
     {
-        let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
+        let models =
+            devices::build(&w.layout.devices, &w.disk_args(), &[], &entropy, &no_vhost).unwrap();
         let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         assert!(!s.fast());
@@ -318,7 +328,8 @@ fn a_fast_device_publishes_its_record_and_is_served_from_the_notify_count() {
     notify.write_u32(0x40, 5);
     let db = doorbell();
     let mut console = Vec::new();
-    let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
+    let models =
+        devices::build(&w.layout.devices, &w.disk_args(), &[], &entropy, &no_vhost).unwrap();
     let mapped = w.mapping(Some(FastPages {
         transport: TransportPage(transport),
         notify: NotifyPage(notify),
@@ -368,7 +379,8 @@ fn a_read_only_disk_fails_writes_and_its_file_is_never_written() {
     let db = doorbell();
     let mut console = Vec::new();
     {
-        let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
+        let models =
+            devices::build(&w.layout.devices, &w.disk_args(), &[], &entropy, &no_vhost).unwrap();
         let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         // VIRTIO_BLK_F_RO (bit 5) offered.
@@ -407,7 +419,8 @@ fn bad_requests_are_answered_without_writing_outside_their_buffers() {
     let db = doorbell();
     let mut console = Vec::new();
     {
-        let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
+        let models =
+            devices::build(&w.layout.devices, &w.disk_args(), &[], &entropy, &no_vhost).unwrap();
         let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         bring_up(&mut s, &w, &db, 0x200_0000, VERSION_1);
@@ -470,14 +483,14 @@ fn set_up_errors_name_the_device() {
     let l = &w.layout.devices;
     let mut disks = w.disk_args();
     // A missing disk for a virtio-blk.
-    let e = devices::build(l, &disks[..2], &entropy).unwrap_err();
+    let e = devices::build(l, &disks[..2], &[], &entropy, &no_vhost).unwrap_err();
     assert_eq!(
         e,
         "device 2 is a virtio-blk: name its disk with --disk 2=<path>[:ro]"
     );
     // A disk that cannot be opened.
     disks[2].path = "/nonexistent/disk.img".into();
-    let e = devices::build(l, &disks, &entropy).unwrap_err();
+    let e = devices::build(l, &disks, &[], &entropy, &no_vhost).unwrap_err();
     assert!(
         e.starts_with("device 2: cannot use disk /nonexistent/disk.img: "),
         "{e}"
@@ -485,7 +498,7 @@ fn set_up_errors_name_the_device() {
     // size= that is not the file's.
     let mut disks = w.disk_args();
     disks[0].path = w.disks[1].0.clone();
-    let e = devices::build(l, &disks, &entropy).unwrap_err();
+    let e = devices::build(l, &disks, &[], &entropy, &no_vhost).unwrap_err();
     assert!(e.contains("args say size=65536 bytes but disk"), "{e}");
     // --disk for an rng, or for no device.
     let mut disks = w.disk_args();
@@ -494,16 +507,54 @@ fn set_up_errors_name_the_device() {
         path: "/x".into(),
         read_only: false,
     });
-    let e = devices::build(l, &disks, &entropy).unwrap_err();
+    let e = devices::build(l, &disks, &[], &entropy, &no_vhost).unwrap_err();
     assert!(e.contains("device 3 is not a virtio-blk"), "{e}");
     // Args this daemon does not know.
     let text = layout_text().replace("args=virtio-rng", "args=virtio-gpu");
     let l = Layout::parse(&text).unwrap();
-    let e = devices::build(&l.devices, &w.disk_args(), &entropy).unwrap_err();
+    let e = devices::build(&l.devices, &w.disk_args(), &[], &entropy, &no_vhost).unwrap_err();
     assert_eq!(
         e,
-        "device 3: args \"virtio-gpu\": unknown device kind \"virtio-gpu\" (this daemon serves virtio-blk and virtio-rng)"
+        "device 3: args \"virtio-gpu\": unknown device kind \"virtio-gpu\" (this daemon serves virtio-blk, virtio-rng and, through vhost-user, virtio-vsock)"
     );
+    // A virtio-vsock is served only through a vhost-user daemon.
+    let text = layout_text().replace("args=virtio-rng", "args=virtio-vsock");
+    let l = Layout::parse(&text).unwrap();
+    let e = devices::build(&l.devices, &w.disk_args(), &[], &entropy, &no_vhost).unwrap_err();
+    assert!(e.contains("device 3 is a virtio-vsock: this daemon serves it only through a vhost-user backend daemon (--vhost-user 3=<socket>)"), "{e}");
+    // The bridge takes rng and vsock, not a disk; an index must be in the layout; the connector
+    // (here refusing) is asked for the devices named, with their type.
+    let vu = |i: u32| vec![(i, "/run/vu.sock0".to_string())];
+    let e = devices::build(
+        &w.layout.devices,
+        &w.disk_args(),
+        &vu(1),
+        &entropy,
+        &no_vhost,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("device 1: --vhost-user bridges virtio-rng and virtio-vsock, not virtio-blk"),
+        "{e}"
+    );
+    let e = devices::build(
+        &w.layout.devices,
+        &w.disk_args(),
+        &vu(9),
+        &entropy,
+        &no_vhost,
+    )
+    .unwrap_err();
+    assert_eq!(e, "--vhost-user 9=...: no device 9 in the layout");
+    let e = devices::build(
+        &w.layout.devices,
+        &w.disk_args(),
+        &vu(3),
+        &entropy,
+        &no_vhost,
+    )
+    .unwrap_err();
+    assert_eq!(e, "device 3: device 3: no vhost-user here");
 }
 
 /// A driver resetting its device in a loop chooses how often the "driver ready" and "reset:"
@@ -515,7 +566,8 @@ fn a_driver_resetting_in_a_loop_cannot_flood_the_console() {
     let db = doorbell();
     let mut console = Vec::new();
     {
-        let models = devices::build(&w.layout.devices, &w.disk_args(), &entropy).unwrap();
+        let models =
+            devices::build(&w.layout.devices, &w.disk_args(), &[], &entropy, &no_vhost).unwrap();
         let mapped = w.mapping(None);
         let mut s = Server::new(&w.layout, mapped, models, &db, &mut console, None);
         bring_up(&mut s, &w, &db, 0x200_0000, VERSION_1);

@@ -211,6 +211,13 @@ pub trait VirtioDevice {
         let _ = features;
     }
 
+    /// Starts the device once the driver has set DRIVER_OK, with the queues as the driver set
+    /// them up. A device that processes its queues itself (a vhost-user backend) hands them
+    /// over here; one driven by [`process_queue`](Self::process_queue) has nothing to do.
+    fn driver_ok(&mut self, queues: &[Queue]) {
+        let _ = queues;
+    }
+
     /// Returns the device to its initial state (the driver wrote 0 to `Status`).
     fn reset(&mut self) {}
 
@@ -404,6 +411,16 @@ impl<D: VirtioDevice> MmioTransport<D> {
         if self.status.driver_ok() {
             self.interrupt_status |= INT_CONFIG_CHANGE;
             irq.raise_cause(InterruptCause::CONFIG_CHANGE);
+        }
+    }
+
+    /// Tells the driver that the device used buffers on its own, outside
+    /// [`process_queue`](Self::process_queue) (a vhost-user backend's call eventfd): sets the
+    /// used-buffer bit and interrupts, if the driver is ready for interrupts (DRIVER_OK).
+    pub fn signal_used_buffer(&mut self, irq: &mut dyn Interrupt) {
+        if self.status.driver_ok() {
+            self.interrupt_status |= INT_USED_BUFFER;
+            irq.raise_cause(InterruptCause::USED_BUFFER);
         }
     }
 
@@ -765,7 +782,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 }
             }
         }
+        let starting = new.driver_ok() && !old.driver_ok();
         self.status = new;
+        if starting {
+            self.device.driver_ok(&self.queues[..self.num_queues]);
+        }
     }
 
     /// Processes queue `index` after a notify: runs the device over at most one queue's worth

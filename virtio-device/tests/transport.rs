@@ -390,3 +390,84 @@ fn notify_rules_and_interrupt_ack() {
         }]
     );
 }
+
+/// A device that processes its queues elsewhere (as a vhost-user backend does): it records
+/// what `driver_ok` handed it.
+#[derive(Default)]
+struct Handed {
+    started: Vec<Vec<QueueAsHanded>>,
+}
+
+/// Size, ready, descriptor table, available ring, used ring.
+type QueueAsHanded = (u16, bool, u64, u64, u64);
+
+impl virtio_device::VirtioDevice for Handed {
+    fn device_id(&self) -> u32 {
+        4
+    }
+    fn features(&self) -> u64 {
+        0
+    }
+    fn num_queues(&self) -> usize {
+        2
+    }
+    fn queue_max_size(&self, _: usize) -> u16 {
+        64
+    }
+    fn config_len(&self) -> usize {
+        0
+    }
+    fn read_config(&self, _: usize, _: &mut [u8]) {}
+    fn driver_ok(&mut self, queues: &[virtio_device::queue::Queue]) {
+        use virtio_device::queue::QueuePart;
+        self.started.push(
+            queues
+                .iter()
+                .map(|q| {
+                    (
+                        q.size(),
+                        q.is_ready(),
+                        q.address(QueuePart::Descriptors).0,
+                        q.address(QueuePart::Driver).0,
+                        q.address(QueuePart::Device).0,
+                    )
+                })
+                .collect(),
+        );
+    }
+    fn process_queue(
+        &mut self,
+        _: u16,
+        _: &mut virtio_device::queue::Queue,
+        _: &dyn virtio_device::GuestMemory,
+        _: &mut dyn virtio_device::Logger,
+    ) -> Result<(), virtio_device::QueueError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn driver_ok_hands_the_queues_over_once_and_used_buffers_can_be_signalled_later() {
+    let mut ram = vec![0u8; RAM_SIZE];
+    let mut d = Driver::new(MmioTransport::new(Handed::default()), &mut ram);
+    // Before DRIVER_OK a device's own used-buffer signal is not delivered.
+    d.t.signal_used_buffer(&mut d.irq);
+    assert_eq!((d.irq.0, d.read(reg::INTERRUPT_STATUS)), (0, 0));
+    d.bring_up(VERSION_1, 16);
+    assert_eq!(
+        d.t.device().started,
+        vec![vec![(16, true, DESC, AVAIL, USED), (64, false, 0, 0, 0)]],
+        "queue 0 as set up, queue 1 untouched (not ready, size at its maximum)"
+    );
+    // Writing DRIVER_OK again is no new start.
+    let s = d.status();
+    d.write(reg::STATUS, s);
+    assert_eq!(d.t.device().started.len(), 1);
+    d.t.signal_used_buffer(&mut d.irq);
+    assert_eq!((d.irq.0, d.read(reg::INTERRUPT_STATUS)), (1, 1));
+    // After a reset, the next DRIVER_OK starts the device again.
+    d.write(reg::STATUS, 0);
+    d.bring_up(VERSION_1, 8);
+    assert_eq!(d.t.device().started.len(), 2);
+    assert_eq!(d.t.device().started[1][0].0, 8);
+}

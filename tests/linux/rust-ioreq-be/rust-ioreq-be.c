@@ -361,6 +361,26 @@ static int be_mmap(struct file *file, struct vm_area_struct *vma)
 	return remap_pfn_range(vma, vma->vm_start, start >> PAGE_SHIFT, len, vma->vm_page_prot);
 }
 
+/*
+ * The file's size is the end of the highest region, so that a vhost-user backend daemon given
+ * this fd (the daemon's vhost-user bridge sends it with the memory table) finds every bank's
+ * offset inside the file: rust-vmm's vm-memory checks `offset + size <= seek(SEEK_END)` before
+ * it maps. Reads ignore the position.
+ */
+static loff_t be_llseek(struct file *file, loff_t offset, int whence)
+{
+	struct be_file *bf = file->private_data;
+	u64 end = 0;
+	unsigned int i;
+
+	for (i = 0; i < bf->be->nr_regions; i++) {
+		const struct be_region *r = &bf->be->regions[i];
+
+		end = max_t(u64, end, (u64)r->phys + r->size);
+	}
+	return fixed_size_llseek(file, offset, whence, min_t(u64, end, LLONG_MAX));
+}
+
 static const struct file_operations be_fops = {
 	.owner = THIS_MODULE,
 	.open = be_open,
@@ -368,7 +388,7 @@ static const struct file_operations be_fops = {
 	.read = be_read,
 	.poll = be_poll,
 	.mmap = be_mmap,
-	.llseek = noop_llseek,
+	.llseek = be_llseek,
 };
 
 static ssize_t layout_show(struct device *dev, struct device_attribute *attr, char *buf)
