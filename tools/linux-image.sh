@@ -27,7 +27,10 @@
 #     builds it first: `make linux` runs both; its vermagic must equal the stock modules'),
 #     /init = tests/linux/backend-init, /bin/rust-ioreq-be-test (tests/linux/*.c, as above) and
 #     the daemon /bin/rust-ioreq-backend (build/linux/rust-ioreq-backend, static aarch64, built by
-#     tools/rust-ioreq-backend.sh: `make linux` runs it first).
+#     tools/rust-ioreq-backend.sh: `make linux` runs it first). vhost-user-initramfs.cpio.gz is
+#     the same plus the unmodified vhost-user daemons build/linux/vhost-device-{rng,vsock}
+#     (tools/vhost-user-daemons.sh, also run first) and /bin/vsock-echo (tests/linux/vsock-echo.c;
+#     the frontend initramfs has it too).
 #  7. build/guests/linux.img, build/guests/linux-initramfs.cpio.gz,
 #     build/guests/linux-dom0-initramfs.cpio.gz and build/guests/linux-backend-initramfs.cpio.gz:
 #     symlinks to the outputs, so that scenarios can say `kernel = "linux"` and
@@ -53,8 +56,10 @@ BUSYBOX_SHA256=732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575afef2a52f5
 # virtio-rng: the devices; ext4: mounts the ext2 filesystem busybox's mke2fs makes (Debian
 # builds no ext2 driver: CONFIG_EXT4_USE_FOR_EXT2=y); crc32c_generic: ext4's `softdep=pre:
 # crc32c` (not a `depends=`), without which its mount fails with "Cannot load crc32c driver".
+# vmw_vsock_virtio_transport (with vsock): AF_VSOCK over a virtio-vsock (vhost-user-vsock).
 MODULES=(drivers/virtio/virtio_mmio.ko drivers/block/virtio_blk.ko
-         drivers/char/hw_random/virtio-rng.ko crypto/crc32c_generic.ko fs/ext4/ext4.ko)
+         drivers/char/hw_random/virtio-rng.ko crypto/crc32c_generic.ko fs/ext4/ext4.ko
+         net/vmw_vsock/vmw_vsock_virtio_transport.ko)
 # Modules the frontend initramfs holds but /init loads only for `make bench` (listed, with their
 # dependencies, in /lib/modules/bench-order): null_blk, a block device with nothing behind it,
 # the floor of a Linux block request (tests/linux/init, linuxtest.bench_floor).
@@ -66,7 +71,8 @@ DOM0_MODULES=(drivers/xen/xen-privcmd.ko)
 NEED_CONFIG=(CONFIG_VIRTIO=y CONFIG_VIRTIO_MMIO=m CONFIG_VIRTIO_BLK=m CONFIG_HW_RANDOM_VIRTIO=m
              CONFIG_CRYPTO_CRC32C=m CONFIG_EXT4_FS=m CONFIG_EXT4_USE_FOR_EXT2=y CONFIG_DEVTMPFS=y
              CONFIG_BLK_DEV_NULL_BLK=m CONFIG_BLK_DEV_INITRD=y CONFIG_RD_GZIP=y CONFIG_SERIAL_AMBA_PL011_CONSOLE=y
-             CONFIG_XEN=y CONFIG_XEN_DOM0=y CONFIG_HVC_XEN=y CONFIG_XEN_PRIVCMD=m)
+             CONFIG_XEN=y CONFIG_XEN_DOM0=y CONFIG_HVC_XEN=y CONFIG_XEN_PRIVCMD=m
+             CONFIG_VSOCKETS=m CONFIG_VIRTIO_VSOCKETS=m)
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
@@ -81,7 +87,9 @@ backend_init_src=$top/tests/linux/backend-init
 backend_test_src=$top/tests/linux/rust-ioreq-be-test.c
 backend_ko=$out/module/rust-ioreq-be.ko
 backend_daemon=$out/rust-ioreq-backend
-vhost_user_daemons=("$out/vhost-device-rng")
+vhost_user_daemons=("$out/vhost-device-rng" "$out/vhost-device-vsock")
+vsock_echo_src=$top/tests/linux/vsock-echo.c
+vsock_echo=$out/vsock-echo
 domctl_src=$top/tests/linux/xen-domctl.c
 blkbench_src=$top/tests/linux/blkbench.c
 kver=$KERNEL_ABI-arm64
@@ -341,15 +349,22 @@ fetch_deb "$BUSYBOX_PKG" "$BUSYBOX_VERSION" "$BUSYBOX_SHA256" "$busybox_deb"
 extract
 check_config
 install_image
+# The vhost-user-vsock scenario's two ends (frontend and vhost-user backend initramfs).
+if ! [ "$vsock_echo" -nt "$vsock_echo_src" ]; then
+    aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror -o "$vsock_echo" "$vsock_echo_src" \
+        || die "cannot build $vsock_echo_src"
+fi
 ON_DEMAND=("${BENCH_MODULES[@]}")
+EXTRA_BINS=("$vsock_echo")
 build_initramfs "$out/initramfs.cpio.gz" "$init_src" "$blkbench_src" "" "${MODULES[@]}"
 ON_DEMAND=()
+EXTRA_BINS=()
 build_initramfs "$out/dom0-initramfs.cpio.gz" "$dom0_init_src" "$domctl_src" "" "${DOM0_MODULES[@]}"
 EXTRA_BINS=("$backend_daemon")
 build_initramfs "$out/backend-initramfs.cpio.gz" "$backend_init_src" "$backend_test_src" "$backend_ko"
 # The same plus the unmodified vhost-user daemons, in an initramfs of its own: they add a few
 # MiB to the backend's RAM-backed root, which the other scenarios' disk images need.
-EXTRA_BINS=("$backend_daemon" "${vhost_user_daemons[@]}")
+EXTRA_BINS=("$backend_daemon" "${vhost_user_daemons[@]}" "$vsock_echo")
 build_initramfs "$out/vhost-user-initramfs.cpio.gz" "$backend_init_src" "$backend_test_src" "$backend_ko"
 EXTRA_BINS=()
 link_images

@@ -7,7 +7,7 @@
 # compiles faster), into BUILD_DIR/vhost-user-host/bin, for the bridge's host tests
 # (rust-ioreq-backend/tests/vhost_user.rs; make host-test passes the path in VHOST_DEVICE_RNG).
 #
-# rust-vmm's vhost-device-rng, at a pinned version, with the Cargo.lock it was published with
+# rust-vmm's vhost-device-rng and vhost-device-vsock, at pinned versions, with the Cargo.lock it was published with
 # (`cargo install --locked`): the daemon runs in the Linux backend domain and serves a device
 # through rust-ioreq-backend's vhost-user bridge (`--vhost-user <index>=<socket>`). Built as
 # rust-ioreq-backend is (tools/rust-ioreq-backend.sh: Debian's rustc-web, -Zbuild-std, static
@@ -17,7 +17,9 @@ set -euo pipefail
 
 TARGET=aarch64-unknown-linux-gnu
 # name@version of each daemon.
-DAEMONS="vhost-device-rng@0.1.0"
+DAEMONS="vhost-device-rng@0.1.0 vhost-device-vsock@0.3.0"
+# The host tests use only the rng daemon.
+HOST_DAEMONS="vhost-device-rng@0.1.0"
 host=
 if [ "${1:-}" = --host ]; then
     host=1
@@ -38,7 +40,7 @@ command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc missin
 
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
 if [ -n "$host" ]; then
-    for daemon in $DAEMONS; do
+    for daemon in $HOST_DAEMONS; do
         name=${daemon%@*}
         version=${daemon#*@}
         hroot=$build/vhost-user-host
@@ -58,7 +60,7 @@ for daemon in $DAEMONS; do
     out=$build/linux/$name
     bin=$root/bin/$name
     if ! [ -f "$bin" ] || ! grep -qx "$daemon" "$root/.built-$name" 2>/dev/null; then
-        say "building $name $version from crates.io (once, ~3 min)"
+        say "building $name $version from crates.io (once, 2 to 4 min)"
         env RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
             CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
             CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \

@@ -51,9 +51,8 @@ fn run() -> Result<(), String> {
                 offset: bank.phys,
             })
             .collect();
-        let fd = dev
-            .duplicate()
-            .map_err(|e| format!("cannot duplicate {}: {e}", opts.dev))?;
+        let fd = BackendDevice::reopen(&opts.dev)
+            .map_err(|e| format!("cannot open {} again: {e}", opts.dev))?;
         VhostUser::connect(kind, socket, fd, regions)
     };
     let models = devices::build(

@@ -63,10 +63,11 @@ impl BackendDevice {
         Ok(unsafe { SharedRegion::from_raw(p.cast(), len) })
     }
 
-    /// Returns a second descriptor of the device node (the vhost-user bridge sends it to a
-    /// backend daemon, which maps the frontends' RAM through it).
-    pub fn duplicate(&self) -> io::Result<OwnedFd> {
-        Ok(self.file.try_clone()?.into())
+    /// Opens the device node again for a vhost-user backend daemon, which maps the frontends'
+    /// RAM through it. A new open file, not a duplicate: its notify count (what `read` consumes)
+    /// is its own, so the daemon cannot take this one's wakeups.
+    pub fn reopen(path: &str) -> io::Result<OwnedFd> {
+        Ok(OpenOptions::new().read(true).write(true).open(path)?.into())
     }
 
     /// Waits up to `timeout_ms` for the notify interrupt count to move (returns at once the

@@ -53,7 +53,9 @@ pub const MAX_REGIONS: usize = 8;
 /// Longest reply accepted (a configuration space is at most 256 bytes).
 const MAX_REPLY: u32 = 512;
 /// How long a restart waits for the backend daemon to listen again.
-const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long one read or write on the vhost-user socket may take.
+const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// `QueueNumMax` offered to the driver for every queue of a bridged device.
 pub const QUEUE_SIZE: u16 = 256;
 
@@ -149,7 +151,7 @@ impl VhostUser {
                 regions.len()
             ));
         }
-        let socket = UnixStream::connect(path)
+        let socket = connect(path)
             .map_err(|e| format!("cannot connect to the vhost-user socket {path}: {e}"))?;
         let mut kicks = Vec::new();
         let mut calls = Vec::new();
@@ -195,6 +197,13 @@ impl VhostUser {
                 &self.protocol_features.to_le_bytes(),
                 &[],
             )?;
+        }
+        if self.protocol_features & PF_MQ == 0 && self.kind.num_queues() > 1 {
+            return Err(io::Error::other(format!(
+                "no MQ protocol feature: cannot learn whether it has the {} queues of a {}",
+                self.kind.num_queues(),
+                self.kind.name()
+            )));
         }
         if self.protocol_features & PF_MQ != 0 {
             let queues = self.get_u64(req::GET_QUEUE_NUM)?;
@@ -275,7 +284,7 @@ impl VhostUser {
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
         let deadline = std::time::Instant::now() + RECONNECT_FOR;
         self.socket = loop {
-            match UnixStream::connect(&self.path) {
+            match connect(&self.path) {
                 Ok(s) => break s,
                 Err(e) if std::time::Instant::now() >= deadline => return Err(e),
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
@@ -303,6 +312,11 @@ impl VhostUser {
         }
         let fds = vec![self.memory_fd.as_raw_fd(); self.regions.len()];
         self.send(req::SET_MEM_TABLE, &table, &fds)?;
+        for (i, q) in queues.iter().enumerate().take(self.kind.num_queues()) {
+            if q.is_ready() {
+                self.check_ring(i, q)?;
+            }
+        }
         for (i, q) in queues.iter().enumerate().take(self.kind.num_queues()) {
             if !q.is_ready() {
                 continue;
@@ -359,6 +373,31 @@ impl VhostUser {
             sizes.len(),
             sizes.join("/")
         );
+        Ok(())
+    }
+
+    /// Refuses a ring outside the frontend's RAM before the vhost-user daemon sees it (it
+    /// would fail the whole connection).
+    fn check_ring(&self, index: usize, q: &Queue) -> io::Result<()> {
+        let n = u64::from(q.size());
+        for (part, len) in [
+            (QueuePart::Descriptors, 16 * n),
+            (QueuePart::Driver, 6 + 2 * n),
+            (QueuePart::Device, 6 + 8 * n),
+        ] {
+            let start = q.address(part).0;
+            let inside = self.regions.iter().any(|r| {
+                start >= r.gpa
+                    && start
+                        .checked_add(len)
+                        .is_some_and(|end| end <= r.gpa.saturating_add(r.size))
+            });
+            if !inside {
+                return Err(io::Error::other(format!(
+                    "queue {index}: its {part:?} ring at {start:#x} (+{len:#x}) is outside the frontend's RAM"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -423,6 +462,16 @@ impl VhostUser {
         self.socket.read_exact(&mut payload)?;
         Ok(payload)
     }
+}
+
+/// Connects to a vhost-user socket whose every read and write gives up after [`IO_TIMEOUT`]:
+/// the daemon serves every device on one thread, and a hung vhost-user daemon must not stall
+/// the others (it makes its device broken instead).
+fn connect(path: &str) -> io::Result<UnixStream> {
+    let socket = UnixStream::connect(path)?;
+    socket.set_read_timeout(Some(IO_TIMEOUT))?;
+    socket.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(socket)
 }
 
 /// A vring state message: a queue index and a number.

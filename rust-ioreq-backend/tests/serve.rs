@@ -70,7 +70,7 @@ fn no_vhost(
     _: rust_ioreq_backend::vhost::Kind,
     _: &str,
 ) -> Result<rust_ioreq_backend::vhost::VhostUser, String> {
-    Err(format!("device {}: no vhost-user here", d.index))
+    Err(format!("no vhost-user daemon for device {}", d.index))
 }
 
 fn entropy() -> Box<dyn EntropyDebug> {
@@ -554,7 +554,7 @@ fn set_up_errors_name_the_device() {
         &no_vhost,
     )
     .unwrap_err();
-    assert_eq!(e, "device 3: device 3: no vhost-user here");
+    assert_eq!(e, "device 3: no vhost-user daemon for device 3");
 }
 
 /// A driver resetting its device in a loop chooses how often the "driver ready" and "reset:"

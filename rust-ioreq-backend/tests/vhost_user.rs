@@ -1,7 +1,8 @@
 //! Host tests of the vhost-user bridge against a real, unmodified vhost-user backend daemon:
-//! rust-vmm's vhost-device-rng built for the host (`make check` builds it with
-//! tools/vhost-user-daemons.sh --host and names it in VHOST_DEVICE_RNG). The frontend's RAM is a
-//! memfd both sides map, as /dev/rust-ioreq-be is on a board.
+//! rust-vmm's vhost-device-rng built for the host by `tools/vhost-user-daemons.sh --host` (which
+//! `make host-test`, part of `make test`, runs first) into build/vhost-user-host/bin, or the
+//! binary VHOST_DEVICE_RNG names. The frontend's RAM is a memfd both sides map, as
+//! /dev/rust-ioreq-be is on a board.
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
@@ -38,9 +39,16 @@ impl Drop for Daemon {
 
 /// Starts vhost-device-rng on a fresh socket; returns it and the socket's path.
 fn start_rng(name: &str) -> (Daemon, String) {
-    let bin = std::env::var("VHOST_DEVICE_RNG").expect(
-        "VHOST_DEVICE_RNG must name a host build of vhost-device-rng \
-         (tools/vhost-user-daemons.sh --host; make check sets it)",
+    let bin = std::env::var("VHOST_DEVICE_RNG").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../build/vhost-user-host/bin/vhost-device-rng"
+        )
+        .to_string()
+    });
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "no {bin}: build it with tools/vhost-user-daemons.sh --host (make host-test does)"
     );
     let base =
         std::env::temp_dir().join(format!("rust-ioreq-vu-{}-{name}.sock", std::process::id()));
@@ -212,6 +220,35 @@ fn vhost_device_rng_fills_the_frontends_buffers_through_the_bridge() {
         "no call after the restart"
     );
     assert_eq!(read_u32(&mem, USED + 8), 32);
+}
+
+#[test]
+fn a_ring_outside_the_frontends_ram_is_refused_before_the_daemon_sees_it() {
+    let (_daemon, socket) = start_rng("ring");
+    let (_, fd) = ram();
+    let region = MemoryRegion {
+        gpa: RAM_GPA,
+        size: RAM_SIZE as u64,
+        offset: 0,
+    };
+    let mut dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![region]).unwrap();
+    dev.activate(VERSION_1);
+    let mut q = Queue::new(QSIZE);
+    q.set_size(QSIZE);
+    // The used ring's last bytes past the end of RAM.
+    let used = RAM_GPA + RAM_SIZE as u64 - 16;
+    q.set_address_half(QueuePart::Descriptors, false, DESC as u32);
+    q.set_address_half(QueuePart::Driver, false, AVAIL as u32);
+    q.set_address_half(QueuePart::Device, false, used as u32);
+    q.enable().unwrap();
+    dev.driver_ok(std::slice::from_ref(&q));
+    let why = dev.broken().expect("refused");
+    assert!(
+        why.contains(
+            "queue 0: its Device ring at 0x400ffff0 (+0x46) is outside the frontend's RAM"
+        ),
+        "{why}"
+    );
 }
 
 #[test]
