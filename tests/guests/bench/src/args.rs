@@ -12,6 +12,8 @@
 //!   reference backend on the fast transport (docs/backend-abi.md "Version 2"), `classic` has
 //!   `xen,virtio-classic` (every access a round trip), `poll` is served by a backend that polls
 //!   (`backend.poll=1`, `xen,ioreq-poll-us`). A kind not given: its rows are skipped;
+//! - `bench.linux=<hex>`: a classic device served by the userspace daemon rust-ioreq-backend in a
+//!   Linux backend domain (any device type: only MagicValue is read): the `linux_read` row;
 //! - `bench.evtchn=<port>`: the local port of a static event channel to the peer (`xen,evtchn-v1`
 //!   in the host DT, `xen,enhanced = "no-xenstore"` on both domains): the `evtchn_roundtrip` row;
 //! - `bench.mode=evtchn-peer`: instead of benchmarking, echo every event of `bench.evtchn` back
@@ -50,6 +52,8 @@ pub struct Args {
     pub classic: Option<usize>,
     /// Base address of the device whose backend polls.
     pub poll: Option<usize>,
+    /// Base address of the classic device a Linux backend's daemon serves.
+    pub linux: Option<usize>,
     /// Local port of the static event channel.
     pub evtchn: Option<u32>,
     /// Samples per measurement, `1..=MAX_ITERS`.
@@ -70,6 +74,7 @@ impl Args {
             fast: None,
             classic: None,
             poll: None,
+            linux: None,
             evtchn: None,
             iters: DEFAULT_ITERS,
             warmup: DEFAULT_WARMUP,
@@ -105,6 +110,10 @@ impl Args {
                 }
                 ("poll", _) if address.is_some() => {
                     args.poll = address;
+                    true
+                }
+                ("linux", _) if address.is_some() => {
+                    args.linux = address;
                     true
                 }
                 ("evtchn", Some(port)) => match u32::try_from(port) {

@@ -21,6 +21,8 @@
 //!   and `classic_write` (QueueSel = 0, its reset value), both round trips: the baseline;
 //! - on the device whose backend polls (`bench.poll=`): `poll_read`, the configuration-space
 //!   read of `config_read`, with Xen spinning for the answer instead of blocking the vCPU;
+//! - on the classic device of a Linux backend (`bench.linux=`): `linux_read` (MagicValue), the
+//!   round trip of `classic_read` answered by rust-ioreq-backend in Linux userspace;
 //! - `evtchn_roundtrip` (`bench.evtchn=`): upstream Xen's own signalling primitive, a static
 //!   event channel ping-pong with a peer domain running this guest in `bench.mode=evtchn-peer`,
 //!   both waiting in `wfi` (`evtchn.rs`).
@@ -296,6 +298,20 @@ fn main(boot: &Boot) {
             ),
         }
     });
+    // The Linux backend's first answer comes once its kernel has booted and its daemon runs
+    // (seconds): waited for here, so that its boot does not load the host while the other rows
+    // are measured.
+    if let Some(magic) = roles
+        .linux
+        .and_then(|dev| dev.read_reg(virtio::MAGIC_VALUE))
+    {
+        let value = magic.read();
+        scenario::check(
+            "linux-online",
+            value == virtio::MAGIC,
+            format_args!("Linux backend's device answered MagicValue {value:#x}"),
+        );
+    }
     let channel = args.evtchn.and_then(|port| open_channel(&dt, port));
     let Some(rows) = stats::take_rows() else {
         scenario::check("samples", false, "sample store already taken");
@@ -364,10 +380,11 @@ struct Roles {
     fast: Option<VirtioWindow>,
     classic: Option<VirtioWindow>,
     poll: Option<VirtioWindow>,
+    linux: Option<VirtioWindow>,
 }
 
 impl Roles {
-    /// Returns the devices `bench.fast=`, `bench.classic=` and `bench.poll=` name; `None` (after
+    /// Returns the devices `bench.fast=`, `bench.classic=`, `bench.poll=` and `bench.linux=` name; `None` (after
     /// a FAIL line) when one is not a `virtio,mmio` node of the device tree.
     fn find(devices: &Devices, args: &Args) -> Option<Self> {
         let mut ok = true;
@@ -396,11 +413,12 @@ impl Roles {
             fast: window("fast", args.fast),
             classic: window("classic", args.classic),
             poll: window("poll", args.poll),
+            linux: window("linux", args.linux),
         };
         if !ok {
             return None;
         }
-        let named = [roles.fast, roles.classic, roles.poll]
+        let named = [roles.fast, roles.classic, roles.poll, roles.linux]
             .iter()
             .flatten()
             .count();
@@ -408,11 +426,12 @@ impl Roles {
             "devices",
             true,
             format_args!(
-                "{} virtio,mmio node(s), {named} named: fast {}, classic {}, poll {}",
+                "{} virtio,mmio node(s), {named} named: fast {}, classic {}, poll {}, linux {}",
                 devices.virtio_count(),
                 Base(roles.fast),
                 Base(roles.classic),
-                Base(roles.poll)
+                Base(roles.poll),
+                Base(roles.linux)
             ),
         );
         Some(roles)
@@ -700,6 +719,18 @@ fn plan(
         }
         None => println!("bench: no bench.poll= device: poll_read skipped"),
     }
+    match roles
+        .linux
+        .and_then(|dev| dev.read_reg(virtio::MAGIC_VALUE))
+    {
+        Some(reg) => add(Bench::new(
+            "linux_read",
+            "Linux backend's classic device MagicValue read (round trip to its daemon)",
+            Kind::Read(reg),
+            Expect::Exactly(u64::from(virtio::MAGIC)),
+        )),
+        None => println!("bench: no bench.linux= device: linux_read skipped"),
+    }
     match channel {
         Some(c) => add(Bench::new(
             "evtchn_roundtrip",
@@ -768,6 +799,7 @@ fn report_ratios(benches: &[Option<Bench>]) {
     ratio("poll_read", "config_read");
     ratio("classic_write", "notify_posted");
     ratio("classic_read", "transport_read");
+    ratio("linux_read", "classic_read");
 }
 
 /// Prints the sanity checks: one per measurement that completed, and two orderings.
