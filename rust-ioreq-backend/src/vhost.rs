@@ -156,8 +156,8 @@ impl VhostUser {
         let mut kicks = Vec::new();
         let mut calls = Vec::new();
         for _ in 0..kind.num_queues() {
-            kicks.push(eventfd().map_err(|e| format!("eventfd: {e}"))?);
-            calls.push(eventfd().map_err(|e| format!("eventfd: {e}"))?);
+            kicks.push(crate::sys::eventfd().map_err(|e| format!("eventfd: {e}"))?);
+            calls.push(crate::sys::eventfd().map_err(|e| format!("eventfd: {e}"))?);
         }
         let mut dev = Self {
             kind,
@@ -480,10 +480,6 @@ fn state(index: u32, num: u32) -> [u8; 8] {
     b[..4].copy_from_slice(&index.to_le_bytes());
     b[4..].copy_from_slice(&num.to_le_bytes());
     b
-}
-
-fn eventfd() -> io::Result<OwnedFd> {
-    crate::sys::eventfd()
 }
 
 impl VirtioDevice for VhostUser {
