@@ -36,15 +36,4 @@ env RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
     /usr/bin/cargo build -q --release -p rust-ioreq-backend --target "$TARGET" \
     -Zbuild-std=std,panic_abort
 bin=$target_dir/$TARGET/release/rust-ioreq-backend
-[ -f "$bin" ] || die "cargo wrote no $bin"
-# Static: no program interpreter, no NEEDED library.
-if aarch64-linux-gnu-readelf -ld "$bin" | grep -qE 'INTERP|NEEDED'; then
-    die "$bin is not static: $(aarch64-linux-gnu-readelf -d "$bin" | grep NEEDED | tr -s ' ')"
-fi
-aarch64-linux-gnu-strip -o "$out.tmp" "$bin"
-if cmp -s "$out.tmp" "$out"; then
-    rm "$out.tmp"
-else
-    mv "$out.tmp" "$out"
-    say "$out ($(wc -c < "$out") bytes, static aarch64)"
-fi
+"$top/tools/install-static.sh" "$bin" "$out" rust-ioreq-backend.sh

@@ -69,15 +69,5 @@ for daemon in $DAEMONS; do
             || die "cargo install $name@$version failed"
         echo "$daemon" > "$root/.built-$name"
     fi
-    [ -f "$bin" ] || die "cargo wrote no $bin"
-    if aarch64-linux-gnu-readelf -ld "$bin" | grep -qE 'INTERP|NEEDED'; then
-        die "$bin is not static"
-    fi
-    aarch64-linux-gnu-strip -o "$out.tmp" "$bin"
-    if cmp -s "$out.tmp" "$out"; then
-        rm "$out.tmp"
-    else
-        mv "$out.tmp" "$out"
-        say "$out ($(wc -c < "$out") bytes, static aarch64)"
-    fi
+    "$top/tools/install-static.sh" "$bin" "$out" vhost-user-daemons.sh
 done

@@ -19,13 +19,9 @@ use rust_ioreq_backend::shared::SharedRegion;
 use rust_ioreq_backend::window::Bank;
 use virtio_device::SplitMix64;
 
-const RAM_GPA: u64 = 0x4000_0000;
-const RAM_SIZE: usize = 0x10_0000;
-const DESC: u64 = RAM_GPA + 0x1000;
-const AVAIL: u64 = RAM_GPA + 0x2000;
-const USED: u64 = RAM_GPA + 0x3000;
-const BUF: u64 = RAM_GPA + 0x10000;
-const QSIZE: u16 = 8;
+mod common;
+
+use common::{AVAIL, BUF, DESC, QSIZE, RAM_GPA, RAM_SIZE, USED};
 
 /// Device 0: a classic disk; device 1: a fast disk; device 2: a read-only disk (classic);
 /// device 3: a fast rng.

@@ -17,13 +17,9 @@ use virtio_device::memory::Gpa;
 use virtio_device::queue::{Queue, QueuePart};
 use virtio_device::{GuestMemory, Logger, VirtioDevice};
 
-const RAM_GPA: u64 = 0x4000_0000;
-const RAM_SIZE: usize = 0x10_0000;
-const DESC: u64 = RAM_GPA + 0x1000;
-const AVAIL: u64 = RAM_GPA + 0x2000;
-const USED: u64 = RAM_GPA + 0x3000;
-const BUF: u64 = RAM_GPA + 0x10000;
-const QSIZE: u16 = 8;
+mod common;
+
+use common::{AVAIL, BUF, DESC, QSIZE, RAM_GPA, RAM_SIZE, USED};
 const VERSION_1: u64 = 1 << 32;
 const EVENT_IDX: u64 = 1 << 29;
 
