@@ -156,13 +156,12 @@ fn run() -> Result<(), String> {
         server.devices.len(),
         layout.frontends.len()
     );
-    let vhost_user_fds = server.vhost_user_fds();
     loop {
         // The first wait returns at once: the scan at start the ABI asks for.
-        dev.wait(IDLE_MS, &vhost_user_fds)
+        dev.wait(IDLE_MS, &server.vhost_user_fds())
             .map_err(|e| format!("waiting for the notify interrupt: {e}"))?;
         server.serve_until_idle();
-        server.signal_vhost_user_completions();
+        server.handle_vhost_user_events();
         if let Some(every) = stats_every {
             server.print_stats_when_due(every);
         }

@@ -420,35 +420,44 @@ impl<'a> Server<'a> {
         }
     }
 
-    /// Returns the call eventfds of the devices served by vhost-user daemons (the caller waits
-    /// for them with the notify interrupt).
+    /// Returns what to wait on for the devices served by vhost-user daemons, with the notify
+    /// interrupt: their call eventfds and the sockets of their live connections (which change
+    /// when a reset reconnects: ask again after every look).
     pub fn vhost_user_fds(&self) -> Vec<std::os::fd::RawFd> {
-        self.devices
-            .iter()
-            .filter_map(|d| match d.transport.device() {
-                Model::VhostUser(v) => Some(v.call_fds()),
-                _ => None,
-            })
-            .flatten()
-            .collect()
+        let mut fds = Vec::new();
+        for d in &self.devices {
+            if let Model::VhostUser(v) = d.transport.device() {
+                fds.extend(v.call_fds());
+                fds.extend(v.connection_fd());
+            }
+        }
+        fds
     }
 
-    /// Interrupts the drivers of the devices whose vhost-user daemon used buffers since the
-    /// last look (its call eventfd was signalled).
-    pub fn signal_vhost_user_completions(&mut self) {
+    /// Looks at the devices served by vhost-user daemons after a wait: interrupts the driver of
+    /// each whose daemon used buffers since the last look (its call eventfd was signalled), and
+    /// sets DEVICE_NEEDS_RESET (with the configuration-change interrupt) on each that broke:
+    /// its daemon exited or failed a request. The driver's reset then reconnects.
+    pub fn handle_vhost_user_events(&mut self) {
         for dev in &mut self.devices {
-            let used = match dev.transport.device_mut() {
-                Model::VhostUser(v) => v.take_used(),
-                _ => false,
+            let (used, broken) = match dev.transport.device_mut() {
+                Model::VhostUser(v) => {
+                    v.check_connection();
+                    (v.take_used(), v.broken().is_some())
+                }
+                _ => continue,
+            };
+            let mut irq = DoorbellIrq {
+                doorbell: self.doorbell,
+                device: dev.desc.index,
+                fast: matches!(dev.path, Path::Fast { .. }),
+                count: &mut dev.counters.irqs,
             };
             if used {
-                let mut irq = DoorbellIrq {
-                    doorbell: self.doorbell,
-                    device: dev.desc.index,
-                    fast: matches!(dev.path, Path::Fast { .. }),
-                    count: &mut dev.counters.irqs,
-                };
                 dev.transport.signal_used_buffer(&mut irq);
+            }
+            if broken && dev.transport.set_needs_reset(&mut irq) {
+                dev.counters.incidents += 1;
             }
         }
     }

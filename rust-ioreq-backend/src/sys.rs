@@ -243,6 +243,43 @@ pub fn eventfd_take(fd: RawFd) -> u64 {
     }
 }
 
+/// What a look at a socket that should be quiet found, without waiting or consuming anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quiet {
+    /// Nothing to read: the peer is there and said nothing.
+    Yes,
+    /// The peer closed the connection (it exited, or shut the socket down).
+    Closed,
+    /// The peer sent something.
+    Sent,
+}
+
+/// Looks whether connected socket `socket` has something to read (MSG_PEEK | MSG_DONTWAIT).
+pub fn peek_quiet(socket: RawFd) -> io::Result<Quiet> {
+    let mut byte = [0u8; 1];
+    // SAFETY: `byte` is 1 writable byte that outlives the call; MSG_PEEK leaves it queued.
+    let n = unsafe {
+        libc::recv(
+            socket,
+            byte.as_mut_ptr().cast(),
+            byte.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Ok(Quiet::Closed),
+        n if n > 0 => Ok(Quiet::Sent),
+        _ => {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(Quiet::Yes),
+                io::ErrorKind::ConnectionReset => Ok(Quiet::Closed),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
 /// Sends `bytes` on the Unix socket `socket` with `fds` as SCM_RIGHTS (a vhost-user message that
 /// carries descriptors: the memory table, kick and call eventfds).
 pub fn send_with_fds(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {

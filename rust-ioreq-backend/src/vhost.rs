@@ -13,6 +13,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use virtio_device::queue::{Queue, QueuePart};
+
+use crate::server::{RateLimit, PREFIX};
+use crate::sys::Quiet;
 use virtio_device::{GuestMemory, Logger, QueueError, VirtioDevice};
 
 /// vhost-user requests this front-end sends (specification numbering).
@@ -132,8 +135,11 @@ pub struct VhostUser {
     started: Vec<bool>,
     /// The queues were handed over since the connection was made: a new start reconnects.
     used_connection: bool,
-    /// The first failure talking to the backend daemon, once: the device then stays silent.
+    /// The first failure talking to the backend daemon: the device then needs a reset (the
+    /// server sets DEVICE_NEEDS_RESET), and the driver's reset reconnects.
     broken: Option<String>,
+    /// The bridge's own lines: a driver that resets in a loop chooses how often they come.
+    limit: RateLimit,
 }
 
 impl VhostUser {
@@ -174,6 +180,7 @@ impl VhostUser {
             started: vec![false; kind.num_queues()],
             used_connection: false,
             broken: None,
+            limit: RateLimit::new(),
         };
         dev.handshake()
             .map_err(|e| format!("vhost-user backend at {path}: {e}"))?;
@@ -365,14 +372,12 @@ impl VhostUser {
             .filter(|(_, started)| **started)
             .map(|(q, _)| q.size().to_string())
             .collect();
-        println!(
-            "{}: vhost-user {}: memory table of {} bank(s) and {} queue(s) of size {} handed over",
-            crate::server::PREFIX,
-            self.path,
+        self.say(&format!(
+            "memory table of {} bank(s) and {} queue(s) of size {} handed over",
             self.regions.len(),
             sizes.len(),
             sizes.join("/")
-        );
+        ));
         Ok(())
     }
 
@@ -414,11 +419,89 @@ impl VhostUser {
         Ok(())
     }
 
-    fn fail(&mut self, what: &str, e: io::Error) {
+    /// Marks the device broken (once per connection) and drops the connection: a backend
+    /// daemon still running listens again for the reconnect a reset makes.
+    fn fail(&mut self, what: &str, e: impl std::fmt::Display) {
         if self.broken.is_none() {
-            let line = format!("vhost-user backend at {}: {what}: {e}", self.path);
-            println!("{}: {line}", crate::server::PREFIX);
-            self.broken = Some(line);
+            let why = format!("{what}: {e}");
+            self.say(&format!("{why}; the device needs a reset"));
+            self.broken = Some(format!("vhost-user backend at {}: {why}", self.path));
+            let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Prints one of the bridge's lines through its rate limit.
+    fn say(&mut self, line: &str) {
+        let (show, dropped) = self.limit.allow(std::time::Instant::now());
+        if let Some(n) = dropped {
+            println!(
+                "{PREFIX}: vhost-user {}: {n} more lines not shown",
+                self.path
+            );
+        }
+        if show {
+            println!("{PREFIX}: vhost-user {}: {line}", self.path);
+        }
+    }
+
+    /// Returns the socket to the backend daemon while the connection is in use, to wait on
+    /// with the call eventfds: it becomes readable when the daemon exits.
+    pub fn connection_fd(&self) -> Option<RawFd> {
+        self.broken.is_none().then(|| self.socket.as_raw_fd())
+    }
+
+    /// Looks whether the backend daemon is still there (without waiting): a daemon that exited
+    /// closed its end of the socket; one that sends a message nobody asked for broke the
+    /// protocol (back-end requests would come on a channel this front-end never sets up).
+    /// Returns whether the device broke now.
+    pub fn check_connection(&mut self) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        match crate::sys::peek_quiet(self.socket.as_raw_fd()) {
+            Ok(Quiet::Yes) => return false,
+            Ok(Quiet::Closed) => self.fail("connection", "closed by the daemon (did it exit?)"),
+            Ok(Quiet::Sent) => self.fail("connection", "a message nobody asked for"),
+            Err(e) => self.fail("connection", e),
+        }
+        true
+    }
+
+    /// A reset of a broken device: one new connection (no retries: the driver resets again if it
+    /// wants, and the daemon's one thread serves every device meanwhile). The daemon must offer
+    /// the features and configuration the transport offered the driver at start-up (a fast
+    /// device's record holds them, in Xen's memory).
+    fn recover(&mut self) {
+        let (features, config) = (self.backend_features, self.config.clone());
+        let attempt = connect(&self.path).and_then(|socket| {
+            self.socket = socket;
+            self.protocol_features = 0;
+            self.handshake()?;
+            if self.backend_features != features || self.config != config {
+                return Err(io::Error::other(format!(
+                    "the daemon now offers features {:#x} (configuration {:02x?}), was {features:#x} ({config:02x?})",
+                    self.backend_features, self.config
+                )));
+            }
+            Ok(())
+        });
+        self.backend_features = features;
+        self.config = config;
+        match attempt {
+            Ok(()) => {
+                // What the old daemon was kicked with or signalled is of no use to the new one.
+                for fd in self.kicks.iter().chain(&self.calls) {
+                    crate::sys::eventfd_take(fd.as_raw_fd());
+                }
+                self.started.iter_mut().for_each(|s| *s = false);
+                self.used_connection = false;
+                self.broken = None;
+                self.say("reconnected after the driver's reset");
+            }
+            Err(e) => {
+                let _ = self.socket.shutdown(std::net::Shutdown::Both);
+                self.say(&format!("still broken after the driver's reset: {e}"));
+            }
         }
     }
 
@@ -526,6 +609,7 @@ impl VirtioDevice for VhostUser {
 
     fn reset(&mut self) {
         if self.broken.is_some() {
+            self.recover();
             return;
         }
         if let Err(e) = self.stop() {

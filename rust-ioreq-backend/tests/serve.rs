@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rust_ioreq_backend::devices::{self, DiskArg, EntropyDebug};
 use rust_ioreq_backend::fast::{NotifyPage, TransportPage};
-use rust_ioreq_backend::ioreq::{reg, RecordingDoorbell, STATE_IORESP_READY, STATE_READY};
+use rust_ioreq_backend::ioreq::{reg, RecordingDoorbell};
 use rust_ioreq_backend::layout::Layout;
 use rust_ioreq_backend::server::{FastPages, Mapped, Server, LINES_PER_PERIOD};
 use rust_ioreq_backend::shared::SharedRegion;
@@ -21,7 +21,7 @@ use virtio_device::SplitMix64;
 
 mod common;
 
-use common::{AVAIL, BUF, DESC, QSIZE, RAM_GPA, RAM_SIZE, USED};
+use common::{access, doorbell, AVAIL, BUF, DESC, QSIZE, RAM_GPA, RAM_SIZE, USED};
 
 /// Device 0: a classic disk; device 1: a fast disk; device 2: a read-only disk (classic);
 /// device 3: a fast rng.
@@ -81,15 +81,6 @@ impl Drop for World {
     }
 }
 
-/// A doorbell of interface version 2 with the fast transport.
-fn doorbell() -> RecordingDoorbell {
-    RecordingDoorbell {
-        version: 2,
-        features: 1,
-        ..Default::default()
-    }
-}
-
 /// The pages and disks, as a test sees them.
 struct World {
     layout: Layout,
@@ -144,36 +135,6 @@ impl World {
             })
             .collect()
     }
-}
-
-/// Plays Xen for one access of vCPU `vcpu`: posts it, lets the daemon serve, checks the
-/// COMPLETE and the slot state, then frees the slot; returns the answer.
-fn access(
-    s: &mut Server<'_>,
-    w_ioreq: SharedRegion,
-    db: &RecordingDoorbell,
-    vcpu: u32,
-    addr: u64,
-    size: u32,
-    write: Option<u64>,
-) -> u64 {
-    let slot = 32 * vcpu as usize;
-    w_ioreq.write_u64(slot, addr);
-    w_ioreq.write_u64(slot + 8, write.unwrap_or(0xdead_beef));
-    w_ioreq.write_u64(slot + 16, 1 | (u64::from(size) << 32));
-    w_ioreq.write_u8(slot + 31, 1);
-    let dir = if write.is_some() { 0 } else { 1 << 5 };
-    w_ioreq.write_u8(slot + 30, dir | STATE_READY);
-    s.serve_until_idle();
-    assert_eq!(w_ioreq.read_u8(slot + 30), Some(dir | STATE_IORESP_READY));
-    let writes = db.writes.borrow().clone();
-    assert!(
-        writes.contains(&(reg::COMPLETE, vcpu)),
-        "no COMPLETE for vCPU {vcpu}: {writes:?}"
-    );
-    db.writes.borrow_mut().retain(|w| w.0 != reg::COMPLETE);
-    w_ioreq.write_u8(slot + 30, 0);
-    w_ioreq.read_u64(slot + 8).unwrap()
 }
 
 fn put_desc(ram: SharedRegion, i: u16, addr: u64, len: u32, flags: u16, next: u16) {

@@ -10,6 +10,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use rust_ioreq_backend::devices::Model;
+use rust_ioreq_backend::ioreq::{reg, RecordingDoorbell};
+use rust_ioreq_backend::layout::Layout;
+use rust_ioreq_backend::server::{Mapped, Server};
 use rust_ioreq_backend::shared::SharedRegion;
 use rust_ioreq_backend::vhost::{Kind, MemoryRegion, VhostUser};
 use rust_ioreq_backend::window::{Bank, Window};
@@ -19,7 +23,7 @@ use virtio_device::{GuestMemory, Logger, VirtioDevice};
 
 mod common;
 
-use common::{AVAIL, BUF, DESC, QSIZE, RAM_GPA, RAM_SIZE, USED};
+use common::{access, doorbell, AVAIL, BUF, DESC, QSIZE, RAM_GPA, RAM_SIZE, USED};
 const VERSION_1: u64 = 1 << 32;
 const EVENT_IDX: u64 = 1 << 29;
 
@@ -260,4 +264,186 @@ fn a_socket_nobody_listens_on_is_a_clear_error() {
         e.starts_with("cannot connect to the vhost-user socket /nonexistent/vu.sock: "),
         "{e}"
     );
+}
+
+/// Frontend 0's one virtio-rng, classic (every register a round trip: the test reads
+/// `Status` and `InterruptStatus` from the daemon), served through the bridge.
+const RESTART_LAYOUT: &str = "abi version=2 features=0x0 irq=13
+region doorbell frontend=-1 phys=0x3e000000 size=0x1000 gpa=0x0 type=device
+region ioreq frontend=0 phys=0x3e001000 size=0x1000 gpa=0x0 type=wb
+region ram frontend=0 phys=0x0 size=0x100000 gpa=0x40000000 type=wb
+frontend 0 vcpus=1 ioreq=0x3e001000 window=0x1000000000 window-size=0x1000000000 name=domU1
+device 0 frontend=0 mmio=0x2000000 size=0x200 classic=1 args=virtio-rng
+";
+const MMIO: u64 = 0x200_0000;
+const NEEDS_RESET: u64 = 0x40;
+
+/// Resets the device and brings queue 0 up again on fresh rings, as a driver's probe does.
+fn reset_and_bring_up(
+    s: &mut Server<'_>,
+    db: &RecordingDoorbell,
+    ioreq: SharedRegion,
+    mem: &Window,
+) {
+    let db_writes = |s: &mut Server<'_>, off: u64, v: u32| {
+        access_w(s, db, ioreq, off, Some(v));
+    };
+    db_writes(s, 0x070, 0);
+    mem.write(Gpa(AVAIL), &[0; 16]).unwrap();
+    mem.write(Gpa(USED), &[0; 16]).unwrap();
+    db_writes(s, 0x070, 1 | 2);
+    db_writes(s, 0x024, 1);
+    db_writes(s, 0x020, 1); // VERSION_1
+    db_writes(s, 0x070, 1 | 2 | 8);
+    db_writes(s, 0x030, 0);
+    db_writes(s, 0x038, u32::from(QSIZE));
+    for (off, gpa) in [(0x080, DESC), (0x090, AVAIL), (0x0a0, USED)] {
+        db_writes(s, off, gpa as u32);
+        db_writes(s, off + 4, (gpa >> 32) as u32);
+    }
+    db_writes(s, 0x044, 1);
+    db_writes(s, 0x070, 1 | 2 | 8 | 4);
+}
+
+/// One 32-bit register access of vCPU 0 (Xen's side: `common::access`).
+fn access_w(
+    s: &mut Server<'_>,
+    db: &RecordingDoorbell,
+    ioreq: SharedRegion,
+    off: u64,
+    write: Option<u32>,
+) -> u64 {
+    access(s, ioreq, db, 0, MMIO + off, 4, write.map(u64::from))
+}
+
+/// Looks at the vhost-user events until a RAISE_IRQ comes (5 s at most); returns whether it did.
+fn irq_within_5s(s: &mut Server<'_>, db: &RecordingDoorbell) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        s.handle_vhost_user_events();
+        if db.take().iter().any(|w| w.0 == reg::RAISE_IRQ) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+fn bridge<'s>(s: &'s Server<'_>) -> &'s VhostUser {
+    match s.devices[0].transport.device() {
+        Model::VhostUser(v) => v,
+        _ => unreachable!("device 0 is bridged"),
+    }
+}
+
+/// A vhost-user daemon that exits is noticed without a request (its socket is waited on): the
+/// device gets DEVICE_NEEDS_RESET and the configuration-change interrupt, as virtio says for a
+/// device that needs a reset; a driver reset with no daemon listening leaves it broken (and
+/// says so again), and once the daemon runs again, the driver's reset reconnects and the
+/// device serves. Before this change the device stayed silent: no DEVICE_NEEDS_RESET, no
+/// interrupt, and no reconnect (fails on 41d536e, which has no `handle_vhost_user_events`).
+#[test]
+fn a_daemon_that_exits_makes_the_device_need_a_reset_and_a_restarted_one_serves_again() {
+    let (daemon, socket) = start_rng("restart");
+    let (ram, fd) = ram();
+    let region = MemoryRegion {
+        gpa: RAM_GPA,
+        size: RAM_SIZE as u64,
+        offset: 0,
+    };
+    let dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![region]).unwrap();
+    let layout = Layout::parse(RESTART_LAYOUT).unwrap();
+    let ioreq = SharedRegion::alloc(0x1000);
+    let mapped = Mapped {
+        ioreq: vec![(0, ioreq)],
+        banks: vec![(
+            0,
+            Bank {
+                gpa: RAM_GPA,
+                region: ram,
+            },
+        )],
+        fast: None,
+    };
+    let mem = Window::new(vec![Bank {
+        gpa: RAM_GPA,
+        region: ram,
+    }]);
+    let mut console = Vec::new();
+    let db = doorbell();
+    let mut s = Server::new(
+        &layout,
+        mapped,
+        vec![Model::VhostUser(dev)],
+        &db,
+        &mut console,
+        None,
+    );
+
+    reset_and_bring_up(&mut s, &db, ioreq, &mem);
+    assert!(bridge(&s).broken().is_none(), "{:?}", bridge(&s).broken());
+    let sock = bridge(&s)
+        .connection_fd()
+        .expect("the connection is waited on");
+    assert!(s.vhost_user_fds().contains(&sock));
+    offer(&mem, 0, BUF, 64, 0);
+    access_w(&mut s, &db, ioreq, 0x050, Some(0));
+    assert!(
+        irq_within_5s(&mut s, &db),
+        "no interrupt for the used buffer"
+    );
+    assert_eq!(read_u16(&mem, USED + 2), 1);
+    assert_eq!(
+        access_w(&mut s, &db, ioreq, 0x060, None),
+        1,
+        "InterruptStatus: used buffer"
+    );
+    access_w(&mut s, &db, ioreq, 0x064, Some(1));
+
+    // The daemon exits: the next look finds its socket closed.
+    drop(daemon);
+    assert!(
+        irq_within_5s(&mut s, &db),
+        "no configuration-change interrupt"
+    );
+    let why = bridge(&s).broken().expect("broken").to_string();
+    assert!(why.contains("closed by the daemon"), "{why}");
+    assert!(
+        !s.vhost_user_fds().contains(&sock),
+        "a closed socket would wake every wait"
+    );
+    assert_eq!(
+        access_w(&mut s, &db, ioreq, 0x070, None) & NEEDS_RESET,
+        NEEDS_RESET
+    );
+    assert_eq!(
+        access_w(&mut s, &db, ioreq, 0x060, None),
+        2,
+        "InterruptStatus: config change"
+    );
+
+    // A reset with nobody listening: still broken, and the new DRIVER_OK needs a reset again.
+    reset_and_bring_up(&mut s, &db, ioreq, &mem);
+    assert!(bridge(&s).broken().is_some());
+    assert!(irq_within_5s(&mut s, &db));
+    assert_eq!(
+        access_w(&mut s, &db, ioreq, 0x070, None) & NEEDS_RESET,
+        NEEDS_RESET
+    );
+
+    // The daemon runs again: the driver's reset reconnects, the device serves.
+    let (_daemon, again) = start_rng("restart");
+    assert_eq!(again, socket);
+    reset_and_bring_up(&mut s, &db, ioreq, &mem);
+    assert!(bridge(&s).broken().is_none(), "{:?}", bridge(&s).broken());
+    assert_eq!(
+        access_w(&mut s, &db, ioreq, 0x070, None),
+        0xf,
+        "DRIVER_OK, no NEEDS_RESET"
+    );
+    offer(&mem, 0, BUF + 0x100, 64, 0);
+    access_w(&mut s, &db, ioreq, 0x050, Some(0));
+    assert!(irq_within_5s(&mut s, &db), "no interrupt after the restart");
+    assert_eq!(read_u16(&mem, USED + 2), 1);
+    assert_eq!(read_u32(&mem, USED + 8), 64);
 }

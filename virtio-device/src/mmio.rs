@@ -424,6 +424,22 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
     }
 
+    /// Tells the driver that the device failed on its own, outside a queue round (a
+    /// vhost-user backend daemon that exited): sets DEVICE_NEEDS_RESET and raises the
+    /// configuration-change interrupt (§2.1.2). Only once the driver set DRIVER_OK: during
+    /// initialisation the driver writes `Status` back as it read it plus one bit, and a bit set
+    /// between its read and its write would make that write one that clears it (refused here;
+    /// Linux then gives the device up as FAILED). An embedder calls this on every look and gets
+    /// whether the bit was newly set; a device that failed earlier says so at DRIVER_OK.
+    pub fn set_needs_reset(&mut self, irq: &mut dyn Interrupt) -> bool {
+        if !self.status.driver_ok() || self.status.has(DeviceStatus::DEVICE_NEEDS_RESET) {
+            return false;
+        }
+        self.status.0 |= DeviceStatus::DEVICE_NEEDS_RESET;
+        self.signal_config_change(irq);
+        true
+    }
+
     /// Returns `ConfigGeneration`.
     pub fn config_generation(&self) -> u32 {
         self.config_generation

@@ -471,3 +471,33 @@ fn driver_ok_hands_the_queues_over_once_and_used_buffers_can_be_signalled_later(
     assert_eq!(d.t.device().started.len(), 2);
     assert_eq!(d.t.device().started[1][0].0, 8);
 }
+
+/// A device that fails on its own (a vhost-user daemon gone) says so once DRIVER_OK is set, and
+/// once: DEVICE_NEEDS_RESET and the configuration-change interrupt; a reset clears it.
+#[test]
+fn a_device_failing_on_its_own_sets_needs_reset_once_and_interrupts_after_driver_ok() {
+    let mut ram = vec![0u8; RAM_SIZE];
+    let mut d = Driver::new(MmioTransport::new(Handed::default()), &mut ram);
+    // A device the driver has not touched has nothing to report.
+    assert!(!d.t.set_needs_reset(&mut d.irq));
+    assert_eq!(d.status(), 0);
+    d.bring_up(VERSION_1, 16);
+    let ready = d.status();
+    assert!(d.t.set_needs_reset(&mut d.irq));
+    assert_eq!(d.status(), ready | NEEDS_RESET);
+    assert_eq!((d.irq.0, d.read(reg::INTERRUPT_STATUS)), (1, 2), "config change");
+    // Once is enough: the bit is already there.
+    assert!(!d.t.set_needs_reset(&mut d.irq));
+    assert_eq!(d.irq.0, 1);
+    // Writing the status back unchanged is allowed; a reset clears the bit.
+    d.write(reg::STATUS, ready | NEEDS_RESET);
+    assert_eq!(d.status(), ready | NEEDS_RESET);
+    d.write(reg::STATUS, 0);
+    assert_eq!(d.status(), 0);
+    // Not during initialisation: the driver's next read-modify-write of Status would clear it
+    // (seen: Linux's probe then set FAILED and never reset the device again).
+    d.write(reg::STATUS, ACK | DRIVER);
+    assert!(!d.t.set_needs_reset(&mut d.irq));
+    assert_eq!(d.status(), ACK | DRIVER);
+    assert_eq!(d.irq.0, 1);
+}
