@@ -51,8 +51,12 @@ fn run() -> Result<(), String> {
                 offset: bank.phys,
             })
             .collect();
-        let fd = BackendDevice::reopen(&opts.dev)
-            .map_err(|e| format!("cannot open {} again: {e}", opts.dev))?;
+        let fd = BackendDevice::reopen_restricted(&opts.dev, d.frontend).map_err(|e| {
+            format!(
+                "cannot open {} again restricted to frontend {}'s RAM: {e}",
+                opts.dev, d.frontend
+            )
+        })?;
         VhostUser::connect(kind, socket, fd, regions)
     };
     let models = devices::build(

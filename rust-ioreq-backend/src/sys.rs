@@ -13,6 +13,18 @@ use crate::ioreq::Doorbell;
 use crate::layout::Region;
 use crate::shared::SharedRegion;
 
+/// The module's ioctl that restricts an open file to one frontend's RAM banks: `_IOW('r', 1,
+/// s32)` (tests/linux/rust-ioreq-be/rust-ioreq-be.c asserts the same number).
+pub const RIOREQ_BE_RESTRICT: libc::c_ulong = ioc_write(b'r', 1, 4);
+const _: () = assert!(RIOREQ_BE_RESTRICT == 0x4004_7201);
+
+/// Linux's generic `_IOW(type, nr, size)` (arm64 and x86 alike).
+const fn ioc_write(kind: u8, nr: u8, size: u16) -> libc::c_ulong {
+    (1 << 30)
+        | ((size as libc::c_ulong) << 16)
+        | ((kind as libc::c_ulong) << 8)
+        | nr as libc::c_ulong
+}
 /// The module's device node.
 pub const DEV_PATH: &str = "/dev/rust-ioreq-be";
 /// The module's layout file.
@@ -63,11 +75,28 @@ impl BackendDevice {
         Ok(unsafe { SharedRegion::from_raw(p.cast(), len) })
     }
 
-    /// Opens the device node again for a vhost-user backend daemon, which maps the frontends'
-    /// RAM through it. A new open file, not a duplicate: its notify count (what `read` consumes)
-    /// is its own, so the daemon cannot take this one's wakeups.
-    pub fn reopen(path: &str) -> io::Result<OwnedFd> {
-        Ok(OpenOptions::new().read(true).write(true).open(path)?.into())
+    /// Opens the device node again for a vhost-user backend daemon, restricted to frontend
+    /// `frontend`'s RAM banks (`RIOREQ_BE_RESTRICT`): the vhost-user daemon maps that RAM
+    /// through it and nothing else (not the doorbell, the ioreq pages, the records or other
+    /// frontends' RAM), and cannot read the notify count. A new open file, not a duplicate: the
+    /// restriction is the file's, and this daemon's file keeps everything.
+    pub fn reopen_restricted(path: &str, frontend: u32) -> io::Result<OwnedFd> {
+        let file: OwnedFd = OpenOptions::new().read(true).write(true).open(path)?.into();
+        let index = i32::try_from(frontend).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: RIOREQ_BE_RESTRICT reads one i32 from the pointer, which points to `index`
+        // for the whole call.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), RIOREQ_BE_RESTRICT, &index) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::ENOTTY) {
+                io::Error::other(format!(
+                    "{e}: this rust-ioreq-be.ko predates RIOREQ_BE_RESTRICT (rebuild the module)"
+                ))
+            } else {
+                e
+            });
+        }
+        Ok(file)
     }
 
     /// Waits up to `timeout_ms` for the notify interrupt count to move (returns at once the

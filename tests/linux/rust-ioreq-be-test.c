@@ -8,6 +8,10 @@
  *   mmap-refused the module refuses a range of a RAM window outside the frontend's banks, and
  *                a private mapping
  *   irq-read     a non-blocking read of the notify count returns 8 bytes
+ *   restrict     a file restricted to frontend 0 (ioctl RIOREQ_BE_RESTRICT, what a vhost-user
+ *                daemon gets) maps frontend 0's RAM and is refused (EPERM) the doorbell, the
+ *                ioreq page, the transport page and read(); a second restriction is refused
+ *                (EPERM), one to a frontend that does not exist too (EINVAL)
  *   fast         (when Xen offers the fast transport) the transport records published
  *   posted-notify a fast device's first notify seen on the notify page (FAIL if one arrives
  *                as a round trip)
@@ -41,12 +45,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <unistd.h>
 
 #define DEV_PATH "/dev/rust-ioreq-be"
 #define LAYOUT_PATH "/sys/class/misc/rust-ioreq-be/layout"
+
+/* The module's ioctl (tests/linux/rust-ioreq-be/rust-ioreq-be.c; docs/backend-abi.md). */
+#define RIOREQ_BE_RESTRICT _IOW('r', 0x01, int32_t)
+_Static_assert(RIOREQ_BE_RESTRICT == 0x40047201, "RIOREQ_BE_RESTRICT is ABI");
 
 #define DB_MAGIC 0x00
 #define DB_VERSION 0x04
@@ -283,6 +292,59 @@ static void check_refusals(int fd)
 		munmap(p, 0x1000);
 	if (q != MAP_FAILED)
 		munmap(q, 0x1000);
+}
+
+/* Maps one page of `fd` at `phys`; returns 0 or the errno of the refusal. */
+static int map_errno(int fd, uint64_t phys)
+{
+	void *p = mmap(NULL, 0x1000, PROT_READ, MAP_SHARED, fd, (off_t)phys);
+
+	if (p == MAP_FAILED)
+		return errno;
+	munmap(p, 0x1000);
+	return 0;
+}
+
+/* A file restricted to frontend 0 (what the vhost-user bridge gives a vhost-user daemon) maps
+ * that frontend's RAM and nothing else. */
+static void check_restrict(void)
+{
+	struct region *ram = find_region("ram", 0, UINT64_MAX);
+	struct region *db = find_region("doorbell", -1, UINT64_MAX);
+	struct region *ioreq = find_region("ioreq", 0, UINT64_MAX);
+	struct region *transport = find_region("transport", -1, UINT64_MAX);
+	int32_t fe0 = 0, nobody = 1000;
+	int fd = open(DEV_PATH, O_RDWR), other = open(DEV_PATH, O_RDWR);
+	int e_ram, e_db, e_ioreq, e_transport, e_again, e_nobody, e_read;
+	uint64_t count;
+
+	if (fd < 0 || other < 0 || !ram || !db || !ioreq) {
+		check(false, "restrict", "open: %s, or no ram/doorbell/ioreq region", strerror(errno));
+		goto out;
+	}
+	if (ioctl(fd, RIOREQ_BE_RESTRICT, &fe0)) {
+		check(false, "restrict", "ioctl(RIOREQ_BE_RESTRICT, 0): %s", strerror(errno));
+		goto out;
+	}
+	e_ram = map_errno(fd, ram->phys);
+	e_db = map_errno(fd, db->phys);
+	e_ioreq = map_errno(fd, ioreq->phys);
+	e_transport = transport ? map_errno(fd, transport->phys) : EPERM;
+	e_read = read(fd, &count, 8) < 0 ? errno : 0;
+	e_again = ioctl(fd, RIOREQ_BE_RESTRICT, &fe0) ? errno : 0;
+	e_nobody = ioctl(other, RIOREQ_BE_RESTRICT, &nobody) ? errno : 0;
+	check(!e_ram && e_db == EPERM && e_ioreq == EPERM && e_transport == EPERM &&
+		      e_read == EPERM && e_again == EPERM && e_nobody == EINVAL,
+	      "restrict",
+	      "RAM bank: %s; doorbell: %s; ioreq: %s; transport: %s; read: %s; again: %s; "
+	      "frontend 1000: %s",
+	      e_ram ? strerror(e_ram) : "mapped", strerror(e_db), strerror(e_ioreq),
+	      strerror(e_transport), strerror(e_read), strerror(e_again), strerror(e_nobody));
+out:
+	if (fd >= 0)
+		close(fd);
+	if (other >= 0)
+		close(other);
 }
 
 static void device_reset(struct device *d)
@@ -598,6 +660,7 @@ int main(int argc, char **argv)
 	check(magic == DB_MAGIC_VALUE && version >= 1, "doorbell", "MAGIC %#x VERSION %u FEATURES %#x",
 	      magic, version, features);
 	check_refusals(fd);
+	check_restrict();
 	nb = open(DEV_PATH, O_RDONLY | O_NONBLOCK);
 	check(nb >= 0 && read(nb, &count, 8) == 8, "irq-read", "notify interrupts so far: %" PRIu64,
 	      nb >= 0 ? count : 0);

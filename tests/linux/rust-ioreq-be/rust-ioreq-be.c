@@ -15,6 +15,10 @@
  *    reports POLLIN in the same case.
  *  - /sys/class/misc/rust-ioreq-be/layout: the regions, frontends and devices as text, one per
  *    line (format in docs/backend-abi.md).
+ *  - ioctl RIOREQ_BE_RESTRICT(frontend index): from then on this open file maps only that
+ *    frontend's RAM banks and reads nothing. It is the file the daemon's vhost-user bridge
+ *    hands to a vhost-user daemon, which must see that frontend's RAM and nothing else (not
+ *    the doorbell, the ioreq pages, the records, nor other frontends' RAM). One way only.
  *
  * Why a module and not /dev/mem or UIO: Debian's 6.1 arm64 kernel maps /dev/mem ranges outside
  * its RAM as Device memory (STRICT_DEVMEM), which is incoherent with Xen's cacheable view on
@@ -45,6 +49,11 @@
 #define DOORBELL_VERSION 0x04
 #define DOORBELL_FEATURES 0x08
 #define DOORBELL_MAGIC_VALUE 0x716f6972
+
+/* Restricts an open file to one frontend's RAM banks (argument: s32 frontend index). The
+ * number is part of the ABI: rust-ioreq-backend/src/sys.rs checks the same value. */
+#define RIOREQ_BE_RESTRICT _IOW('r', 0x01, __s32)
+static_assert(RIOREQ_BE_RESTRICT == 0x40047201, "RIOREQ_BE_RESTRICT is ABI (docs/backend-abi.md)");
 
 /* The ABI allows 8 frontends per backend; the rest bound the tables below. */
 #define MAX_FRONTENDS 8
@@ -102,10 +111,12 @@ struct be {
 static DEFINE_MUTEX(be_instance_lock);
 static struct be *be_instance;
 
-/* Per open file: the interrupt count read() last returned. */
+/* Per open file: the interrupt count read() last returned; the frontend it is restricted to
+ * (RIOREQ_BE_RESTRICT), or -1. */
 struct be_file {
 	struct be *be;
 	u64 seen;
+	atomic_t only_frontend;
 };
 
 static irqreturn_t be_notify_irq(int irq, void *data)
@@ -294,6 +305,7 @@ static int be_open(struct inode *inode, struct file *file)
 	bf->be = be_instance;
 	/* Never a real count: the first read returns at once (a backend scans once at start). */
 	bf->seen = U64_MAX;
+	atomic_set(&bf->only_frontend, -1);
 	file->private_data = bf;
 	mutex_unlock(&be_instance_lock);
 	return 0;
@@ -314,6 +326,8 @@ static ssize_t be_read(struct file *file, char __user *buf, size_t len, loff_t *
 
 	if (len < sizeof(count))
 		return -EINVAL;
+	if (atomic_read(&bf->only_frontend) >= 0)
+		return -EPERM;
 	if (file->f_flags & O_NONBLOCK) {
 		if ((u64)atomic64_read(&be->irq_count) == bf->seen)
 			return -EAGAIN;
@@ -334,6 +348,8 @@ static __poll_t be_poll(struct file *file, poll_table *wait)
 {
 	struct be_file *bf = file->private_data;
 
+	if (atomic_read(&bf->only_frontend) >= 0)
+		return EPOLLERR;
 	poll_wait(file, &bf->be->wait, wait);
 	if ((u64)atomic64_read(&bf->be->irq_count) != bf->seen)
 		return EPOLLIN | EPOLLRDNORM;
@@ -346,6 +362,7 @@ static int be_mmap(struct file *file, struct vm_area_struct *vma)
 	u64 start = (u64)vma->vm_pgoff << PAGE_SHIFT;
 	u64 len = vma->vm_end - vma->vm_start;
 	const struct be_region *r;
+	int only;
 
 	/* An offset past the 64-bit physical space would wrap in `start`. */
 	if (!(vma->vm_flags & VM_SHARED) || vma->vm_pgoff > (U64_MAX >> PAGE_SHIFT))
@@ -353,6 +370,9 @@ static int be_mmap(struct file *file, struct vm_area_struct *vma)
 	r = be_find_region(bf->be, start, len);
 	if (!r)
 		return -EINVAL;
+	only = atomic_read(&bf->only_frontend);
+	if (only >= 0 && (r->frontend != only || strcmp(r->kind, "ram")))
+		return -EPERM;
 	if (r->type == REGION_DEVICE)
 		/* Device nGnRE: every access traps to Xen as a single LDR/STR. */
 		vma->vm_page_prot = pgprot_device(vma->vm_page_prot);
@@ -381,6 +401,27 @@ static loff_t be_llseek(struct file *file, loff_t offset, int whence)
 	return fixed_size_llseek(file, offset, whence, min_t(u64, end, LLONG_MAX));
 }
 
+/* RIOREQ_BE_RESTRICT: see the head of this file. Mappings made before it stay. */
+static long be_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct be_file *bf = file->private_data;
+	unsigned int i;
+	s32 frontend;
+
+	if (cmd != RIOREQ_BE_RESTRICT)
+		return -ENOTTY;
+	if (copy_from_user(&frontend, (void __user *)arg, sizeof(frontend)))
+		return -EFAULT;
+	for (i = 0; i < bf->be->nr_frontends; i++)
+		if (frontend >= 0 && bf->be->frontends[i].index == (u32)frontend)
+			break;
+	if (i == bf->be->nr_frontends)
+		return -EINVAL;
+	if (atomic_cmpxchg(&bf->only_frontend, -1, frontend) != -1)
+		return -EPERM;
+	return 0;
+}
+
 static const struct file_operations be_fops = {
 	.owner = THIS_MODULE,
 	.open = be_open,
@@ -389,6 +430,8 @@ static const struct file_operations be_fops = {
 	.poll = be_poll,
 	.mmap = be_mmap,
 	.llseek = be_llseek,
+	.unlocked_ioctl = be_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 };
 
 static ssize_t layout_show(struct device *dev, struct device_attribute *attr, char *buf)
