@@ -485,7 +485,11 @@ fn a_device_failing_on_its_own_sets_needs_reset_once_and_interrupts_after_driver
     let ready = d.status();
     assert!(d.t.set_needs_reset(&mut d.irq));
     assert_eq!(d.status(), ready | NEEDS_RESET);
-    assert_eq!((d.irq.0, d.read(reg::INTERRUPT_STATUS)), (1, 2), "config change");
+    assert_eq!(
+        (d.irq.0, d.read(reg::INTERRUPT_STATUS)),
+        (1, 2),
+        "config change"
+    );
     // Once is enough: the bit is already there.
     assert!(!d.t.set_needs_reset(&mut d.irq));
     assert_eq!(d.irq.0, 1);
