@@ -440,25 +440,23 @@ impl<'a> Server<'a> {
     /// its daemon exited or failed a request. The driver's reset then reconnects.
     pub fn handle_vhost_user_events(&mut self) {
         for dev in &mut self.devices {
-            let (used, broken) = match dev.transport.device_mut() {
+            let used = match dev.transport.device_mut() {
                 Model::VhostUser(v) => {
                     v.check_connection();
-                    (v.take_used(), v.broken().is_some())
+                    v.take_used()
                 }
                 _ => continue,
             };
-            let mut irq = DoorbellIrq {
-                doorbell: self.doorbell,
-                device: dev.desc.index,
-                fast: matches!(dev.path, Path::Fast { .. }),
-                count: &mut dev.counters.irqs,
-            };
             if used {
+                let mut irq = DoorbellIrq {
+                    doorbell: self.doorbell,
+                    device: dev.desc.index,
+                    fast: matches!(dev.path, Path::Fast { .. }),
+                    count: &mut dev.counters.irqs,
+                };
                 dev.transport.signal_used_buffer(&mut irq);
             }
-            if broken && dev.transport.set_needs_reset(&mut irq) {
-                dev.counters.incidents += 1;
-            }
+            flag_broken_bridge(self.doorbell, dev);
         }
     }
 
@@ -572,6 +570,9 @@ impl<'a> Server<'a> {
             Ok(d) => {
                 let dev = &mut self.devices[d];
                 notified = access(dev, &req, &mut answer, &mut *self.console).map(|q| (d, q));
+                // Before the COMPLETE: a driver that reads Status right after its DRIVER_OK
+                // must find DEVICE_NEEDS_RESET if the hand-over failed.
+                flag_broken_bridge(self.doorbell, dev);
             }
             Err(why) => {
                 let f = &mut self.frontends[fe];
@@ -643,6 +644,24 @@ impl<'a> Server<'a> {
             .iter()
             .find(|f| f.index == index)
             .map_or(0, |f| f.window.refused())
+    }
+}
+
+/// Sets DEVICE_NEEDS_RESET (with the configuration-change interrupt) on `dev` if it is a
+/// bridged device whose vhost-user connection broke and its driver set DRIVER_OK.
+fn flag_broken_bridge(doorbell: &dyn Doorbell, dev: &mut Served) {
+    let broken = matches!(dev.transport.device(), Model::VhostUser(v) if v.broken().is_some());
+    if !broken {
+        return;
+    }
+    let mut irq = DoorbellIrq {
+        doorbell,
+        device: dev.desc.index,
+        fast: matches!(dev.path, Path::Fast { .. }),
+        count: &mut dev.counters.irqs,
+    };
+    if dev.transport.set_needs_reset(&mut irq) {
+        dev.counters.incidents += 1;
     }
 }
 

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 
 use virtio_device::Entropy;
 
@@ -269,6 +270,54 @@ pub fn eventfd_take(fd: RawFd) -> u64 {
         u64::from_ne_bytes(count)
     } else {
         0
+    }
+}
+
+/// Connects a Unix stream socket to `path` with `timeout` as its send and receive timeouts,
+/// set before the connect (Linux bounds a connect to a full listen queue by the send timeout;
+/// `UnixStream::connect` would wait forever).
+pub fn connect_unix(path: &str, timeout: std::time::Duration) -> io::Result<UnixStream> {
+    // SAFETY: plain arguments; the result is a new descriptor or -1.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    let socket = unsafe { UnixStream::from_raw_fd(fd) };
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family =
+        libc::sa_family_t::try_from(libc::AF_UNIX).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let bytes = path.as_bytes();
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a Unix socket path (empty, NUL, or longer than 107 bytes)",
+        ));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    let len = libc::socklen_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_un of at least `len` bytes for the whole call.
+        let rc = unsafe {
+            libc::connect(
+                socket.as_raw_fd(),
+                std::ptr::addr_of!(addr).cast::<libc::sockaddr>(),
+                len,
+            )
+        };
+        if rc == 0 {
+            return Ok(socket);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

@@ -140,6 +140,20 @@ pub struct VhostUser {
     broken: Option<String>,
     /// The bridge's own lines: a driver that resets in a loop chooses how often they come.
     limit: RateLimit,
+    /// What the driver (and a fast device's record, in Xen) was offered at start-up: a new
+    /// connection must offer the same.
+    offered: Offer,
+    /// When a broken device last tried to reconnect: at most one try per [`RECONNECT_FOR`].
+    last_recovery: Option<std::time::Instant>,
+}
+
+/// What the driver sees of the backend daemon: the feature bits passed on, whether indirect
+/// descriptors are offered, the configuration space.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Offer {
+    features: u64,
+    indirect: bool,
+    config: Vec<u8>,
 }
 
 impl VhostUser {
@@ -159,12 +173,7 @@ impl VhostUser {
         }
         let socket = connect(path)
             .map_err(|e| format!("cannot connect to the vhost-user socket {path}: {e}"))?;
-        let mut kicks = Vec::new();
-        let mut calls = Vec::new();
-        for _ in 0..kind.num_queues() {
-            kicks.push(crate::sys::eventfd().map_err(|e| format!("eventfd: {e}"))?);
-            calls.push(crate::sys::eventfd().map_err(|e| format!("eventfd: {e}"))?);
-        }
+        let (kicks, calls) = eventfds(kind).map_err(|e| format!("eventfd: {e}"))?;
         let mut dev = Self {
             kind,
             socket,
@@ -181,9 +190,12 @@ impl VhostUser {
             used_connection: false,
             broken: None,
             limit: RateLimit::new(),
+            offered: Offer::default(),
+            last_recovery: None,
         };
         dev.handshake()
             .map_err(|e| format!("vhost-user backend at {path}: {e}"))?;
+        dev.offered = dev.offer();
         Ok(dev)
     }
 
@@ -290,15 +302,55 @@ impl VhostUser {
     fn reconnect(&mut self) -> io::Result<()> {
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
         let deadline = std::time::Instant::now() + RECONNECT_FOR;
-        self.socket = loop {
+        let socket = loop {
             match connect(&self.path) {
                 Ok(s) => break s,
                 Err(e) if std::time::Instant::now() >= deadline => return Err(e),
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
             }
         };
+        self.new_session(socket)
+    }
+
+    /// Starts a session on a new connection: the handshake, which must find the offer of
+    /// start-up, and new kick and call eventfds (the last session's daemon, if it still runs,
+    /// may hold the old ones). On any failure what the driver sees stays as it was.
+    fn new_session(&mut self, socket: UnixStream) -> io::Result<()> {
+        let (backend_features, config) = (self.backend_features, self.config.clone());
+        self.socket = socket;
         self.protocol_features = 0;
-        self.handshake()
+        let checked = self.handshake().and_then(|()| {
+            let now = self.offer();
+            if now != self.offered {
+                return Err(io::Error::other(format!(
+                    "the daemon now offers {now:02x?}, was {:02x?}",
+                    self.offered
+                )));
+            }
+            eventfds(self.kind)
+        });
+        match checked {
+            Ok((kicks, calls)) => {
+                self.kicks = kicks;
+                self.calls = calls;
+                self.started.iter_mut().for_each(|s| *s = false);
+                Ok(())
+            }
+            Err(e) => {
+                self.backend_features = backend_features;
+                self.config = config;
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns what the driver sees of the backend daemon now.
+    fn offer(&self) -> Offer {
+        Offer {
+            features: self.features(),
+            indirect: self.offers_indirect(),
+            config: self.config.clone(),
+        }
     }
 
     fn start(&mut self, queues: &[Queue]) -> io::Result<()> {
@@ -422,6 +474,7 @@ impl VhostUser {
     /// Marks the device broken (once per connection) and drops the connection: a backend
     /// daemon still running listens again for the reconnect a reset makes.
     fn fail(&mut self, what: &str, e: impl std::fmt::Display) {
+        self.started.iter_mut().for_each(|s| *s = false);
         if self.broken.is_none() {
             let why = format!("{what}: {e}");
             self.say(&format!("{why}; the device needs a reset"));
@@ -467,33 +520,22 @@ impl VhostUser {
         true
     }
 
-    /// A reset of a broken device: one new connection (no retries: the driver resets again if it
-    /// wants, and the daemon's one thread serves every device meanwhile). The daemon must offer
-    /// the features and configuration the transport offered the driver at start-up (a fast
-    /// device's record holds them, in Xen's memory).
+    /// A reset of a broken device: one new connection, at most one try per [`RECONNECT_FOR`]
+    /// (a driver that resets in a loop does not get the daemon's one thread, which serves
+    /// every device, talking to a hung vhost-user daemon for a second each time). The daemon
+    /// must offer what the driver was offered at start-up.
     fn recover(&mut self) {
-        let (features, config) = (self.backend_features, self.config.clone());
-        let attempt = connect(&self.path).and_then(|socket| {
-            self.socket = socket;
-            self.protocol_features = 0;
-            self.handshake()?;
-            if self.backend_features != features || self.config != config {
-                return Err(io::Error::other(format!(
-                    "the daemon now offers features {:#x} (configuration {:02x?}), was {features:#x} ({config:02x?})",
-                    self.backend_features, self.config
-                )));
-            }
-            Ok(())
-        });
-        self.backend_features = features;
-        self.config = config;
-        match attempt {
+        let now = std::time::Instant::now();
+        if self
+            .last_recovery
+            .is_some_and(|t| now.duration_since(t) < RECONNECT_FOR)
+        {
+            self.say("still broken: the last reconnect was less than 1 s ago");
+            return;
+        }
+        self.last_recovery = Some(now);
+        match connect(&self.path).and_then(|socket| self.new_session(socket)) {
             Ok(()) => {
-                // What the old daemon was kicked with or signalled is of no use to the new one.
-                for fd in self.kicks.iter().chain(&self.calls) {
-                    crate::sys::eventfd_take(fd.as_raw_fd());
-                }
-                self.started.iter_mut().for_each(|s| *s = false);
                 self.used_connection = false;
                 self.broken = None;
                 self.say("reconnected after the driver's reset");
@@ -547,14 +589,24 @@ impl VhostUser {
     }
 }
 
-/// Connects to a vhost-user socket whose every read and write gives up after [`IO_TIMEOUT`]:
+/// Connects to a vhost-user socket whose connect, reads and writes give up after [`IO_TIMEOUT`]:
 /// the daemon serves every device on one thread, and a hung vhost-user daemon must not stall
 /// the others (it makes its device broken instead).
 fn connect(path: &str) -> io::Result<UnixStream> {
-    let socket = UnixStream::connect(path)?;
-    socket.set_read_timeout(Some(IO_TIMEOUT))?;
-    socket.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(socket)
+    // The timeouts are set before connecting: a hung daemon's full listen queue would block
+    // the connect itself for as long as the send timeout allows.
+    crate::sys::connect_unix(path, IO_TIMEOUT)
+}
+
+/// New kick and call eventfds, one each per queue of `kind`.
+fn eventfds(kind: Kind) -> io::Result<(Vec<OwnedFd>, Vec<OwnedFd>)> {
+    let mut kicks = Vec::new();
+    let mut calls = Vec::new();
+    for _ in 0..kind.num_queues() {
+        kicks.push(crate::sys::eventfd()?);
+        calls.push(crate::sys::eventfd()?);
+    }
+    Ok((kicks, calls))
 }
 
 /// A vring state message: a queue index and a number.

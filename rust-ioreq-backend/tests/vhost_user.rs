@@ -61,14 +61,25 @@ fn start_rng(name: &str) -> (Daemon, String) {
         .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     let daemon = Daemon(child);
     let start = Instant::now();
-    while !std::path::Path::new(&socket).exists() {
+    while !listening(&socket) {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "no socket {socket}"
+            "no socket {socket} listening"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
     (daemon, socket)
+}
+
+/// Whether a socket listens at `path` (/proc/net/unix: flags __SO_ACCEPTCON). The file exists
+/// from the daemon's bind(), before its listen(): a connect then would be refused.
+fn listening(path: &str) -> bool {
+    std::fs::read_to_string("/proc/net/unix").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 8 && f[3] == "00010000" && f[7] == path
+        })
+    })
 }
 
 /// The frontend's RAM: a memfd of RAM_SIZE bytes, mapped here; returns the mapping and the fd.
@@ -400,8 +411,21 @@ fn a_daemon_that_exits_makes_the_device_need_a_reset_and_a_restarted_one_serves_
     );
     access_w(&mut s, &db, ioreq, 0x064, Some(1));
 
-    // The daemon exits: the next look finds its socket closed.
+    // The daemon exits: what the daemon's loop waits on becomes readable (no request is
+    // needed to wake it), and the next look finds the socket closed.
     drop(daemon);
+    let mut pfds: Vec<libc::pollfd> = s
+        .vhost_user_fds()
+        .into_iter()
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` holds valid pollfds and outlives the call.
+    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 5000) };
+    assert!(ready > 0, "the wait would not wake: {ready}");
     assert!(
         irq_within_5s(&mut s, &db),
         "no configuration-change interrupt"
@@ -431,9 +455,18 @@ fn a_daemon_that_exits_makes_the_device_need_a_reset_and_a_restarted_one_serves_
         NEEDS_RESET
     );
 
-    // The daemon runs again: the driver's reset reconnects, the device serves.
+    // The daemon runs again. A reset less than a second after the last try does not try
+    // again (a driver resetting in a loop cannot keep the daemon's thread reconnecting); the
+    // next one reconnects and the device serves.
     let (_daemon, again) = start_rng("restart");
     assert_eq!(again, socket);
+    reset_and_bring_up(&mut s, &db, ioreq, &mem);
+    assert!(bridge(&s).broken().is_some(), "tried again within 1 s");
+    assert!(
+        irq_within_5s(&mut s, &db),
+        "DEVICE_NEEDS_RESET at DRIVER_OK again"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
     reset_and_bring_up(&mut s, &db, ioreq, &mem);
     assert!(bridge(&s).broken().is_none(), "{:?}", bridge(&s).broken());
     assert_eq!(
@@ -446,4 +479,83 @@ fn a_daemon_that_exits_makes_the_device_need_a_reset_and_a_restarted_one_serves_
     assert!(irq_within_5s(&mut s, &db), "no interrupt after the restart");
     assert_eq!(read_u16(&mem, USED + 2), 1);
     assert_eq!(read_u32(&mem, USED + 8), 64);
+}
+
+/// A scripted vhost-user daemon: answers SET_OWNER and GET_FEATURES with `features`, then runs
+/// `after` on the connection.
+fn fake_session(stream: &mut std::os::unix::net::UnixStream, features: u64) {
+    use std::io::{Read, Write};
+    for expected in [3u32, 1] {
+        let mut header = [0u8; 12];
+        stream.read_exact(&mut header).unwrap();
+        let request = u32::from_le_bytes(header[..4].try_into().unwrap());
+        assert_eq!(request, expected, "SET_OWNER then GET_FEATURES");
+        if request == 1 {
+            let mut reply = Vec::new();
+            reply.extend_from_slice(&1u32.to_le_bytes());
+            reply.extend_from_slice(&0x5u32.to_le_bytes());
+            reply.extend_from_slice(&8u32.to_le_bytes());
+            reply.extend_from_slice(&features.to_le_bytes());
+            stream.write_all(&reply).unwrap();
+        }
+    }
+}
+
+/// A daemon that sends a message nobody asked for breaks the protocol: the device breaks at
+/// the next look. A reconnect must find what the driver was offered: a daemon that now offers
+/// a feature bit the driver sees stays refused; one that differs only in a bit the driver
+/// never sees (NOTIFY_ON_EMPTY) is taken, once a second has passed since the last try.
+#[test]
+fn an_unrequested_message_breaks_the_device_and_a_reconnect_must_offer_the_same() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("rust-ioreq-vu-fake-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let path = dir.to_str().unwrap().to_string();
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let daemon = std::thread::spawn(move || {
+        let (mut first, _) = listener.accept().unwrap();
+        fake_session(&mut first, VERSION_1);
+        // Unasked: a GET_FEATURES "reply".
+        let mut msg = Vec::new();
+        for w in [1u32, 0x5, 8, 0, 0] {
+            msg.extend_from_slice(&w.to_le_bytes());
+        }
+        first.write_all(&msg).unwrap();
+        let (mut second, _) = listener.accept().unwrap();
+        fake_session(&mut second, VERSION_1 | 1 << 5);
+        let (mut third, _) = listener.accept().unwrap();
+        fake_session(&mut third, VERSION_1 | 1 << 24);
+        // Keep the last connection open until the test is done with it.
+        let mut end = [0u8; 1];
+        let _ = std::io::Read::read(&mut third, &mut end);
+    });
+    let (_, fd) = ram();
+    let region = MemoryRegion {
+        gpa: RAM_GPA,
+        size: RAM_SIZE as u64,
+        offset: 0,
+    };
+    let mut dev = VhostUser::connect(Kind::Rng, &path, fd, vec![region]).unwrap();
+    let start = Instant::now();
+    while !dev.check_connection() {
+        assert!(start.elapsed() < Duration::from_secs(5), "not noticed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let why = dev.broken().unwrap().to_string();
+    assert!(why.contains("a message nobody asked for"), "{why}");
+    assert!(dev.connection_fd().is_none());
+
+    dev.reset();
+    let why = dev
+        .broken()
+        .expect("a new feature bit is refused")
+        .to_string();
+    assert_eq!(dev.features() & (1 << 5), 0, "the driver's offer is kept");
+    std::thread::sleep(Duration::from_millis(1100));
+    dev.reset();
+    assert!(dev.broken().is_none(), "after {why}: {:?}", dev.broken());
+    assert!(dev.connection_fd().is_some());
+    drop(dev);
+    daemon.join().unwrap();
+    let _ = std::fs::remove_file(&path);
 }

@@ -429,8 +429,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// configuration-change interrupt (§2.1.2). Only once the driver set DRIVER_OK: during
     /// initialisation the driver writes `Status` back as it read it plus one bit, and a bit set
     /// between its read and its write would make that write one that clears it (refused here;
-    /// Linux then gives the device up as FAILED). An embedder calls this on every look and gets
-    /// whether the bit was newly set; a device that failed earlier says so at DRIVER_OK.
+    /// Linux then gives the device up as FAILED). An embedder calls this on every look, and
+    /// right after the `Status` write that set DRIVER_OK on a device that failed earlier, and
+    /// gets whether the bit was newly set.
     pub fn set_needs_reset(&mut self, irq: &mut dyn Interrupt) -> bool {
         if !self.status.driver_ok() || self.status.has(DeviceStatus::DEVICE_NEEDS_RESET) {
             return false;
@@ -765,6 +766,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
             return;
         }
         let old = self.status;
+        // DEVICE_NEEDS_RESET is the device's: a driver's read-modify-write that raced with it
+        // (Linux adding FAILED, say) keeps it rather than being refused for clearing it.
+        let v = v | (old.0 & DeviceStatus::DEVICE_NEEDS_RESET);
         let mut new = match status::transition(old, v) {
             Ok(s) => s,
             Err(error) => {

@@ -493,9 +493,16 @@ fn a_device_failing_on_its_own_sets_needs_reset_once_and_interrupts_after_driver
     // Once is enough: the bit is already there.
     assert!(!d.t.set_needs_reset(&mut d.irq));
     assert_eq!(d.irq.0, 1);
-    // Writing the status back unchanged is allowed; a reset clears the bit.
+    // Writing the status back unchanged is allowed, and so is a write that raced with the bit
+    // (read before it was set): the bit stays. A reset clears it.
     d.write(reg::STATUS, ready | NEEDS_RESET);
     assert_eq!(d.status(), ready | NEEDS_RESET);
+    d.write(reg::STATUS, ready | FAILED);
+    assert_eq!(d.status(), ready | FAILED | NEEDS_RESET);
+    assert!(d
+        .events()
+        .iter()
+        .all(|e| !matches!(e, Event::Status { .. })));
     d.write(reg::STATUS, 0);
     assert_eq!(d.status(), 0);
     // Not during initialisation: the driver's next read-modify-write of Status would clear it

@@ -33,6 +33,7 @@ pub const DRIVER: u32 = 2;
 pub const DRIVER_OK: u32 = 4;
 pub const FEATURES_OK: u32 = 8;
 pub const NEEDS_RESET: u32 = 64;
+pub const FAILED: u32 = 128;
 
 /// Register offsets used by the tests (§4.2.2).
 pub mod reg {
