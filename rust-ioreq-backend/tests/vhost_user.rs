@@ -108,6 +108,15 @@ fn ram() -> (SharedRegion, OwnedFd) {
     (unsafe { SharedRegion::from_raw(p.cast(), RAM_SIZE) }, fd)
 }
 
+/// The memory table's one region: the test RAM bank, at offset 0 of the memfd.
+fn ram_region() -> MemoryRegion {
+    MemoryRegion {
+        gpa: RAM_GPA,
+        size: RAM_SIZE as u64,
+        offset: 0,
+    }
+}
+
 fn ready_queue() -> Queue {
     let mut q = Queue::new(QSIZE);
     q.set_size(QSIZE);
@@ -173,12 +182,7 @@ fn kick_and_wait(dev: &mut VhostUser, queue: &mut Queue, mem: &dyn GuestMemory) 
 fn vhost_device_rng_fills_the_frontends_buffers_through_the_bridge() {
     let (_daemon, socket) = start_rng("fill");
     let (ram, fd) = ram();
-    let region = MemoryRegion {
-        gpa: RAM_GPA,
-        size: RAM_SIZE as u64,
-        offset: 0,
-    };
-    let mut dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![region]).unwrap();
+    let mut dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![ram_region()]).unwrap();
     assert_eq!(dev.device_id(), 4);
     assert_eq!(dev.num_queues(), 1);
     assert!(dev.describe().contains("virtio-rng through vhost-user"));
@@ -237,12 +241,7 @@ fn vhost_device_rng_fills_the_frontends_buffers_through_the_bridge() {
 fn a_ring_outside_the_frontends_ram_is_refused_before_the_daemon_sees_it() {
     let (_daemon, socket) = start_rng("ring");
     let (_, fd) = ram();
-    let region = MemoryRegion {
-        gpa: RAM_GPA,
-        size: RAM_SIZE as u64,
-        offset: 0,
-    };
-    let mut dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![region]).unwrap();
+    let mut dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![ram_region()]).unwrap();
     dev.activate(VERSION_1);
     let mut q = Queue::new(QSIZE);
     q.set_size(QSIZE);
@@ -265,12 +264,8 @@ fn a_ring_outside_the_frontends_ram_is_refused_before_the_daemon_sees_it() {
 #[test]
 fn a_socket_nobody_listens_on_is_a_clear_error() {
     let (_, fd) = ram();
-    let region = MemoryRegion {
-        gpa: RAM_GPA,
-        size: RAM_SIZE as u64,
-        offset: 0,
-    };
-    let e = VhostUser::connect(Kind::Rng, "/nonexistent/vu.sock", fd, vec![region]).unwrap_err();
+    let e =
+        VhostUser::connect(Kind::Rng, "/nonexistent/vu.sock", fd, vec![ram_region()]).unwrap_err();
     assert!(
         e.starts_with("cannot connect to the vhost-user socket /nonexistent/vu.sock: "),
         "{e}"
@@ -357,12 +352,7 @@ fn bridge<'s>(s: &'s Server<'_>) -> &'s VhostUser {
 fn a_daemon_that_exits_makes_the_device_need_a_reset_and_a_restarted_one_serves_again() {
     let (daemon, socket) = start_rng("restart");
     let (ram, fd) = ram();
-    let region = MemoryRegion {
-        gpa: RAM_GPA,
-        size: RAM_SIZE as u64,
-        offset: 0,
-    };
-    let dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![region]).unwrap();
+    let dev = VhostUser::connect(Kind::Rng, &socket, fd, vec![ram_region()]).unwrap();
     let layout = Layout::parse(RESTART_LAYOUT).unwrap();
     let ioreq = SharedRegion::alloc(0x1000);
     let mapped = Mapped {
@@ -532,12 +522,7 @@ fn an_unrequested_message_breaks_the_device_and_a_reconnect_must_offer_the_same(
         let _ = std::io::Read::read(&mut third, &mut end);
     });
     let (_, fd) = ram();
-    let region = MemoryRegion {
-        gpa: RAM_GPA,
-        size: RAM_SIZE as u64,
-        offset: 0,
-    };
-    let mut dev = VhostUser::connect(Kind::Rng, &path, fd, vec![region]).unwrap();
+    let mut dev = VhostUser::connect(Kind::Rng, &path, fd, vec![ram_region()]).unwrap();
     let start = Instant::now();
     while !dev.check_connection() {
         assert!(start.elapsed() < Duration::from_secs(5), "not noticed");
